@@ -1,0 +1,258 @@
+//! Every vector of `vectors.json` (a copy of `shared/protocol/vectors.json`),
+//! checked against the codec.
+//!
+//! Valid vectors must decode to their `frame` (compared in the JSON shape of
+//! the file) and, where `encode_exact` is set, encode back to their bytes.
+//! Invalid vectors must get their `expect`: the frame-level ones from the
+//! codec alone, the context-dependent ones (UNEXPECTED_FRAME before HELLO,
+//! UNSUPPORTED_VERSION, AUTH_FAILED) from what the codec offers a server to
+//! decide them with (the header's type, `Hello::choose_version`, the token
+//! functions). The gateway's socket tests check the same answers end to end.
+
+use awp_protocol::json::{JsonFrame, frame_from_json, frame_to_json};
+use awp_protocol::token::verify_device_token;
+use awp_protocol::{
+    Decoded, ErrorCode, Frame, FrameType, HEADER_LEN, HelloAuth, Limits, SUPPORTED_VERSIONS, check, decode,
+};
+use bytes::Bytes;
+use serde_json::Value;
+
+const VECTORS: &str = include_str!("vectors.json");
+/// The vectors were made with this secret for tenant `acme`.
+const ACME_SECRETS: &[&str] = &["acme-secret-1"];
+/// A fixed "now" for token expiry: 2026-11-25.
+const NOW: u64 = 1_795_000_000;
+
+fn vectors(section: &str) -> Vec<Value> {
+    let all: Value = serde_json::from_str(VECTORS).expect("vectors.json parses");
+    all[section].as_array().expect("section is an array").clone()
+}
+
+fn bytes_of(v: &Value) -> Bytes {
+    Bytes::from(hex::decode(v["hex"].as_str().unwrap()).unwrap())
+}
+
+fn name(v: &Value) -> &str {
+    v["name"].as_str().unwrap()
+}
+
+#[test]
+fn the_copy_in_the_repo_has_every_vector() {
+    assert_eq!(vectors("valid").len(), 17);
+    assert_eq!(vectors("invalid").len(), 56);
+}
+
+#[test]
+fn valid_vectors_decode_to_their_frame() {
+    let limits = Limits::DEFAULT;
+    for v in vectors("valid") {
+        let bytes = bytes_of(&v);
+        let Decoded::Complete(frame, used) = decode(&bytes, &limits).unwrap_or_else(|e| panic!("{}: {e}", name(&v)))
+        else {
+            panic!("{}: incomplete", name(&v));
+        };
+        assert_eq!(used, bytes.len(), "{}: frame length", name(&v));
+        let json = frame_to_json(&frame, &limits).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        assert_eq!(json, v["frame"], "{}", name(&v));
+    }
+}
+
+#[test]
+fn valid_vectors_encode_to_their_bytes() {
+    let limits = Limits::DEFAULT;
+    let mut exact = 0;
+    for v in vectors("valid") {
+        let frame = frame_from_json(&v["frame"]).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        let encoded = frame.encode(&limits).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        if v["encode_exact"] == Value::Bool(true) {
+            assert_eq!(hex::encode(&encoded), v["hex"].as_str().unwrap(), "{}", name(&v));
+            exact += 1;
+        } else {
+            // Compressed bytes differ between encoders: what must hold is
+            // that ours decode to the same frame.
+            let Decoded::Complete(again, _) = decode(&encoded.freeze(), &limits).unwrap() else {
+                panic!("{}: incomplete", name(&v));
+            };
+            assert_eq!(frame_to_json(&again, &limits).unwrap(), v["frame"], "{}", name(&v));
+        }
+    }
+    assert_eq!(exact, 15, "every encode_exact vector was compared byte for byte");
+}
+
+#[test]
+fn decoded_frames_re_encode_canonically() {
+    let limits = Limits::DEFAULT;
+    for v in vectors("valid") {
+        let bytes = bytes_of(&v);
+        let Decoded::Complete(frame, _) = decode(&bytes, &limits).unwrap() else {
+            unreachable!()
+        };
+        let Frame::Batch(batch) = &frame else {
+            assert_eq!(frame.to_bytes().unwrap(), bytes, "{}", name(&v));
+            continue;
+        };
+        let content = batch.decode(&limits).unwrap();
+        let mut plain = bytes::BytesMut::new();
+        content
+            .encode(awp_protocol::Compression::None, &limits, &mut plain)
+            .unwrap();
+        let mut again = bytes::BytesMut::new();
+        frame.encode(&mut again).unwrap();
+        let Decoded::Complete(Frame::Batch(re), _) = decode(&again.freeze(), &limits).unwrap() else {
+            panic!("{}: not a batch", name(&v));
+        };
+        assert_eq!(re.decode(&limits).unwrap(), content, "{}", name(&v));
+        if batch.compression() == awp_protocol::Compression::None {
+            assert_eq!(plain.freeze(), bytes, "{}", name(&v));
+        }
+    }
+}
+
+/// What a server answers to a client's frame, as far as the codec decides it.
+fn answer(bytes: &Bytes, after_welcome: bool) -> String {
+    let limits = Limits::DEFAULT;
+    let (header, len) = match check(bytes, &limits) {
+        Err(e) => return e.code().name().to_owned(),
+        Ok(Decoded::Incomplete(n)) => return format!("INCOMPLETE({n})"),
+        Ok(Decoded::Complete(header, len)) => (header, len),
+    };
+    assert_eq!(len, bytes.len(), "one frame per vector");
+    if !after_welcome && header.frame_type != FrameType::Hello {
+        return ErrorCode::UnexpectedFrame.name().to_owned();
+    }
+    let frame = match Frame::parse(&header, bytes.slice(HEADER_LEN..), &limits) {
+        Err(e) => return e.code().name().to_owned(),
+        Ok(frame) => frame,
+    };
+    match frame {
+        Frame::Hello(hello) => {
+            if hello.choose_version(SUPPORTED_VERSIONS).is_none() {
+                return ErrorCode::UnsupportedVersion.name().to_owned();
+            }
+            let secrets: &[&str] = if hello.tenant_id == "acme" { ACME_SECRETS } else { &[] };
+            let HelloAuth::Token { expiry, token } = hello.auth else {
+                return "CLIENT_CERT".to_owned();
+            };
+            if verify_device_token(secrets, &hello.tenant_id, &hello.device_id, expiry, &token, NOW) {
+                "WELCOME".to_owned()
+            } else {
+                ErrorCode::AuthFailed.name().to_owned()
+            }
+        }
+        Frame::Batch(batch) => match batch.decode(&limits) {
+            Ok(_) => "OK".to_owned(),
+            Err(_) => "REJECTED".to_owned(),
+        },
+        other => format!("{:?}", other.frame_type()),
+    }
+}
+
+#[test]
+fn invalid_vectors_get_their_answer() {
+    let mut failures = Vec::new();
+    let invalid = vectors("invalid");
+    for v in &invalid {
+        let got = answer(&bytes_of(v), v["after_welcome"].as_bool().unwrap());
+        let expect = v["expect"].as_str().unwrap();
+        if got != expect {
+            failures.push(format!("{}: expected {expect}, got {got}", name(v)));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {}:\n{}",
+        failures.len(),
+        invalid.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_valid_hellos_are_accepted_or_need_a_certificate() {
+    let answers: Vec<String> = vectors("valid")
+        .iter()
+        .filter(|v| v["frame"]["type"] == "HELLO")
+        .map(|v| answer(&bytes_of(v), false))
+        .collect();
+    assert_eq!(answers, ["WELCOME", "WELCOME", "CLIENT_CERT"]);
+}
+
+#[test]
+fn an_oversized_header_is_refused_before_its_payload() {
+    let v = vectors("invalid")
+        .into_iter()
+        .find(|v| name(v) == "oversize_header_only")
+        .unwrap();
+    let bytes = bytes_of(&v);
+    assert_eq!(bytes.len(), HEADER_LEN, "the vector is the header alone");
+    assert_eq!(
+        check(&bytes, &Limits::DEFAULT).unwrap_err().code(),
+        ErrorCode::FrameTooLarge
+    );
+}
+
+#[test]
+fn rejections_name_the_record_and_the_rule() {
+    let limits = Limits::DEFAULT;
+    let expected = [
+        (
+            "lat_out_of_range",
+            "record 0: lat_e7 out of range (900000001, allowed -900000000..=900000000)",
+        ),
+        (
+            "lon_out_of_range",
+            "record 0: lon_e7 out of range (-1800000001, allowed -1800000000..=1800000000)",
+        ),
+        ("count_zero", "batch: count out of range (0, allowed 1..=1000)"),
+        ("count_more_than_records", "record 1: kind truncated"),
+        ("trailing_after_records", "batch: records has trailing bytes"),
+        ("kind_zero", "record 0: kind 0 is not a record kind"),
+        ("body_trailing", "record 0: body has trailing bytes"),
+        ("body_short", "record 0: accuracy_m truncated"),
+        ("body_len_past_frame", "record 0: body truncated"),
+        ("event_duplicate_key", "record 0: key duplicate key"),
+        ("event_tag_6", "record 0: tag unknown value 6"),
+        ("event_65_attrs", "record 0: n out of range (65, allowed 0..=64)"),
+        ("record_invalid_utf8", "record 0: app not valid UTF-8"),
+        (
+            "body_overlong_varint",
+            "record 0: accuracy_m varint not minimally encoded",
+        ),
+        ("app_empty", "record 0: app length 0 out of range 1..=256"),
+        ("network_5", "record 0: network unknown value 5"),
+    ];
+    let invalid = vectors("invalid");
+    for (vector, message) in expected {
+        let v = invalid.iter().find(|v| name(v) == vector).unwrap();
+        let bytes = bytes_of(v);
+        let Decoded::Complete(Frame::Batch(batch), _) = decode(&bytes, &limits).unwrap() else {
+            panic!("{vector}: not a batch");
+        };
+        assert_eq!(batch.decode(&limits).unwrap_err().to_string(), message, "{vector}");
+    }
+}
+
+#[test]
+fn bad_preambles_are_explained() {
+    use awp_protocol::check_preamble;
+    assert_eq!(check_preamble(&[0x89, 0x41]).unwrap(), None);
+    assert_eq!(check_preamble(&[0x89, 0x41, 0x57, 0x50, 1]).unwrap(), Some(4));
+    let tls = check_preamble(&[0x16, 0x03, 0x01, 0x02]).unwrap_err();
+    assert_eq!(tls.code(), ErrorCode::BadMagic);
+    assert!(tls.to_string().contains("TLS ClientHello"), "{tls}");
+    let http = check_preamble(b"GET / HTTP/1.1").unwrap_err();
+    assert!(http.to_string().contains("HTTP"), "{http}");
+}
+
+#[test]
+fn json_round_trip_of_every_valid_frame() {
+    for v in vectors("valid") {
+        let parsed = frame_from_json(&v["frame"]).unwrap();
+        let limits = Limits::DEFAULT;
+        let json = match &parsed {
+            JsonFrame::Frame(f) => frame_to_json(f, &limits).unwrap(),
+            JsonFrame::Batch(b, c) => awp_protocol::json::batch_to_json(b, *c),
+        };
+        assert_eq!(json, v["frame"], "{}", name(&v));
+    }
+}
