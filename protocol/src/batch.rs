@@ -84,6 +84,15 @@ impl BatchFrame {
         Batch::decode_content(self.seq, &self.content, limits)
     }
 
+    /// Reads `base_time_ms` and `count` and returns an iterator that decodes
+    /// and checks one record per step, without collecting them: the
+    /// gateway turns each record into an item as it goes. The iterator ends
+    /// with the first error (a bad record, or bytes after the last one);
+    /// a batch is valid only if it ends without one.
+    pub fn records(&self, limits: &Limits) -> Result<Records<'_>, BatchError> {
+        Records::new(&self.content, limits)
+    }
+
     /// Writes the frame back: `seq` and the content, compressed as it came.
     pub(crate) fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let mut raw = BytesMut::with_capacity(varint_len(self.seq) + self.content.len());
@@ -115,29 +124,15 @@ impl<'a> Batch<'a> {
     /// every rule. This is what [`BatchFrame::decode`] runs; it is public for
     /// fuzzing and for tools that hold the content without a frame.
     pub fn decode_content(seq: u64, content: &'a [u8], limits: &Limits) -> Result<Batch<'a>, BatchError> {
-        let batch_err = |e: nom::Err<FieldError>| BatchError {
-            index: None,
-            error: field_error(e),
-        };
-        let (input, base_time_ms) = varint(content, "base_time_ms").map_err(batch_err)?;
-        let (mut input, count) = varint(input, "count").map_err(batch_err)?;
-        check_count(count, limits).map_err(|error| BatchError { index: None, error })?;
+        let mut iter = Records::new(content, limits)?;
         // Reserve no more than the remaining bytes could possibly hold.
-        let mut records = Vec::with_capacity((count as usize).min(input.len() / MIN_RECORD_LEN));
-        for index in 0..count as u32 {
-            let record_err = |error| BatchError {
-                index: Some(index),
-                error,
-            };
-            let (rest, record) = Record::parse(input).map_err(|e| record_err(field_error(e)))?;
-            record.check(base_time_ms).map_err(record_err)?;
-            records.push(record);
-            input = rest;
+        let mut records = Vec::with_capacity((iter.declared_count() as usize).min(content.len() / MIN_RECORD_LEN));
+        for record in &mut iter {
+            records.push(record?);
         }
-        end(input, "records").map_err(|error| BatchError { index: None, error })?;
         Ok(Batch {
             seq,
-            base_time_ms,
+            base_time_ms: iter.base_time_ms(),
             records,
         })
     }
@@ -226,6 +221,92 @@ impl<'a> Batch<'a> {
             base_time_ms: self.base_time_ms,
             records: self.records.into_iter().map(Record::into_owned).collect(),
         }
+    }
+}
+
+/// The records of a BATCH, decoded and checked one at a time (see
+/// [`BatchFrame::records`]).
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    input: &'a [u8],
+    base_time_ms: u64,
+    count: u32,
+    index: u32,
+    done: bool,
+}
+
+impl<'a> Records<'a> {
+    fn new(content: &'a [u8], limits: &Limits) -> Result<Records<'a>, BatchError> {
+        let batch_err = |e: nom::Err<FieldError>| BatchError {
+            index: None,
+            error: field_error(e),
+        };
+        let (input, base_time_ms) = varint(content, "base_time_ms").map_err(batch_err)?;
+        let (input, count) = varint(input, "count").map_err(batch_err)?;
+        check_count(count, limits).map_err(|error| BatchError { index: None, error })?;
+        Ok(Records {
+            input,
+            base_time_ms,
+            // check_count bounded it by max_batch_records, a u32.
+            count: count as u32,
+            index: 0,
+            done: false,
+        })
+    }
+
+    /// The batch's `base_time_ms`.
+    pub fn base_time_ms(&self) -> u64 {
+        self.base_time_ms
+    }
+
+    /// The batch's declared record count.
+    pub fn declared_count(&self) -> u32 {
+        self.count
+    }
+
+    /// The time of a record of this batch, in unix milliseconds.
+    pub fn record_time_ms(&self, record: &Record<'_>) -> u64 {
+        record_time(self.base_time_ms, record.time_offset_ms).unwrap_or(0)
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, BatchError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.index == self.count {
+            self.done = true;
+            return match end(self.input, "records") {
+                Ok(()) => None,
+                Err(error) => Some(Err(BatchError { index: None, error })),
+            };
+        }
+        let index = self.index;
+        let parsed = Record::parse(self.input)
+            .map_err(field_error)
+            .and_then(|(rest, record)| record.check(self.base_time_ms).map(|()| (rest, record)));
+        match parsed {
+            Ok((rest, record)) => {
+                self.input = rest;
+                self.index += 1;
+                Some(Ok(record))
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(BatchError {
+                    index: Some(index),
+                    error,
+                }))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some((self.count - self.index) as usize + 1))
     }
 }
 

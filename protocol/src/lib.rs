@@ -64,7 +64,7 @@ pub mod json;
 
 pub use batch::{
     AppUsage, Attr, AttrValue, Batch, BatchFrame, Channel, Direction, Event, Location, MAX_ATTR_VALUE_LEN,
-    MAX_EVENT_ATTRS, Message, NetUsage, Network, Record, RecordBody, Unknown, is_storable_float, kind,
+    MAX_EVENT_ATTRS, Message, NetUsage, Network, Record, RecordBody, Records, Unknown, is_storable_float, kind,
 };
 pub use error::{BatchError, EncodeError, ErrorCode, FieldError, FrameError, Problem};
 pub use frame::{

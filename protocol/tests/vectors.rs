@@ -256,3 +256,29 @@ fn json_round_trip_of_every_valid_frame() {
         assert_eq!(json, v["frame"], "{}", name(&v));
     }
 }
+
+/// Walking the records one at a time gives what collecting them gives,
+/// for every batch vector, valid or rejected.
+#[test]
+fn walking_records_agrees_with_collecting_them() {
+    let limits = Limits::DEFAULT;
+    let mut walked = 0;
+    for v in vectors("valid").iter().chain(vectors("invalid").iter()) {
+        let bytes = bytes_of(v);
+        let Ok(Decoded::Complete(Frame::Batch(batch), _)) = decode(&bytes, &limits) else {
+            continue;
+        };
+        let collected = batch.decode(&limits);
+        let walk: Result<Vec<_>, _> = match batch.records(&limits) {
+            Ok(records) => records.collect(),
+            Err(e) => Err(e),
+        };
+        match (collected, walk) {
+            (Ok(batch), Ok(records)) => assert_eq!(batch.records, records, "{}", name(v)),
+            (Err(a), Err(b)) => assert_eq!(a, b, "{}", name(v)),
+            (a, b) => panic!("{}: collect {a:?} but walk {b:?}", name(v)),
+        }
+        walked += 1;
+    }
+    assert!(walked > 25, "the batch vectors were walked ({walked})");
+}
