@@ -236,7 +236,9 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
-    fn new(content: &'a [u8], limits: &Limits) -> Result<Records<'a>, BatchError> {
+    /// Reads `base_time_ms` and `count` from a BATCH's content (everything
+    /// after `seq`); [`BatchFrame::records`] is the usual way in.
+    pub fn new(content: &'a [u8], limits: &Limits) -> Result<Records<'a>, BatchError> {
         let batch_err = |e: nom::Err<FieldError>| BatchError {
             index: None,
             error: field_error(e),

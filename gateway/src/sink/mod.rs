@@ -1,0 +1,2 @@
+pub mod null;
+pub mod sqlite;

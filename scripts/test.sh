@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The project's whole test suite: what README tells a newcomer to run and
+# what .ci/run runs on a clean clone. Installs what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Nothing in the tests may probe the cloud metadata address.
+export AWS_EC2_METADATA_DISABLED=true
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+test_log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$test_log"
+
+step "benches compile"
+cargo bench --workspace --locked --no-run
+
+step "fuzz targets: build and a short run each"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for target in decode_frame decode_batch; do
+    log=$(mktemp)
+    if fuzz/run.sh "$target" "${FUZZ_SECONDS:-15}" >"$log" 2>&1; then
+        echo "fuzz $target: $(grep -E '^Done' "$log")"
+    else
+        tail -n 60 "$log"
+        echo "fuzz $target: FAILED (crash input in fuzz/artifacts/$target/)"
+        exit 1
+    fi
+    rm -f "$log"
+done
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' "$test_log"
+rm -f "$test_log"
