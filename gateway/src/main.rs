@@ -1,1 +1,230 @@
-fn main() {}
+//! The `gateway` binary: command line, logging, signals.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use awp_gateway::config::{Config, EXAMPLE, SinkKind};
+use awp_gateway::{inspect, server};
+use clap::{Parser, Subcommand};
+
+/// AWP/1 ingestion gateway.
+///
+/// With no arguments it runs the embedded development default: loopback
+/// only, SQLite under ./data, one tenant `dev` whose secret it prints.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without one, the development default runs.
+    #[arg(long, short, global = true, env = "GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Plain TCP listen addresses (replace the config's).
+    #[arg(long, global = true, env = "GATEWAY_LISTEN", value_delimiter = ',')]
+    listen: Vec<std::net::SocketAddr>,
+    /// TLS listen addresses (replace the config's).
+    #[arg(long, global = true, env = "GATEWAY_TLS_LISTEN", value_delimiter = ',')]
+    tls_listen: Vec<std::net::SocketAddr>,
+    /// Admin HTTP address (replaces the config's).
+    #[arg(long, global = true, env = "GATEWAY_ADMIN_LISTEN")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Sink: sqlite or null (replaces the config's).
+    #[arg(long, global = true, env = "GATEWAY_SINK", value_parser = parse_sink)]
+    sink: Option<SinkKind>,
+    /// Data directory of the SQLite sink (replaces the config's).
+    #[arg(long, global = true, env = "GATEWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json. Levels come from RUST_LOG (default info).
+    #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Check the configuration and exit: silent and 0 when valid, one line naming the field otherwise.
+    CheckConfig,
+    /// Print a commented example configuration.
+    ExampleConfig,
+    /// Decode a captured client byte stream (raw or hex) into JSON lines, one per frame.
+    Inspect {
+        /// The capture file; `-` for standard input.
+        file: PathBuf,
+    },
+    /// Print the device token for a tenant secret (AWP1.md 4.1), for provisioning and support.
+    Token {
+        /// The tenant secret.
+        #[arg(long, env = "AWP_SECRET")]
+        secret: String,
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The device id.
+        #[arg(long)]
+        device: String,
+        /// Unix seconds after which the token is void; 0 for never.
+        #[arg(long, default_value_t = 0)]
+        expiry: u64,
+    },
+}
+
+fn parse_sink(s: &str) -> Result<SinkKind, String> {
+    match s {
+        "sqlite" => Ok(SinkKind::Sqlite),
+        "null" => Ok(SinkKind::Null),
+        _ => Err(format!("unknown sink {s:?}: use sqlite or null")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the chain of causes, outermost first.
+            eprintln!("gateway: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Some(Command::ExampleConfig) => {
+            print!("{EXAMPLE}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Inspect { file }) => return inspect_file(file),
+        Some(Command::Token {
+            secret,
+            tenant,
+            device,
+            expiry,
+        }) => {
+            let token = awp_protocol::token::device_token(secret.as_bytes(), tenant, device, *expiry);
+            println!("{}", hex::encode(token));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::CheckConfig) => {
+            load_config(&cli)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Run) | None => {}
+    }
+    init_logging(&cli.log_format)?;
+    let config = load_config(&cli)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let clean = runtime.block_on(async move {
+        let running = server::start(&config).await?;
+        if cli.config.is_none() {
+            print_development_banner(&config, &running);
+        }
+        wait_for_signal().await?;
+        tracing::info!("shutting down: GOAWAY to agents, draining");
+        anyhow::Ok(running.shutdown().await)
+    })?;
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+            let secret = development_secret(&data_dir)?;
+            Config::development(data_dir, secret)
+        }
+    };
+    if !cli.listen.is_empty() {
+        config.server.listen = cli.listen.clone();
+    }
+    if !cli.tls_listen.is_empty() {
+        config.server.tls_listen = cli.tls_listen.clone();
+    }
+    if let Some(a) = cli.admin_listen {
+        config.server.admin_listen = Some(a);
+    }
+    if let Some(kind) = cli.sink {
+        config.sink.kind = kind;
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.sink.data_dir = dir.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The development tenant's secret: kept in the data directory so agents
+/// keep working across restarts; made at random the first time.
+fn development_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("dev-tenant.secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= 16 {
+            return Ok(secret);
+        }
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness for the dev secret: {e}"))?;
+    let secret = hex::encode(raw);
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::write(&path, format!("{secret}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret)
+}
+
+fn print_development_banner(config: &Config, running: &server::RunningServer) {
+    let addr = running.plain_addrs.first().map(ToString::to_string).unwrap_or_default();
+    let secret = &config.tenants[0].secrets[0];
+    let dir = config.sink.data_dir.display();
+    println!("AWP gateway, development default (loopback only, SQLite under {dir}/)");
+    println!("  agents:  {addr}  (plain TCP)");
+    if let Some(admin) = running.admin_addr {
+        println!("  admin:   http://{admin}/metrics  /healthz  /readyz");
+    }
+    println!("  tenant:  dev   secret: {secret}   (kept in {dir}/dev-tenant.secret)");
+    println!("  a device token:  gateway token --tenant dev --device DEVICE_ID --secret {secret}");
+    println!("  load it:  agent-sim --gateway {addr} --tenant dev --secret {secret}");
+    println!("  stored items:  sqlite3 {dir}/dev.sqlite3 'select device, rk, item from items limit 10'");
+    println!("Ctrl-C drains and stops.");
+}
+
+fn inspect_file(file: &Path) -> anyhow::Result<ExitCode> {
+    let raw = if file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let lines = inspect::inspect(&inspect::capture_bytes(&raw), &awp_protocol::Limits::DEFAULT);
+    let mut failed = false;
+    for line in &lines {
+        failed |= line.get("error").is_some();
+        println!("{line}");
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("--log-format: unknown format {other:?}: use text or json"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! TLS for AWP/1 listeners (AWP1.md §1 and §4.1).
+//!
+//! A TLS listener speaks exactly the same protocol as a plaintext one; this
+//! module only builds the rustls [`ServerConfig`] and checks client
+//! certificates:
+//!
+//! - **TLS 1.3 and 1.2 only**, with rustls' ring provider. Older versions are
+//!   not offered: the spec allows 1.2 or 1.3, and field agents are modern
+//!   stacks.
+//! - **ALPN `awp/1` is offered but not required.** A client that sends no
+//!   ALPN extension still connects (the spec says a listener MUST NOT require
+//!   it). A client that offers only *other* protocols is refused by rustls
+//!   with a `no_application_protocol` alert, as RFC 7301 wants.
+//! - **Client certificates are optional and per tenant.** When any tenant has
+//!   a client CA, the server asks every client for a certificate and accepts
+//!   a chain to any tenant's CA, but also accepts clients that send none: a
+//!   TLS handshake knows nothing of tenants, and device-token clients (HELLO
+//!   `auth_method` 1) have no certificate. The real check happens at HELLO
+//!   time with `auth_method` 2: [`verify_client_cert`] re-verifies the peer
+//!   chain against *that* tenant's CA only, and requires the subject common
+//!   name to equal the HELLO `device_id`. A certificate from tenant A's CA
+//!   therefore never authenticates a device of tenant B.
+//! - The certificate request carries **no CA names** (no root hint subjects):
+//!   listing every tenant's CA to every client that connects would tell
+//!   strangers which tenants exist (the spec works hard to prevent tenant
+//!   enumeration), and would grow with the number of tenants. Clients with a
+//!   single certificate send it regardless.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
+
+/// The ALPN protocol id a TLS listener offers (AWP1.md §1).
+pub const ALPN_AWP1: &[u8] = b"awp/1";
+
+/// Config field name of the server certificate chain, used in error messages.
+const CERT_FIELD: &str = "tls.cert";
+/// Config field name of the server private key, used in error messages.
+const KEY_FIELD: &str = "tls.key";
+
+/// Why TLS could not be set up. Every message starts with the config field
+/// concerned (such as `tls.cert` or `tenants[acme].client_ca`) and names the
+/// file, so an operator can fix the configuration from the message alone.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{field}: cannot read {}: {source}", path.display())]
+    Read {
+        /// The config field naming the file.
+        field: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid PEM.
+    #[error("{field}: {} is not valid PEM: {source}", path.display())]
+    Pem {
+        /// The config field naming the file.
+        field: String,
+        /// The file.
+        path: PathBuf,
+        /// The PEM parser's error.
+        #[source]
+        source: pem::Error,
+    },
+    /// A file holds no `CERTIFICATE` PEM section.
+    #[error("{field}: no certificate in file {}", path.display())]
+    NoCertificate {
+        /// The config field naming the file.
+        field: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file holds no private key (PKCS#8, PKCS#1 or SEC1 PEM section).
+    #[error("{field}: no private key in file {}", path.display())]
+    NoPrivateKey {
+        /// The config field naming the file.
+        field: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate in a CA file cannot be used as a trust anchor.
+    #[error("{field}: certificate #{index} in {} is not a usable CA certificate: {source}", path.display())]
+    BadCaCertificate {
+        /// The config field naming the file.
+        field: String,
+        /// The file.
+        path: PathBuf,
+        /// 1-based position of the certificate in the file.
+        index: usize,
+        /// Why rustls/webpki refused it.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The server certificate chain and private key were refused (for
+    /// example, the key does not belong to the certificate).
+    #[error("tls.cert/tls.key: {} and {} are not a usable certificate and key: {source}", cert.display(), key.display())]
+    CertificateKey {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// rustls' error.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The client certificate verifier for the tenants' CAs could not be built.
+    #[error("tenants[*].client_ca: cannot build the client certificate verifier: {source}")]
+    ClientVerifier {
+        /// rustls' error.
+        #[source]
+        source: VerifierBuilderError,
+    },
+    /// rustls refused the protocol version / crypto provider combination
+    /// (only possible with a broken build of rustls).
+    #[error("tls: cannot configure TLS 1.2/1.3 with the ring provider: {source}")]
+    Protocol {
+        /// rustls' error.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// A tenant's client CA, for tenants that allow HELLO `auth_method` 2.
+#[derive(Clone, Debug)]
+pub struct TenantCa {
+    /// The tenant id.
+    pub tenant_id: String,
+    /// The tenant's client CA certificates (see [`load_ca`]).
+    pub roots: Arc<RootCertStore>,
+}
+
+/// The crypto provider every config uses (the crate is built without aws-lc-rs).
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a whole file, naming `field` and the path on failure.
+fn read_file(path: &Path, field: &str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        field: field.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads every `CERTIFICATE` section of a PEM file, in order; at least one.
+fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_bytes = read_file(path, field)?;
+    let certs = CertificateDer::pem_slice_iter(&pem_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key of a PEM file.
+fn load_key(path: &Path, field: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem_bytes = read_file(path, field)?;
+    PrivateKeyDer::from_pem_slice(&pem_bytes).map_err(|err| match err {
+        pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+        },
+        source => TlsError::Pem {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
+/// Loads a CA file (one or more PEM certificates) into a root store.
+///
+/// `field` is the config field naming the file (such as
+/// `tenants[acme].client_ca`); every error message starts with it. A file
+/// without certificates, or with a certificate that cannot be a trust
+/// anchor, is an error rather than being skipped.
+pub fn load_ca(path: &Path, field: &str) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in load_certs(path, field)?.into_iter().enumerate() {
+        roots.add(cert).map_err(|source| TlsError::BadCaCertificate {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            index: i + 1,
+            source,
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Builds the listener's TLS configuration.
+///
+/// `cert_path` is the server certificate chain (leaf first) and `key_path`
+/// its private key, both PEM (config fields `tls.cert` and `tls.key`). The
+/// config speaks TLS 1.3 and 1.2 and offers ALPN `awp/1` without requiring
+/// it. When any tenant in `tenant_cas` has CA certificates, clients are
+/// asked for a certificate, which must chain to one of those CAs if sent;
+/// clients that send none are accepted (see the module docs). Otherwise no
+/// certificate is requested.
+pub fn server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    tenant_cas: &[TenantCa],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = load_certs(cert_path, CERT_FIELD)?;
+    let key = load_key(key_path, KEY_FIELD)?;
+
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|source| TlsError::Protocol { source })?;
+
+    let mut union = RootCertStore::empty();
+    for tenant in tenant_cas {
+        union.roots.extend(tenant.roots.roots.iter().cloned());
+    }
+    let builder = if union.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(union), provider())
+            .clear_root_hint_subjects()
+            .allow_unauthenticated()
+            .build()
+            .map_err(|source| TlsError::ClientVerifier { source })?;
+        builder.with_client_cert_verifier(verifier)
+    };
+
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::CertificateKey {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+            source,
+        })?;
+    config.alpn_protocols = vec![ALPN_AWP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Checks a TLS client certificate for HELLO `auth_method` 2 (AWP1.md §4.1).
+///
+/// `chain` is the peer's chain from the TLS session (end entity first, see
+/// [`peer_certificates`]). True only when the end-entity certificate chains
+/// to `tenant_roots` (this tenant's client CA, not any tenant's), is valid
+/// now and usable for client authentication, and its subject has exactly one
+/// common name, equal to `device_id` byte for byte. Every failure, including
+/// an empty chain or an unparsable certificate, is plain `false`: the caller
+/// answers them all with the same `AUTH_FAILED`.
+pub fn verify_client_cert(
+    chain: &[CertificateDer<'static>],
+    tenant_roots: &Arc<RootCertStore>,
+    device_id: &str,
+) -> bool {
+    let Some((end_entity, intermediates)) = chain.split_first() else {
+        return false;
+    };
+    if tenant_roots.is_empty() {
+        return false;
+    }
+    let verifier = match WebPkiClientVerifier::builder_with_provider(Arc::clone(tenant_roots), provider()).build() {
+        Ok(verifier) => verifier,
+        Err(err) => {
+            tracing::debug!(error = %err, "cannot build per-tenant client certificate verifier");
+            return false;
+        }
+    };
+    if let Err(err) = verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+        tracing::debug!(error = %err, "client certificate does not chain to the tenant's CA");
+        return false;
+    }
+    subject_common_name(end_entity).is_some_and(|cn| cn == device_id)
+}
+
+/// The subject's common name, when there is exactly one and it is a string.
+fn subject_common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let mut names = parsed.subject().iter_common_name();
+    let first = names.next()?.as_str().ok()?.to_string();
+    if names.next().is_some() {
+        return None;
+    }
+    Some(first)
+}
+
+/// The client's certificate chain from a TLS session (end entity first), or
+/// `None` when the client sent none.
+pub fn peer_certificates(conn: &rustls::ServerConnection) -> Option<Vec<CertificateDer<'static>>> {
+    conn.peer_certificates()
+        .filter(|certs| !certs.is_empty())
+        .map(<[_]>::to_vec)
+}
+
+#[cfg(test)]
+#[path = "../tests/support/certs.rs"]
+mod test_certs;
+
+#[cfg(test)]
+mod tests {
+    use super::test_certs::{TestPki, client_config, client_config_with_versions, self_signed_client};
+    use super::*;
+
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    fn tenant_ca(pki: &TestPki, tenant: &str) -> (super::test_certs::ClientCa, TenantCa) {
+        let ca = pki.tenant_ca(tenant);
+        let roots = load_ca(&ca.path, &format!("tenants[{tenant}].client_ca")).unwrap();
+        let tenant_ca = TenantCa {
+            tenant_id: tenant.to_string(),
+            roots: Arc::new(roots),
+        };
+        (ca, tenant_ca)
+    }
+
+    #[test]
+    fn client_cert_verifies_only_for_its_tenant_and_device() {
+        let pki = TestPki::new();
+        let (ca_a, a) = tenant_ca(&pki, "acme");
+        let (_ca_b, b) = tenant_ca(&pki, "globex");
+        let chain = ca_a.issue("dev-1").chain();
+
+        assert!(verify_client_cert(&chain, &a.roots, "dev-1"));
+        assert!(!verify_client_cert(&chain, &b.roots, "dev-1"), "other tenant's CA");
+        assert!(!verify_client_cert(&chain, &a.roots, "dev-2"), "CN mismatch");
+        assert!(!verify_client_cert(&chain, &a.roots, "dev-"), "CN prefix");
+        assert!(!verify_client_cert(&chain, &a.roots, "DEV-1"), "CN case");
+        assert!(!verify_client_cert(&[], &a.roots, "dev-1"), "empty chain");
+        assert!(
+            !verify_client_cert(&chain, &Arc::new(RootCertStore::empty()), "dev-1"),
+            "no roots"
+        );
+
+        let self_signed = self_signed_client("dev-1").chain();
+        assert!(!verify_client_cert(&self_signed, &a.roots, "dev-1"), "self-signed");
+
+        let garbage = vec![CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])];
+        assert!(!verify_client_cert(&garbage, &a.roots, "dev-1"), "garbage DER");
+    }
+
+    #[test]
+    fn server_config_loads_pem_and_offers_alpn() {
+        let pki = TestPki::new();
+        let config = server_config(&pki.server_cert, &pki.server_key, &[]).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"awp/1".to_vec()]);
+
+        let (_ca, a) = tenant_ca(&pki, "acme");
+        let config = server_config(&pki.server_cert, &pki.server_key, &[a]).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"awp/1".to_vec()]);
+    }
+
+    /// A client certificate resolver that has no certificate but records the
+    /// CA-name hints of every certificate request it sees.
+    #[derive(Debug, Default)]
+    struct RecordingResolver {
+        hint_counts: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl rustls::client::ResolvesClientCert for RecordingResolver {
+        fn resolve(
+            &self,
+            root_hint_subjects: &[&[u8]],
+            _sigschemes: &[rustls::SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            self.hint_counts.lock().unwrap().push(root_hint_subjects.len());
+            None
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn certificate_request_only_with_tenant_cas_and_without_ca_names() {
+        let pki = TestPki::new();
+        let (_ca, a) = tenant_ca(&pki, "acme");
+        let ca_roots = load_ca(&pki.ca_pem, "test").unwrap();
+        for (tenants, expect_request) in [(vec![], false), (vec![a], true)] {
+            let server = server_config(&pki.server_cert, &pki.server_key, &tenants).unwrap();
+            let resolver = Arc::new(RecordingResolver::default());
+            let client = rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(ca_roots.clone())
+                .with_client_cert_resolver(resolver.clone());
+            let seen = handshake(server, Arc::new(client)).await;
+            assert!(seen.server_peer_certs.is_none());
+            let hint_counts = resolver.hint_counts.lock().unwrap().clone();
+            if expect_request {
+                assert_eq!(hint_counts, vec![0], "one certificate request, no CA names");
+            } else {
+                assert!(hint_counts.is_empty(), "no certificate request: {hint_counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_file() {
+        let pki = TestPki::new();
+        let missing = pki.path().join("missing.pem");
+
+        let err = server_config(&missing, &pki.server_key, &[]).unwrap_err();
+        assert!(matches!(err, TlsError::Read { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("tls.cert: cannot read "), "{msg}");
+        assert!(msg.contains("missing.pem"), "{msg}");
+
+        // A certificate file where the key should be.
+        let err = server_config(&pki.server_cert, &pki.server_cert, &[]).unwrap_err();
+        assert!(matches!(err, TlsError::NoPrivateKey { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("tls.key: no private key in file "), "{msg}");
+        assert!(msg.contains("server.pem"), "{msg}");
+
+        // A key file where a certificate should be.
+        let err = load_ca(&pki.server_key, "tenants[acme].client_ca").unwrap_err();
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("tenants[acme].client_ca: no certificate in file "),
+            "{err}"
+        );
+
+        let err = load_ca(&missing, "tenants[acme].client_ca").unwrap_err();
+        assert!(
+            err.to_string().starts_with("tenants[acme].client_ca: cannot read "),
+            "{err}"
+        );
+
+        // Broken PEM.
+        let broken = pki.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = load_ca(&broken, "tenants[acme].client_ca").unwrap_err();
+        assert!(matches!(err, TlsError::Pem { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("tenants[acme].client_ca: "), "{err}");
+
+        // A key that does not belong to the certificate.
+        let other = self_signed_client("x");
+        let other_key = pki.path().join("other.key");
+        std::fs::write(&other_key, &other.key_pem).unwrap();
+        let err = server_config(&pki.server_cert, &other_key, &[]).unwrap_err();
+        assert!(matches!(err, TlsError::CertificateKey { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("tls.cert/tls.key: "), "{err}");
+    }
+
+    /// What each side saw after one handshake.
+    struct Seen {
+        client_alpn: Option<Vec<u8>>,
+        server_alpn: Option<Vec<u8>>,
+        version: Option<rustls::ProtocolVersion>,
+        server_peer_certs: Option<Vec<CertificateDer<'static>>>,
+    }
+
+    async fn handshake(server: Arc<ServerConfig>, client: Arc<rustls::ClientConfig>) -> Seen {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(server);
+        let server_task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut preamble = [0u8; 4];
+            tls.read_exact(&mut preamble).await.unwrap();
+            assert_eq!(&preamble, b"\x89AWP");
+            let conn = tls.get_ref().1;
+            (conn.alpn_protocol().map(<[u8]>::to_vec), peer_certificates(conn))
+        });
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = TlsConnector::from(client).connect(name, tcp).await.unwrap();
+        tls.write_all(b"\x89AWP").await.unwrap();
+        tls.flush().await.unwrap();
+        let conn = tls.get_ref().1;
+        let client_alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+        let version = conn.protocol_version();
+        let (server_alpn, server_peer_certs) = server_task.await.unwrap();
+        Seen {
+            client_alpn,
+            server_alpn,
+            version,
+            server_peer_certs,
+        }
+    }
+
+    #[tokio::test]
+    async fn real_handshakes_tls12_and_tls13() {
+        let pki = TestPki::new();
+        let (ca_a, a) = tenant_ca(&pki, "acme");
+        let device = ca_a.issue("dev-1");
+        let server = server_config(&pki.server_cert, &pki.server_key, std::slice::from_ref(&a)).unwrap();
+
+        let versions: [(&'static rustls::SupportedProtocolVersion, rustls::ProtocolVersion); 2] = [
+            (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+            (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+        ];
+        for (version, expected) in versions {
+            // ALPN offered: awp/1 negotiated; no certificate: still accepted.
+            let client = client_config_with_versions(&pki.ca_pem, None, true, &[version]);
+            let seen = handshake(server.clone(), client).await;
+            assert_eq!(seen.version, Some(expected));
+            assert_eq!(seen.client_alpn.as_deref(), Some(ALPN_AWP1));
+            assert_eq!(seen.server_alpn.as_deref(), Some(ALPN_AWP1));
+            assert!(seen.server_peer_certs.is_none());
+
+            // No ALPN at all: connects, nothing negotiated.
+            let client = client_config_with_versions(&pki.ca_pem, None, false, &[version]);
+            let seen = handshake(server.clone(), client).await;
+            assert_eq!(seen.version, Some(expected));
+            assert_eq!(seen.client_alpn, None);
+            assert_eq!(seen.server_alpn, None);
+
+            // Client certificate from tenant A's CA: the server sees it, and it
+            // passes the HELLO check for tenant A / dev-1.
+            let client = client_config_with_versions(&pki.ca_pem, Some(device.cert_and_key()), true, &[version]);
+            let seen = handshake(server.clone(), client).await;
+            assert_eq!(seen.version, Some(expected));
+            let certs = seen.server_peer_certs.expect("server sees the client certificate");
+            assert_eq!(certs, device.chain());
+            assert!(verify_client_cert(&certs, &a.roots, "dev-1"));
+        }
+
+        // The default helper negotiates TLS 1.3.
+        let seen = handshake(server.clone(), client_config(&pki.ca_pem, None, true)).await;
+        assert_eq!(seen.version, Some(rustls::ProtocolVersion::TLSv1_3));
+    }
+}

@@ -1,0 +1,470 @@
+//! Configuration: a TOML file, overridden by CLI flags and environment
+//! variables (see `main.rs`), checked as a whole before anything starts.
+//!
+//! Every problem is reported as one line naming the field, e.g.
+//! `tenants[1].secrets: at least one secret is required`. The full reference
+//! is `docs/configuration.md`; `gateway example-config` prints a commented
+//! example ([`EXAMPLE`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem: the field (as a TOML path) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// The field, e.g. `server.max_inflight` or `tenants[0].id`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and protocol limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// TLS certificate and key, required when `server.tls_listen` is set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Batching between sessions and sinks.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Where records are stored.
+    #[serde(default)]
+    pub sink: SinkConfig,
+    /// The tenants allowed to connect.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Plain TCP listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listen addresses.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The admin HTTP address (`/metrics`, `/healthz`, `/readyz`); none to disable.
+    pub admin_listen: Option<SocketAddr>,
+    /// Connections beyond this are answered `ERROR(SERVER_BUSY)`.
+    pub max_connections: usize,
+    /// Advertised in WELCOME; the largest payload accepted (≥ 65,536).
+    pub max_frame_len: u32,
+    /// Advertised in WELCOME; the most records in one BATCH.
+    pub max_batch_records: u32,
+    /// The largest decompressed BATCH payload.
+    pub max_batch_bytes: u32,
+    /// Advertised in WELCOME; unacknowledged BATCHes allowed per connection.
+    pub max_inflight: u32,
+    /// Advertised in WELCOME; a client silent for three of these is closed.
+    pub heartbeat_ms: u64,
+    /// Time allowed from connect to a complete HELLO.
+    pub hello_timeout_ms: u64,
+    /// Time allowed for a TLS handshake.
+    pub tls_handshake_timeout_ms: u64,
+    /// Time allowed for a write to an agent before the connection is dropped.
+    pub write_timeout_ms: u64,
+    /// `retry_after_ms` in ACK RETRY when the pipeline is full or a sink fails.
+    pub retry_after_ms: u64,
+    /// `reconnect_after_ms` in GOAWAY at shutdown.
+    pub goaway_reconnect_ms: u64,
+    /// How long shutdown waits for acks and sinks before exiting anyway.
+    pub drain_timeout_ms: u64,
+    /// Codecs accepted in BATCH frames: any of "lz4", "zstd".
+    pub compression: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 7700))],
+            tls_listen: Vec::new(),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            max_connections: 10_000,
+            max_frame_len: 1 << 20,
+            max_batch_records: 1000,
+            max_batch_bytes: 4 << 20,
+            max_inflight: 32,
+            heartbeat_ms: 30_000,
+            hello_timeout_ms: 10_000,
+            tls_handshake_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            retry_after_ms: 1_000,
+            goaway_reconnect_ms: 1_000,
+            drain_timeout_ms: 30_000,
+            compression: vec!["lz4".into(), "zstd".into()],
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Durations as `Duration`s.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server.
+    pub cert: PathBuf,
+    /// PEM private key of the server.
+    pub key: PathBuf,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// A sink write is started when this many items are waiting.
+    pub max_items: usize,
+    /// ... or when the waiting items are this large (DynamoDB item bytes).
+    pub max_bytes: usize,
+    /// ... or when the oldest waiting item has waited this long.
+    pub max_delay_ms: u64,
+    /// Batches queued per tenant before sessions answer ACK RETRY.
+    pub queue_depth: usize,
+    /// A sink write that takes longer fails (and its batches get ACK RETRY).
+    pub write_timeout_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_items: 2_000,
+            max_bytes: 8 << 20,
+            max_delay_ms: 5,
+            queue_depth: 256,
+            write_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// `sqlite` (one database per tenant under `data_dir`) or `null` (benchmarks).
+    pub kind: SinkKind,
+    /// Where the SQLite databases live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            kind: SinkKind::Sqlite,
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// The sink records go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// One SQLite database per tenant.
+    Sqlite,
+    /// Build items, count them, store nothing.
+    Null,
+}
+
+/// `[[tenants]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant id agents send in HELLO.
+    pub id: String,
+    /// Token secrets; several at once during rotation.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// PEM CA whose client certificates authenticate this tenant's devices.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// How long records are kept (`expires_at`); none keeps them forever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("config", format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|s| field_at(text, s.start))
+                .unwrap_or_else(|| "config".into());
+            ConfigError::new(field, e.message().replace('\n', " "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every rule that the types do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.listen.is_empty() && s.tls_listen.is_empty() {
+            return Err(ConfigError::new(
+                "server.listen",
+                "no listener: set listen or tls_listen",
+            ));
+        }
+        if !s.tls_listen.is_empty() && self.tls.is_none() {
+            return Err(ConfigError::new(
+                "tls",
+                "tls_listen is set but [tls] cert and key are missing",
+            ));
+        }
+        if s.max_connections == 0 {
+            return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+        }
+        if s.max_frame_len < 65_536 {
+            return Err(ConfigError::new(
+                "server.max_frame_len",
+                "must be at least 65536 (AWP/1 §4.2)",
+            ));
+        }
+        if s.max_batch_records == 0 {
+            return Err(ConfigError::new("server.max_batch_records", "must be at least 1"));
+        }
+        if s.max_batch_bytes < s.max_frame_len {
+            return Err(ConfigError::new(
+                "server.max_batch_bytes",
+                "must be at least max_frame_len",
+            ));
+        }
+        if s.max_inflight == 0 {
+            return Err(ConfigError::new("server.max_inflight", "must be at least 1"));
+        }
+        if s.heartbeat_ms == 0 {
+            return Err(ConfigError::new("server.heartbeat_ms", "must be at least 1"));
+        }
+        for (i, c) in s.compression.iter().enumerate() {
+            if c != "lz4" && c != "zstd" {
+                return Err(ConfigError::new(
+                    format!("server.compression[{i}]"),
+                    format!("unknown codec {c:?}: use \"lz4\" or \"zstd\""),
+                ));
+            }
+        }
+        let p = &self.pipeline;
+        if p.max_items == 0 || p.max_bytes == 0 || p.queue_depth == 0 {
+            return Err(ConfigError::new(
+                "pipeline",
+                "max_items, max_bytes and queue_depth must be at least 1",
+            ));
+        }
+        if self.tenants.is_empty() {
+            return Err(ConfigError::new(
+                "tenants",
+                "no tenant configured: add a [[tenants]] table",
+            ));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            let field = |name: &str| format!("tenants[{i}].{name}");
+            if !awp_protocol::is_valid_tenant_id(&t.id) {
+                return Err(ConfigError::new(
+                    field("id"),
+                    "must be 1-64 characters of A-Z a-z 0-9 _ . -",
+                ));
+            }
+            if self.tenants[..i].iter().any(|o| o.id == t.id) {
+                return Err(ConfigError::new(
+                    field("id"),
+                    format!("tenant {:?} is configured twice", t.id),
+                ));
+            }
+            if t.secrets.is_empty() && t.client_ca.is_none() {
+                return Err(ConfigError::new(
+                    field("secrets"),
+                    "at least one secret (or a client_ca) is required",
+                ));
+            }
+            if let Some(j) = t.secrets.iter().position(|s| s.len() < 16) {
+                return Err(ConfigError::new(
+                    format!("tenants[{i}].secrets[{j}]"),
+                    "must be at least 16 characters",
+                ));
+            }
+            if t.client_ca.is_some() && s.tls_listen.is_empty() {
+                return Err(ConfigError::new(
+                    field("client_ca"),
+                    "client certificates need a TLS listener",
+                ));
+            }
+            if t.retention_days == Some(0) {
+                return Err(ConfigError::new(
+                    field("retention_days"),
+                    "must be at least 1 (or left out)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The embedded default: loopback only, SQLite under `data_dir`, one
+    /// development tenant `dev` with the given secret.
+    pub fn development(data_dir: PathBuf, secret: String) -> Config {
+        Config {
+            server: ServerConfig::default(),
+            tls: None,
+            pipeline: PipelineConfig::default(),
+            sink: SinkConfig {
+                kind: SinkKind::Sqlite,
+                data_dir,
+            },
+            tenants: vec![TenantConfig {
+                id: "dev".into(),
+                secrets: vec![secret],
+                client_ca: None,
+                retention_days: None,
+            }],
+        }
+    }
+}
+
+/// The dotted path of the TOML key whose value starts at `offset` (best effort,
+/// for error messages: the table header above it and the key on its line).
+fn field_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..];
+    let key = line.split('=').next().unwrap_or("").trim();
+    let mut table = String::new();
+    let mut tenant_index: Option<usize> = None;
+    for l in before[..line_start].lines() {
+        let l = l.trim();
+        if l == "[[tenants]]" {
+            tenant_index = Some(tenant_index.map_or(0, |i| i + 1));
+            table = format!("tenants[{}]", tenant_index.unwrap_or(0));
+        } else if l.starts_with('[') && l.ends_with(']') {
+            table = l.trim_matches(|c| c == '[' || c == ']').to_owned();
+        }
+    }
+    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (true, true) => "config".into(),
+        (true, false) => key.to_owned(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+/// A commented example configuration (`gateway example-config`).
+pub const EXAMPLE: &str = r#"# AWP gateway configuration. Every key is optional except [[tenants]];
+# the values shown are the defaults. Reference: docs/configuration.md
+
+[server]
+listen = ["127.0.0.1:7700"]          # plain TCP; use "0.0.0.0:7700" to accept from other hosts
+tls_listen = []                      # e.g. ["0.0.0.0:7701"]; needs [tls]
+admin_listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz
+max_connections = 10000              # beyond: ERROR(SERVER_BUSY)
+max_frame_len = 1048576              # advertised in WELCOME
+max_batch_records = 1000             # advertised in WELCOME
+max_batch_bytes = 4194304            # largest decompressed BATCH
+max_inflight = 32                    # advertised in WELCOME
+heartbeat_ms = 30000                 # advertised; silence for 3x closes with IDLE_TIMEOUT
+hello_timeout_ms = 10000
+tls_handshake_timeout_ms = 10000
+write_timeout_ms = 10000
+retry_after_ms = 1000                # in ACK RETRY when the pipeline is full or a sink fails
+goaway_reconnect_ms = 1000           # in GOAWAY at shutdown
+drain_timeout_ms = 30000             # shutdown waits this long for acks and sinks
+compression = ["lz4", "zstd"]
+
+# [tls]
+# cert = "/etc/awp/server.pem"
+# key = "/etc/awp/server.key"
+
+[pipeline]
+max_items = 2000                     # a sink write starts at this many items,
+max_bytes = 8388608                  # or this many item bytes,
+max_delay_ms = 5                     # or when the oldest item waited this long
+queue_depth = 256                    # batches queued per tenant before ACK RETRY
+write_timeout_ms = 10000
+
+[sink]
+kind = "sqlite"                      # or "null" (benchmarks: build items, store nothing)
+data_dir = "data"                    # one <tenant>.sqlite3 per tenant
+
+[[tenants]]
+id = "acme"
+secrets = ["change-me-to-a-long-random-secret"]   # several during rotation
+# client_ca = "/etc/awp/acme-ca.pem"  # devices may authenticate with client certificates
+# retention_days = 90                 # sets expires_at on every item
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.tenants[0].id, "acme");
+        assert_eq!(config.server.max_inflight, 32);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field_on_one_line() {
+        let cases = [
+            (
+                "[server]\nmax_inflight = 0\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "server.max_inflight: must be at least 1",
+            ),
+            ("[server]\nmax_inflight = -3\n", "server.max_inflight: "),
+            ("[server]\nlisten = [\"nowhere\"]\n", "server.listen: "),
+            ("[server]\nbogus = 1\n", "server.bogus: "),
+            ("", "tenants: no tenant configured"),
+            (
+                "[[tenants]]\nid = \"a b\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "tenants[0].id: must be 1-64 characters",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[[tenants]]\nid = \"b\"\nsecrets = [\"short\"]\n",
+                "tenants[1].secrets[0]: must be at least 16 characters",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "tenants[1].id: tenant \"a\" is configured twice",
+            ),
+            (
+                "[sink]\nkind = \"dynamo\"\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "sink.kind: ",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = error_of(text);
+            assert!(message.starts_with(expected), "{text:?}: got {message:?}");
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+}

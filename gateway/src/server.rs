@@ -1,0 +1,309 @@
+//! Listeners, the connection limit, and shutdown.
+//!
+//! [`start`] binds every listener (so tests can ask for port 0 and read the
+//! addresses back), starts the pipeline and the admin endpoint, and returns a
+//! [`RunningServer`]. Each accepted connection takes a permit of the
+//! connection semaphore first; without one it gets `ERROR(SERVER_BUSY)` and
+//! is closed. TLS handshakes run under their own deadline.
+//!
+//! Shutdown ([`RunningServer::shutdown`]): stop accepting, flag readiness
+//! down, tell every session to drain (GOAWAY; in-flight batches are still
+//! acknowledged), wait for the connections, then for the sink writers to
+//! write what was queued — all within `drain_timeout_ms`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use awp_protocol::{CompressionSet, ErrorCode, ErrorFrame, Frame, Limits};
+use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::conn::{ConnContext, serve};
+use crate::pipeline::{Pipeline, Writers};
+use crate::session::SessionSettings;
+use crate::tenant::Tenants;
+use crate::tls::TenantCa;
+
+/// A started gateway.
+pub struct RunningServer {
+    /// Bound plain TCP addresses.
+    pub plain_addrs: Vec<SocketAddr>,
+    /// Bound TLS addresses.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Bound admin address.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown_tx: watch::Sender<bool>,
+    ready: Arc<AtomicBool>,
+    accept_tasks: JoinSet<()>,
+    connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    writers: Writers,
+    pipeline: Pipeline,
+    admin: Option<tokio::task::JoinHandle<()>>,
+    drain_timeout: Duration,
+}
+
+/// Binds the listeners and starts serving.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let s = &config.server;
+    let tenants = Arc::new(Tenants::from_config(&config.tenants)?);
+    let mut accepted = CompressionSet::NONE;
+    for c in &s.compression {
+        accepted = accepted.with(if c == "lz4" {
+            awp_protocol::Compression::Lz4
+        } else {
+            awp_protocol::Compression::Zstd
+        });
+    }
+    let settings = Arc::new(SessionSettings {
+        limits: Limits {
+            max_frame_len: s.max_frame_len,
+            max_batch_records: s.max_batch_records,
+            max_batch_bytes: s.max_batch_bytes,
+            accepted_compression: accepted,
+        },
+        max_inflight: s.max_inflight,
+        heartbeat: Duration::from_millis(s.heartbeat_ms),
+        hello_timeout: Duration::from_millis(s.hello_timeout_ms),
+        retry_after_ms: s.retry_after_ms,
+        goaway_reconnect_ms: s.goaway_reconnect_ms,
+    });
+    let (pipeline, writers) =
+        Pipeline::start(&tenants, &config.sink, &config.pipeline).context("sink: cannot open the tenants' stores")?;
+    let ctx = Arc::new(ConnContext {
+        settings,
+        tenants: tenants.clone(),
+        pipeline: pipeline.clone(),
+        write_timeout: Duration::from_millis(s.write_timeout_ms),
+    });
+    let tls = match (&config.tls, s.tls_listen.is_empty()) {
+        (Some(t), false) => {
+            let cas: Vec<TenantCa> = tenants
+                .iter()
+                .filter_map(|t| {
+                    t.client_ca().map(|roots| TenantCa {
+                        tenant_id: t.id.clone(),
+                        roots: roots.clone(),
+                    })
+                })
+                .collect();
+            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, &cas)?))
+        }
+        _ => None,
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(s.max_connections));
+    // Refusals are answered by short tasks; bound those too.
+    let refusals = Arc::new(Semaphore::new(64));
+    let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    let mut accept_tasks = JoinSet::new();
+    let mut plain_addrs = Vec::new();
+    let mut tls_addrs = Vec::new();
+    let handshake_timeout = Duration::from_millis(s.tls_handshake_timeout_ms);
+    let listeners = s
+        .listen
+        .iter()
+        .map(|a| (a, None))
+        .chain(s.tls_listen.iter().map(|a| (a, tls.clone())));
+    for (addr, acceptor) in listeners {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("server: cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        if acceptor.is_some() {
+            tls_addrs.push(bound);
+        } else {
+            plain_addrs.push(bound);
+        }
+        tracing::info!(addr = %bound, tls = acceptor.is_some(), "listening");
+        accept_tasks.spawn(accept_loop(AcceptLoop {
+            listener,
+            acceptor,
+            handshake_timeout,
+            limit: limit.clone(),
+            refusals: refusals.clone(),
+            ctx: ctx.clone(),
+            shutdown: shutdown_rx.clone(),
+            connections: connections.clone(),
+        }));
+    }
+    let ready = Arc::new(AtomicBool::new(true));
+    let (admin, admin_addr) = match s.admin_listen {
+        Some(addr) => {
+            let (handle, bound) = crate::admin::start(addr, ready.clone(), shutdown_rx.clone()).await?;
+            (Some(handle), Some(bound))
+        }
+        None => (None, None),
+    };
+    Ok(RunningServer {
+        plain_addrs,
+        tls_addrs,
+        admin_addr,
+        shutdown_tx,
+        ready,
+        accept_tasks,
+        connections,
+        writers,
+        pipeline,
+        admin,
+        drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+    })
+}
+
+impl RunningServer {
+    /// Drains and stops: GOAWAY to every agent, acks for what was received,
+    /// sinks flushed; returns whether everything finished within the drain
+    /// deadline.
+    pub async fn shutdown(mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        self.ready.store(false, Ordering::SeqCst);
+        self.accept_tasks.abort_all();
+        while self.accept_tasks.join_next().await.is_some() {}
+        let _ = self.shutdown_tx.send(true);
+        let mut connections = std::mem::take(&mut *self.connections.lock().await);
+        let conns_done = tokio::time::timeout_at(deadline, async { while connections.join_next().await.is_some() {} })
+            .await
+            .is_ok();
+        if !conns_done {
+            tracing::warn!(left = connections.len(), "drain deadline passed; dropping connections");
+            connections.abort_all();
+        }
+        // The writers end when the last pipeline handle is gone.
+        drop(self.pipeline);
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let writers_done = self.writers.drain(remaining).await;
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
+        tracing::info!(clean = conns_done && writers_done, "gateway stopped");
+        conns_done && writers_done
+    }
+}
+
+struct AcceptLoop {
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    limit: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    ctx: Arc<ConnContext>,
+    shutdown: watch::Receiver<bool>,
+    connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+async fn accept_loop(a: AcceptLoop) {
+    loop {
+        let (stream, peer) = match a.listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = a.limit.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            metrics::counter!("awp_connections_refused_total").increment(1);
+        }
+        let mut connections = a.connections.lock().await;
+        // Reap finished connections so the set stays the size of the live ones.
+        while connections.try_join_next().is_some() {}
+        match permit {
+            Some(permit) => {
+                connections.spawn(handle(
+                    stream,
+                    permit,
+                    a.acceptor.clone(),
+                    a.handshake_timeout,
+                    a.ctx.clone(),
+                    a.shutdown.clone(),
+                ));
+            }
+            None => {
+                let Ok(refusal) = a.refusals.clone().try_acquire_owned() else {
+                    continue; // drop the socket: too many refusals in progress
+                };
+                tracing::debug!(%peer, "connection limit reached");
+                let acceptor = a.acceptor.clone();
+                let timeout = a.handshake_timeout;
+                connections.spawn(async move {
+                    refuse(stream, acceptor, timeout).await;
+                    drop(refusal);
+                });
+            }
+        }
+    }
+}
+
+async fn handle(
+    stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+    acceptor: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    ctx: Arc<ConnContext>,
+    shutdown: watch::Receiver<bool>,
+) {
+    metrics::gauge!("awp_connections").increment(1.0);
+    metrics::counter!("awp_connections_total", "tls" => if acceptor.is_some() { "yes" } else { "no" }).increment(1);
+    match acceptor {
+        None => serve(stream, None, ctx, shutdown).await,
+        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                let certs = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+                serve(tls, certs, ctx, shutdown).await;
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("awp_tls_handshake_failures_total").increment(1);
+                tracing::info!(error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                metrics::counter!("awp_tls_handshake_failures_total").increment(1);
+                tracing::info!("TLS handshake timed out");
+            }
+        },
+    }
+    metrics::gauge!("awp_connections").decrement(1.0);
+    drop(permit);
+}
+
+async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async move {
+        match acceptor {
+            None => send_busy(stream).await,
+            Some(acceptor) => {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    send_busy(tls).await;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+async fn send_busy<S: AsyncWrite + Unpin>(mut stream: S) {
+    metrics::counter!("awp_errors_total", "code" => ErrorCode::ServerBusy.name()).increment(1);
+    let mut buf = BytesMut::new();
+    let frame = Frame::Error(ErrorFrame::new(
+        ErrorCode::ServerBusy,
+        "server at its connection limit; retry later",
+    ));
+    if frame.encode(&mut buf).is_ok() {
+        let _ = stream.write_all(&buf).await;
+    }
+    let _ = stream.shutdown().await;
+}

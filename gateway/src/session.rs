@@ -1,0 +1,422 @@
+//! The AWP/1 session as a state machine without IO (AWP1.md §1, §4, §6).
+//!
+//! The connection task feeds it bytes, batch outcomes, clock ticks and the
+//! shutdown signal; it answers with [`Action`]s: frames to send, items to
+//! store, and when to close. Every protocol rule lives here, so it is
+//! tested frame by frame without sockets (see the tests at the bottom).
+//!
+//! ```text
+//!  AwaitPreamble ─\x89AWP─▶ AwaitHello ─HELLO ok─▶ Ready ──GOAWAY (shutdown)──▶ Draining
+//!        │                     │                    │  BATCH → Store / ACK REJECTED   │ BATCH → ACK RETRY
+//!        │ bad magic           │ other frame,       │  PING → PONG                    │ close when no batch
+//!        ▼                     ▼ auth, version      │  BYE ──▶ Closing ─(acks out)─▶ Closed
+//!      ERROR + close       ERROR + close            ▼ protocol error / idle: ERROR + close
+//! ```
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use awp_protocol::{
+    Ack, CompressionSet, ErrorCode, ErrorFrame, Frame, FrameType, GoAway, HEADER_LEN, Header, Hello, Limits,
+    SUPPORTED_VERSIONS, Welcome, check_preamble,
+};
+use bytes::{Buf, BytesMut};
+use rustls_pki_types::CertificateDer;
+
+use crate::item::{Item, ItemContext, batch_items};
+use crate::tenant::{Tenant, Tenants};
+
+/// The session parameters, from configuration (the same for every connection).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Limits advertised in WELCOME and enforced on every frame.
+    pub limits: Limits,
+    /// Unacknowledged BATCHes allowed (WELCOME's `max_inflight`).
+    pub max_inflight: u32,
+    /// WELCOME's `heartbeat_ms`; three without a byte close the session.
+    pub heartbeat: Duration,
+    /// Time from connect to a complete HELLO.
+    pub hello_timeout: Duration,
+    /// `retry_after_ms` for ACK RETRY.
+    pub retry_after_ms: u64,
+    /// `reconnect_after_ms` for GOAWAY.
+    pub goaway_reconnect_ms: u64,
+}
+
+/// The clock, read once per event by the connection task.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For deadlines.
+    pub mono: Instant,
+    /// Unix milliseconds, for `received_at`, `expires_at` and token expiry.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The current time.
+    pub fn read() -> Now {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Now {
+            mono: Instant::now(),
+            unix_ms,
+        }
+    }
+}
+
+/// What the connection task must do.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this frame.
+    Send(Frame),
+    /// Store these items durably, then report with [`Session::batch_done`].
+    Store {
+        /// The BATCH's seq.
+        seq: u64,
+        /// Whose items.
+        tenant: Arc<Tenant>,
+        /// One item per record.
+        items: Vec<Item>,
+    },
+    /// Flush what was sent, then close the connection.
+    Close,
+}
+
+/// How storing a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Every item is durable: ACK OK.
+    Stored,
+    /// Nothing may be counted as stored: ACK RETRY with this message.
+    Retry(String),
+}
+
+/// Who is connected, once HELLO is accepted.
+#[derive(Debug, Clone)]
+struct Peer {
+    tenant: Arc<Tenant>,
+    device_id: String,
+    platform: awp_protocol::Platform,
+    agent_version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitPreamble,
+    AwaitHello,
+    Ready,
+    /// GOAWAY sent: ack what is in flight, RETRY new batches, then close.
+    Draining,
+    /// BYE received: ack what is in flight, then close.
+    Closing,
+    Closed,
+}
+
+/// One connection's AWP/1 session.
+#[derive(Debug)]
+pub struct Session {
+    settings: Arc<SessionSettings>,
+    tenants: Arc<Tenants>,
+    session_id: [u8; 16],
+    peer_certs: Option<Vec<CertificateDer<'static>>>,
+    state: State,
+    /// Limits for decoding the client's frames: compression only once negotiated.
+    decode_limits: Limits,
+    peer: Option<Peer>,
+    inflight: HashSet<u64>,
+    opened: Instant,
+    last_heard: Instant,
+}
+
+impl Session {
+    /// A session for a new connection. `peer_certs` is the TLS client
+    /// certificate chain, if the client presented one.
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        tenants: Arc<Tenants>,
+        session_id: [u8; 16],
+        peer_certs: Option<Vec<CertificateDer<'static>>>,
+        now: Now,
+    ) -> Session {
+        let decode_limits = Limits {
+            accepted_compression: CompressionSet::NONE,
+            ..settings.limits
+        };
+        Session {
+            settings,
+            tenants,
+            session_id,
+            peer_certs,
+            state: State::AwaitPreamble,
+            decode_limits,
+            peer: None,
+            inflight: HashSet::new(),
+            opened: now.mono,
+            last_heard: now.mono,
+        }
+    }
+
+    /// Whether the connection should keep reading from the client.
+    pub fn wants_input(&self) -> bool {
+        matches!(
+            self.state,
+            State::AwaitPreamble | State::AwaitHello | State::Ready | State::Draining
+        )
+    }
+
+    /// Whether the session has ended (the connection closes).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Batches handed out for storage and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The tenant, once authenticated.
+    pub fn tenant(&self) -> Option<&Arc<Tenant>> {
+        self.peer.as_ref().map(|p| &p.tenant)
+    }
+
+    /// When [`Session::tick`] must next run.
+    pub fn deadline(&self) -> Instant {
+        match self.state {
+            State::AwaitPreamble | State::AwaitHello => self.opened + self.settings.hello_timeout,
+            _ => self.last_heard + 3 * self.settings.heartbeat,
+        }
+    }
+
+    /// Consumes every complete frame at the start of `buf` (bytes just read
+    /// from the client) and leaves a partial one. Reserves room in `buf` for
+    /// a frame whose header passed the checks, never more.
+    pub fn receive(&mut self, buf: &mut BytesMut, now: Now, out: &mut Vec<Action>) {
+        self.last_heard = now.mono;
+        while self.wants_input() {
+            if self.state == State::AwaitPreamble {
+                match check_preamble(buf) {
+                    Ok(None) => return,
+                    Ok(Some(n)) => {
+                        buf.advance(n);
+                        self.state = State::AwaitHello;
+                        continue;
+                    }
+                    Err(e) => return self.fail(e.code(), &e.to_string(), out),
+                }
+            }
+            let Some(header_bytes) = buf.first_chunk::<HEADER_LEN>() else {
+                return;
+            };
+            let header = match Header::parse(header_bytes) {
+                Ok(h) => h,
+                Err(e) => return self.fail(e.code(), &e.to_string(), out),
+            };
+            // Before WELCOME only HELLO is allowed, decided from the header alone.
+            if self.state == State::AwaitHello && header.frame_type != FrameType::Hello {
+                let message = format!("expected HELLO, got {}", header.frame_type);
+                return self.fail(ErrorCode::UnexpectedFrame, &message, out);
+            }
+            if let Err(e) = header.check_length(&self.decode_limits) {
+                return self.fail(e.code(), &e.to_string(), out);
+            }
+            let frame_len = header.frame_len();
+            if buf.len() < frame_len {
+                buf.reserve(frame_len - buf.len());
+                return;
+            }
+            let mut frame_bytes = buf.split_to(frame_len);
+            frame_bytes.advance(HEADER_LEN);
+            metrics::counter!("awp_frames_received_total", "type" => header.frame_type.name()).increment(1);
+            metrics::counter!("awp_bytes_received_total").increment(frame_len as u64);
+            match Frame::parse(&header, frame_bytes.freeze(), &self.decode_limits) {
+                Ok(frame) => self.on_frame(frame, now, out),
+                Err(e) => return self.fail(e.code(), &e.to_string(), out),
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Now, out: &mut Vec<Action>) {
+        match (self.state, frame) {
+            (State::AwaitHello, Frame::Hello(hello)) => self.on_hello(hello, now, out),
+            (State::Ready | State::Draining, Frame::Batch(batch)) => self.on_batch(batch, now, out),
+            (_, Frame::Ping(nonce)) => out.push(Action::Send(Frame::Pong(nonce))),
+            (_, Frame::Pong(_)) => {}
+            (State::Ready | State::Draining, Frame::Bye) => {
+                self.state = State::Closing;
+                self.close_if_done(out);
+            }
+            (_, Frame::Error(e)) => {
+                tracing::info!(code = e.code, message = %e.message, "client sent ERROR");
+                self.state = State::Closed;
+                out.push(Action::Close);
+            }
+            (_, other) => {
+                let message = format!("{} not allowed here", other.frame_type());
+                self.fail(ErrorCode::UnexpectedFrame, &message, out);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, hello: Hello, now: Now, out: &mut Vec<Action>) {
+        let Some(version) = hello.choose_version(SUPPORTED_VERSIONS) else {
+            let message = format!(
+                "no common version: client speaks {}..={}, server speaks 1",
+                hello.min_version, hello.max_version
+            );
+            return self.fail(ErrorCode::UnsupportedVersion, &message, out);
+        };
+        let Some(tenant) = self
+            .tenants
+            .authenticate(&hello, self.peer_certs.as_deref(), now.unix_ms / 1000)
+        else {
+            metrics::counter!("awp_auth_failures_total").increment(1);
+            return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
+        };
+        let compression = hello.compression.intersect(self.settings.limits.accepted_compression);
+        self.decode_limits.accepted_compression = compression;
+        let limits = &self.settings.limits;
+        out.push(Action::Send(Frame::Welcome(Welcome {
+            version,
+            session_id: self.session_id,
+            max_frame_len: limits.max_frame_len.into(),
+            max_batch_records: limits.max_batch_records.into(),
+            max_inflight: self.settings.max_inflight.into(),
+            heartbeat_ms: self.settings.heartbeat.as_millis() as u64,
+            compression,
+        })));
+        tracing::debug!(tenant = %tenant.id, device = %hello.device_id, "session authenticated");
+        self.peer = Some(Peer {
+            tenant,
+            device_id: hello.device_id,
+            platform: hello.platform,
+            agent_version: hello.agent_version,
+        });
+        self.state = State::Ready;
+    }
+
+    fn on_batch(&mut self, batch: awp_protocol::BatchFrame, now: Now, out: &mut Vec<Action>) {
+        let seq = batch.seq();
+        if self.inflight.contains(&seq) {
+            let message = format!("seq {seq} is already in flight on this connection");
+            return self.fail(ErrorCode::WindowExceeded, &message, out);
+        }
+        if self.inflight.len() >= self.settings.max_inflight as usize {
+            let message = format!(
+                "more than max_inflight={} batches unacknowledged",
+                self.settings.max_inflight
+            );
+            return self.fail(ErrorCode::WindowExceeded, &message, out);
+        }
+        if self.state == State::Draining {
+            return self.ack(
+                Ack::retry(seq, self.settings.goaway_reconnect_ms, "server is draining"),
+                out,
+            );
+        }
+        let Some(peer) = &self.peer else {
+            // Unreachable: Ready implies a peer. Answered, never a panic.
+            return self.fail(ErrorCode::Internal, "no session", out);
+        };
+        let ctx = ItemContext {
+            device_id: &peer.device_id,
+            platform: peer.platform,
+            agent_version: &peer.agent_version,
+            seq,
+            received_at_ms: now.unix_ms,
+            expires_at: peer.tenant.expires_at(now.unix_ms),
+        };
+        match batch_items(&batch, &ctx, &self.decode_limits) {
+            Ok(items) => {
+                metrics::counter!("awp_records_received_total").increment(items.len() as u64);
+                self.inflight.insert(seq);
+                out.push(Action::Store {
+                    seq,
+                    tenant: peer.tenant.clone(),
+                    items,
+                });
+            }
+            Err(e) => {
+                tracing::info!(tenant = %peer.tenant.id, device = %peer.device_id, seq, error = %e, "batch rejected");
+                self.ack(Ack::rejected(seq, &e.to_string()), out);
+            }
+        }
+    }
+
+    /// Reports how storing batch `seq` ended; answers it with an ACK.
+    pub fn batch_done(&mut self, seq: u64, outcome: BatchOutcome, out: &mut Vec<Action>) {
+        if !self.inflight.remove(&seq) || self.state == State::Closed {
+            return;
+        }
+        let ack = match outcome {
+            BatchOutcome::Stored => Ack::ok(seq),
+            BatchOutcome::Retry(message) => Ack::retry(seq, self.settings.retry_after_ms, &message),
+        };
+        self.ack(ack, out);
+        self.close_if_done(out);
+    }
+
+    /// Starts draining for shutdown: GOAWAY, then close once in-flight
+    /// batches are acknowledged.
+    pub fn drain(&mut self, out: &mut Vec<Action>) {
+        match self.state {
+            State::AwaitPreamble | State::AwaitHello => {
+                self.state = State::Closed;
+                out.push(Action::Close);
+            }
+            State::Ready => {
+                out.push(Action::Send(Frame::GoAway(GoAway::new(
+                    self.settings.goaway_reconnect_ms,
+                    "server shutting down",
+                ))));
+                self.state = State::Draining;
+                self.close_if_done(out);
+            }
+            State::Draining | State::Closing | State::Closed => {}
+        }
+    }
+
+    /// Checks the deadlines: no HELLO in time, or nothing heard for three
+    /// heartbeats, closes with IDLE_TIMEOUT.
+    pub fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.state == State::Closed || now.mono < self.deadline() {
+            return;
+        }
+        let message = match self.state {
+            State::AwaitPreamble | State::AwaitHello => {
+                format!("no HELLO within {} ms", self.settings.hello_timeout.as_millis())
+            }
+            _ => format!("nothing heard for {} ms", 3 * self.settings.heartbeat.as_millis()),
+        };
+        self.fail(ErrorCode::IdleTimeout, &message, out);
+    }
+
+    /// The client closed its side.
+    pub fn eof(&mut self, out: &mut Vec<Action>) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            out.push(Action::Close);
+        }
+    }
+
+    fn ack(&mut self, ack: Ack, out: &mut Vec<Action>) {
+        metrics::counter!("awp_acks_total", "status" => ack.status.name()).increment(1);
+        out.push(Action::Send(Frame::Ack(ack)));
+    }
+
+    fn close_if_done(&mut self, out: &mut Vec<Action>) {
+        if matches!(self.state, State::Draining | State::Closing) && self.inflight.is_empty() {
+            self.state = State::Closed;
+            out.push(Action::Close);
+        }
+    }
+
+    fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<Action>) {
+        metrics::counter!("awp_errors_total", "code" => code.name()).increment(1);
+        tracing::info!(code = code.name(), message, "session error");
+        out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
+        out.push(Action::Close);
+        self.state = State::Closed;
+    }
+}

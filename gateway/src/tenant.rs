@@ -1,0 +1,136 @@
+//! Tenants and HELLO authentication (AWP1.md §4.1).
+//!
+//! Every way a HELLO can fail authentication — unknown tenant, wrong token,
+//! expired token, a certificate that does not chain to the tenant's CA or
+//! names another device — gives the same `None`, answered with the same
+//! `ERROR(AUTH_FAILED)`, so tenants and devices cannot be enumerated. For an
+//! unknown tenant a token is still computed against a dummy secret, so the
+//! answer takes as long as for a known one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use awp_protocol::{Hello, HelloAuth, token};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::{ConfigError, TenantConfig};
+
+/// One tenant, ready for authentication and item mapping.
+#[derive(Debug)]
+pub struct Tenant {
+    /// The tenant id.
+    pub id: String,
+    secrets: Vec<Vec<u8>>,
+    client_ca: Option<Arc<RootCertStore>>,
+    /// Seconds added to `received_at` for `expires_at`, if the tenant has a retention.
+    pub retention_secs: Option<u64>,
+}
+
+impl Tenant {
+    /// A tenant with token secrets only (tests and the development default).
+    pub fn with_secrets(id: &str, secrets: &[&str]) -> Tenant {
+        Tenant {
+            id: id.to_owned(),
+            secrets: secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            client_ca: None,
+            retention_secs: None,
+        }
+    }
+
+    /// `expires_at` (unix seconds) for a batch received at `received_at_ms`.
+    pub fn expires_at(&self, received_at_ms: u64) -> Option<u64> {
+        self.retention_secs.map(|r| received_at_ms / 1000 + r)
+    }
+
+    /// The client CA, if devices may authenticate with certificates.
+    pub fn client_ca(&self) -> Option<&Arc<RootCertStore>> {
+        self.client_ca.as_ref()
+    }
+}
+
+/// All configured tenants, by id.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_id: HashMap<String, Arc<Tenant>>,
+}
+
+/// Secret used for unknown tenants, so that a miss costs one HMAC like a hit.
+const DUMMY_SECRET: &[u8] = b"awp-gateway-unknown-tenant-dummy";
+
+impl Tenants {
+    /// Builds the registry from configuration, loading client CAs.
+    pub fn from_config(configs: &[TenantConfig]) -> Result<Tenants, ConfigError> {
+        let mut tenants = Tenants::default();
+        for (i, c) in configs.iter().enumerate() {
+            let client_ca = match &c.client_ca {
+                None => None,
+                Some(path) => Some(Arc::new(
+                    crate::tls::load_ca(path, &format!("tenants[{i}].client_ca"))
+                        .map_err(|e| ConfigError::new(format!("tenants[{i}].client_ca"), e.to_string()))?,
+                )),
+            };
+            tenants.insert(Tenant {
+                id: c.id.clone(),
+                secrets: c.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                client_ca,
+                retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
+            });
+        }
+        Ok(tenants)
+    }
+
+    /// Adds or replaces a tenant.
+    pub fn insert(&mut self, tenant: Tenant) {
+        self.by_id.insert(tenant.id.clone(), Arc::new(tenant));
+    }
+
+    /// A tenant by id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    /// All tenants.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
+    }
+
+    /// The tenant a HELLO authenticates as, or `None` for any failure.
+    pub fn authenticate(
+        &self,
+        hello: &Hello,
+        peer_certs: Option<&[CertificateDer<'static>]>,
+        now_unix_secs: u64,
+    ) -> Option<Arc<Tenant>> {
+        let tenant = self.by_id.get(&hello.tenant_id);
+        let ok = match &hello.auth {
+            HelloAuth::Token { expiry, token } => {
+                let dummy = [DUMMY_SECRET];
+                let ok = match tenant {
+                    Some(t) => token::verify_device_token(
+                        &t.secrets,
+                        &hello.tenant_id,
+                        &hello.device_id,
+                        *expiry,
+                        token,
+                        now_unix_secs,
+                    ),
+                    None => token::verify_device_token(
+                        &dummy,
+                        &hello.tenant_id,
+                        &hello.device_id,
+                        *expiry,
+                        token,
+                        now_unix_secs,
+                    ),
+                };
+                ok && tenant.is_some()
+            }
+            HelloAuth::ClientCert => match (tenant.and_then(|t| t.client_ca.as_ref()), peer_certs) {
+                (Some(roots), Some(chain)) => crate::tls::verify_client_cert(chain, roots, &hello.device_id),
+                _ => false,
+            },
+        };
+        if ok { tenant.cloned() } else { None }
+    }
+}
