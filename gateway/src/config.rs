@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The shortest tenant secret accepted. Secrets are HMAC keys chosen by
+/// operators; 32 random characters are recommended, 8 is the floor.
+pub const MIN_SECRET_LEN: usize = 8;
+
 /// A configuration problem: the field (as a TOML path) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -305,10 +309,10 @@ impl Config {
                     "at least one secret (or a client_ca) is required",
                 ));
             }
-            if let Some(j) = t.secrets.iter().position(|s| s.len() < 16) {
+            if let Some(j) = t.secrets.iter().position(|s| s.len() < MIN_SECRET_LEN) {
                 return Err(ConfigError::new(
                     format!("tenants[{i}].secrets[{j}]"),
-                    "must be at least 16 characters",
+                    format!("must be at least {MIN_SECRET_LEN} characters (32 random ones recommended)"),
                 ));
             }
             if t.client_ca.is_some() && s.tls_listen.is_empty() {
@@ -450,7 +454,7 @@ mod tests {
             ),
             (
                 "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[[tenants]]\nid = \"b\"\nsecrets = [\"short\"]\n",
-                "tenants[1].secrets[0]: must be at least 16 characters",
+                "tenants[1].secrets[0]: must be at least 8 characters",
             ),
             (
                 "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",

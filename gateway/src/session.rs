@@ -420,3 +420,383 @@ impl Session {
         self.state = State::Closed;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session, frame by frame, without sockets.
+
+    use std::time::{Duration, Instant};
+
+    use awp_protocol::{AckStatus, Frame, Limits, MAGIC};
+    use bytes::BytesMut;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn vector(name: &str) -> Vec<u8> {
+        let all: Value = serde_json::from_str(include_str!("../../protocol/tests/vectors.json")).unwrap();
+        let v = all["valid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(all["invalid"].as_array().unwrap())
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no vector {name}"));
+        hex::decode(v["hex"].as_str().unwrap()).unwrap()
+    }
+
+    fn settings() -> Arc<SessionSettings> {
+        Arc::new(SessionSettings {
+            limits: Limits::DEFAULT,
+            max_inflight: 2,
+            heartbeat: Duration::from_millis(1000),
+            hello_timeout: Duration::from_millis(500),
+            retry_after_ms: 250,
+            goaway_reconnect_ms: 1500,
+        })
+    }
+
+    struct Harness {
+        session: Session,
+        t0: Instant,
+        unix_ms: u64,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let mut tenants = Tenants::default();
+            tenants.insert(Tenant::with_secrets("acme", &["acme-secret-1"]));
+            let t0 = Instant::now();
+            let now = Now {
+                mono: t0,
+                unix_ms: 1_764_000_000_000,
+            };
+            Harness {
+                session: Session::new(settings(), Arc::new(tenants), [7; 16], None, now),
+                t0,
+                unix_ms: now.unix_ms,
+            }
+        }
+
+        fn at(&self, ms: u64) -> Now {
+            Now {
+                mono: self.t0 + Duration::from_millis(ms),
+                unix_ms: self.unix_ms + ms,
+            }
+        }
+
+        fn feed_at(&mut self, ms: u64, bytes: &[u8]) -> Vec<Action> {
+            let mut buf = BytesMut::from(bytes);
+            let mut out = Vec::new();
+            self.session.receive(&mut buf, self.at(ms), &mut out);
+            out
+        }
+
+        fn feed(&mut self, bytes: &[u8]) -> Vec<Action> {
+            self.feed_at(0, bytes)
+        }
+
+        /// Preamble and the vectors' Android HELLO: expects WELCOME.
+        fn welcomed() -> Harness {
+            let mut h = Harness::new();
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend(vector("hello_token_android"));
+            let out = h.feed(&bytes);
+            assert!(matches!(&out[..], [Action::Send(Frame::Welcome(_))]), "{out:?}");
+            h
+        }
+    }
+
+    fn error_code(actions: &[Action]) -> Option<u16> {
+        match actions {
+            [.., Action::Send(Frame::Error(e)), Action::Close] => Some(e.code),
+            _ => None,
+        }
+    }
+
+    fn acks(actions: &[Action]) -> Vec<(u64, AckStatus)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(Frame::Ack(ack)) => Some((ack.seq, ack.status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stored(actions: &[Action]) -> Vec<u64> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Store { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn welcome_advertises_the_settings_and_negotiates_compression() {
+        let mut h = Harness::new();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(vector("hello_token_android"));
+        let out = h.feed(&bytes);
+        let [Action::Send(Frame::Welcome(w))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(w.version, 1);
+        assert_eq!(w.session_id, [7; 16]);
+        assert_eq!(w.max_frame_len, 1 << 20);
+        assert_eq!(w.max_batch_records, 1000);
+        assert_eq!(w.max_inflight, 2);
+        assert_eq!(w.heartbeat_ms, 1000);
+        assert_eq!(w.compression.bits(), 3);
+    }
+
+    #[test]
+    fn the_preamble_may_arrive_a_byte_at_a_time() {
+        let mut h = Harness::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(vector("hello_token_android"));
+        for b in bytes {
+            buf.extend_from_slice(&[b]);
+            h.session.receive(&mut buf, h.at(0), &mut out);
+        }
+        assert!(matches!(&out[..], [Action::Send(Frame::Welcome(_))]), "{out:?}");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn bad_magic_names_tls_and_http() {
+        for (bytes, hint) in [(&[0x16u8, 3, 1, 0][..], "TLS"), (b"GET / HTTP/1.1\r\n", "HTTP")] {
+            let mut h = Harness::new();
+            let out = h.feed(bytes);
+            let [Action::Send(Frame::Error(e)), Action::Close] = &out[..] else {
+                panic!("{out:?}")
+            };
+            assert_eq!(e.code, ErrorCode::BadMagic as u16);
+            assert!(e.message.contains(hint), "{}", e.message);
+            assert!(h.session.is_closed());
+        }
+    }
+
+    #[test]
+    fn anything_but_hello_first_is_unexpected_from_the_header_alone() {
+        let mut h = Harness::new();
+        let mut bytes = MAGIC.to_vec();
+        // A BATCH header claiming 2 GiB: refused as UNEXPECTED_FRAME before its length matters.
+        bytes.extend([3, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert_eq!(error_code(&h.feed(&bytes)), Some(ErrorCode::UnexpectedFrame as u16));
+    }
+
+    #[test]
+    fn auth_failures_are_indistinguishable() {
+        let mut messages = Vec::new();
+        for name in ["hello_wrong_token", "hello_unknown_tenant", "hello_expired_token"] {
+            let mut h = Harness::new();
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend(vector(name));
+            let out = h.feed(&bytes);
+            let [Action::Send(Frame::Error(e)), Action::Close] = &out[..] else {
+                panic!("{name}: {out:?}")
+            };
+            assert_eq!(e.code, ErrorCode::AuthFailed as u16, "{name}");
+            messages.push(e.message.clone());
+        }
+        assert!(messages.iter().all(|m| m == "authentication failed"), "{messages:?}");
+    }
+
+    #[test]
+    fn a_version_outside_ours_is_unsupported_and_a_wider_range_picks_1() {
+        let mut h = Harness::new();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(vector("hello_version_2_only"));
+        assert_eq!(error_code(&h.feed(&bytes)), Some(ErrorCode::UnsupportedVersion as u16));
+    }
+
+    #[test]
+    fn a_batch_is_stored_then_acked_ok() {
+        let mut h = Harness::welcomed();
+        let out = h.feed(&vector("batch_one_location"));
+        let [Action::Store { seq: 1, tenant, items }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(tenant.id, "acme");
+        assert_eq!(items.len(), 1);
+        assert_eq!(h.session.inflight(), 1);
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
+        assert_eq!(h.session.inflight(), 0);
+    }
+
+    #[test]
+    fn a_failed_store_is_acked_retry_with_retry_after() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        let mut out = Vec::new();
+        h.session
+            .batch_done(1, BatchOutcome::Retry("sink throttled".into()), &mut out);
+        let [Action::Send(Frame::Ack(ack))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((ack.status, ack.retry_after_ms), (AckStatus::Retry, 250));
+        assert_eq!(ack.message, "sink throttled");
+    }
+
+    #[test]
+    fn invalid_content_is_rejected_and_the_session_goes_on() {
+        let mut h = Harness::welcomed();
+        let out = h.feed(&vector("lat_out_of_range"));
+        let [Action::Send(Frame::Ack(ack))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(ack.status, AckStatus::Rejected);
+        assert!(
+            ack.message.starts_with("record 0: lat_e7 out of range"),
+            "{}",
+            ack.message
+        );
+        assert_eq!(stored(&h.feed(&vector("batch_one_location"))), [1]);
+    }
+
+    #[test]
+    fn the_window_and_duplicate_seqs_are_enforced() {
+        let mut h = Harness::welcomed();
+        assert_eq!(stored(&h.feed(&vector("batch_one_location"))), [1]);
+        // Same seq while in flight.
+        let out = h.feed(&vector("batch_one_location"));
+        assert_eq!(error_code(&out), Some(ErrorCode::WindowExceeded as u16));
+
+        let mut h = Harness::welcomed();
+        assert_eq!(stored(&h.feed(&vector("batch_one_location"))), [1]);
+        assert_eq!(stored(&h.feed(&vector("batch_mixed_kinds"))), [77]);
+        // max_inflight is 2: a third is over the window.
+        let out = h.feed(&vector("batch_max_seq"));
+        assert_eq!(error_code(&out), Some(ErrorCode::WindowExceeded as u16));
+    }
+
+    #[test]
+    fn the_same_seq_may_be_resent_once_answered() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Retry("busy".into()), &mut out);
+        assert_eq!(stored(&h.feed(&vector("batch_one_location"))), [1]);
+    }
+
+    #[test]
+    fn ping_is_answered_while_batches_are_in_flight() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        let out = h.feed(&vector("ping"));
+        assert!(
+            matches!(&out[..], [Action::Send(Frame::Pong(72623859790382856))]),
+            "{out:?}"
+        );
+        assert_eq!(h.session.inflight(), 1);
+    }
+
+    #[test]
+    fn frames_only_a_server_sends_are_unexpected() {
+        for name in ["welcome", "ack_ok", "goaway", "hello_token_android"] {
+            let mut h = Harness::welcomed();
+            assert_eq!(
+                error_code(&h.feed(&vector(name))),
+                Some(ErrorCode::UnexpectedFrame as u16),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn frame_level_errors_close_with_their_code() {
+        let cases = [
+            ("bad_crc", ErrorCode::ChecksumMismatch),
+            ("oversize_header_only", ErrorCode::FrameTooLarge),
+            ("batch_seq_zero", ErrorCode::MalformedFrame),
+            ("zstd_bomb", ErrorCode::FrameTooLarge),
+            ("unknown_type", ErrorCode::MalformedFrame),
+        ];
+        for (name, code) in cases {
+            let mut h = Harness::welcomed();
+            assert_eq!(error_code(&h.feed(&vector(name))), Some(code as u16), "{name}");
+        }
+    }
+
+    #[test]
+    fn compression_the_client_did_not_offer_is_malformed() {
+        let mut h = Harness::new();
+        let mut bytes = MAGIC.to_vec();
+        // The Windows HELLO offers no compression.
+        bytes.extend(vector("hello_token_windows_expiry"));
+        let out = h.feed(&bytes);
+        let [Action::Send(Frame::Welcome(w))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(w.compression.bits(), 0);
+        assert_eq!(
+            error_code(&h.feed(&vector("batch_mixed_lz4"))),
+            Some(ErrorCode::MalformedFrame as u16)
+        );
+    }
+
+    #[test]
+    fn bye_acks_what_is_in_flight_then_closes() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        let out = h.feed(&vector("bye"));
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!h.session.wants_input());
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn drain_sends_goaway_acks_in_flight_and_retries_new_batches() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        let mut out = Vec::new();
+        h.session.drain(&mut out);
+        let [Action::Send(Frame::GoAway(g))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(g.reconnect_after_ms, 1500);
+        let out = h.feed(&vector("batch_mixed_kinds"));
+        assert_eq!(acks(&out), [(77, AckStatus::Retry)]);
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
+        assert!(matches!(out.last(), Some(Action::Close)));
+        assert!(h.session.is_closed());
+    }
+
+    #[test]
+    fn silence_for_three_heartbeats_is_an_idle_timeout() {
+        let mut h = Harness::welcomed();
+        let mut out = Vec::new();
+        h.session.tick(h.at(2999), &mut out);
+        assert!(out.is_empty());
+        h.feed_at(2000, &vector("ping"));
+        h.session.tick(h.at(4999), &mut out);
+        assert!(out.is_empty(), "a frame at 2000 ms pushes the deadline to 5000 ms");
+        h.session.tick(h.at(5000), &mut out);
+        assert_eq!(error_code(&out), Some(ErrorCode::IdleTimeout as u16));
+    }
+
+    #[test]
+    fn no_hello_in_time_is_an_idle_timeout() {
+        let mut h = Harness::new();
+        h.feed(&MAGIC);
+        let mut out = Vec::new();
+        h.session.tick(h.at(500), &mut out);
+        let [Action::Send(Frame::Error(e)), Action::Close] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.code, ErrorCode::IdleTimeout as u16);
+        assert!(e.message.contains("HELLO"));
+    }
+}

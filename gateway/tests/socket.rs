@@ -1,0 +1,381 @@
+//! The gateway over real sockets: every vector gets the spec's answer, the
+//! SQLite sink holds exactly the vectors' items, and the session rules
+//! (window, heartbeats, idle timeout, GOAWAY, connection limit, split reads)
+//! hold end to end.
+
+mod support;
+
+use std::time::Duration;
+
+use awp_protocol::{AckStatus, ErrorCode, Frame, MAGIC};
+use serde_json::Value;
+use support::{TestServer, vector, vectors};
+
+#[tokio::test]
+async fn every_valid_client_vector_is_answered() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.welcomed().await;
+    for v in vectors()["valid"].as_array().unwrap() {
+        let bytes = hex::decode(v["hex"].as_str().unwrap()).unwrap();
+        let seq = v["frame"]["seq"].as_u64();
+        match v["frame"]["type"].as_str().unwrap() {
+            "BATCH" => {
+                c.send(&bytes).await;
+                match c.next().await {
+                    Some(Frame::Ack(a)) => {
+                        assert_eq!((Some(a.seq), a.status), (seq, AckStatus::Ok), "{}", v["name"]);
+                    }
+                    other => panic!("{}: expected ACK, got {other:?}", v["name"]),
+                }
+            }
+            "PING" => {
+                c.send(&bytes).await;
+                assert!(matches!(c.next().await, Some(Frame::Pong(72623859790382856))));
+            }
+            _ => {}
+        }
+    }
+    c.send(&vector("bye")).await;
+    assert!(
+        c.next().await.is_none(),
+        "BYE: the server closes once everything is acked"
+    );
+
+    // The other valid HELLO with a token (expiry in 2030, max_version 3) is welcomed too.
+    let mut c = t.connect().await;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend(vector("hello_token_windows_expiry"));
+    c.send(&bytes).await;
+    match c.next().await {
+        Some(Frame::Welcome(w)) => assert_eq!(w.version, 1),
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_invalid_vector_gets_its_answer() {
+    let t = TestServer::start(|_| {}).await;
+    let mut checked = 0;
+    for v in vectors()["invalid"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let bytes = hex::decode(v["hex"].as_str().unwrap()).unwrap();
+        let mut c = if v["after_welcome"].as_bool().unwrap() {
+            t.welcomed().await
+        } else {
+            let mut c = t.connect().await;
+            c.send(&MAGIC).await;
+            c
+        };
+        c.send(&bytes).await;
+        match v["expect"].as_str().unwrap() {
+            "REJECTED" => {
+                match c.next().await {
+                    Some(Frame::Ack(a)) => {
+                        assert_eq!(a.status, AckStatus::Rejected, "{name}");
+                        assert!(
+                            a.message.starts_with("record ") || a.message.starts_with("batch: "),
+                            "{name}"
+                        );
+                    }
+                    other => panic!("{name}: expected ACK REJECTED, got {other:?}"),
+                }
+                // The connection stays open.
+                c.send(&vector("ping")).await;
+                assert!(
+                    matches!(c.next().await, Some(Frame::Pong(_))),
+                    "{name}: open after REJECTED"
+                );
+            }
+            expect => {
+                let code = awp_protocol::ErrorCode::ALL
+                    .iter()
+                    .find(|c| c.name() == expect)
+                    .copied()
+                    .unwrap();
+                match c.next().await {
+                    Some(Frame::Error(e)) => assert_eq!(e.error_code(), Some(code), "{name}: {}", e.message),
+                    other => panic!("{name}: expected ERROR {expect}, got {other:?}"),
+                }
+                assert!(c.next().await.is_none(), "{name}: closed after ERROR");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 56);
+    t.server.shutdown().await;
+}
+
+/// The stored rows, as DynamoDB JSON objects without `received_at`.
+fn stored_items(dir: &std::path::Path) -> Vec<Value> {
+    let db = rusqlite::Connection::open(dir.join("acme.sqlite3")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT device, rk, item FROM items ORDER BY device, rk")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })
+        .unwrap();
+    rows.map(|r| {
+        let (device, rk, item) = r.unwrap();
+        let mut item: Value = serde_json::from_str(&item).unwrap();
+        assert_eq!(item["device"]["S"], device);
+        assert_eq!(item["rk"]["S"], rk);
+        assert!(item["received_at"]["N"].is_string(), "received_at is stored");
+        item.as_object_mut().unwrap().remove("received_at");
+        item
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn sqlite_holds_each_vector_item_once_however_often_it_is_sent() {
+    let t = TestServer::start(|_| {}).await;
+    let batches: Vec<Vec<u8>> = [
+        "batch_one_location",
+        "batch_mixed_kinds",
+        "batch_mixed_lz4",
+        "batch_mixed_zstd",
+    ]
+    .iter()
+    .map(|n| vector(n))
+    .collect();
+    // Twice over, on two connections: the second time as a resend after a dropped connection.
+    for round in 0..2 {
+        let mut c = t.welcomed().await;
+        for b in &batches {
+            c.send(b).await;
+            assert!(
+                matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok),
+                "round {round}"
+            );
+        }
+        drop(c);
+    }
+    let mut expected: Vec<Value> = Vec::new();
+    for name in ["batch_one_location", "batch_mixed_kinds"] {
+        let v = vectors()["valid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone();
+        expected.extend(v["items"].as_array().unwrap().iter().cloned());
+    }
+    expected.sort_by_key(|i| (i["device"]["S"].to_string(), i["rk"]["S"].to_string()));
+    assert_eq!(stored_items(t.dir.path()), expected);
+    t.server.shutdown().await;
+}
+
+/// A pipeline that holds batches ~300 ms before writing, so they stay in flight.
+fn slow_pipeline(c: &mut awp_gateway::config::Config) {
+    c.pipeline.max_delay_ms = 300;
+    c.pipeline.max_items = 1_000_000;
+    c.server.max_inflight = 2;
+}
+
+#[tokio::test]
+async fn the_window_is_enforced_over_a_socket() {
+    let t = TestServer::start(slow_pipeline).await;
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await;
+    c.send(&vector("batch_mixed_kinds")).await;
+    c.send(&vector("batch_max_seq")).await;
+    let message = c.expect_error(ErrorCode::WindowExceeded).await;
+    assert!(message.contains("max_inflight=2"), "{message}");
+
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await;
+    c.send(&vector("batch_one_location")).await;
+    let message = c.expect_error(ErrorCode::WindowExceeded).await;
+    assert!(message.contains("already in flight"), "{message}");
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ping_is_answered_before_the_ack_of_a_batch_in_flight() {
+    let t = TestServer::start(slow_pipeline).await;
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await;
+    c.send(&vector("ping")).await;
+    assert!(matches!(c.next().await, Some(Frame::Pong(_))), "PONG first");
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.seq == 1 && a.status == AckStatus::Ok));
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn silence_ends_in_idle_timeout_and_pings_keep_a_session_alive() {
+    let t = TestServer::start(|c| c.server.heartbeat_ms = 100).await;
+    let mut c = t.welcomed().await;
+    // Pinging every heartbeat keeps it open well past three heartbeats.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.send(&vector("ping")).await;
+        assert!(matches!(c.next().await, Some(Frame::Pong(_))));
+    }
+    let started = std::time::Instant::now();
+    c.expect_error(ErrorCode::IdleTimeout).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before three heartbeats"
+    );
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_hello_in_time_is_closed() {
+    let t = TestServer::start(|c| c.server.hello_timeout_ms = 200).await;
+    let mut c = t.connect().await;
+    c.send(&MAGIC).await;
+    let message = c.expect_error(ErrorCode::IdleTimeout).await;
+    assert!(message.contains("HELLO"));
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_goaway_acks_what_was_received_and_retries_the_rest() {
+    let t = TestServer::start(slow_pipeline).await;
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await;
+    // Let the batch reach the pipeline before the drain starts.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let dir = t.dir;
+    let shutdown = tokio::spawn(t.server.shutdown());
+    match c.next().await {
+        Some(Frame::GoAway(g)) => assert_eq!(g.reconnect_after_ms, 1000),
+        other => panic!("expected GOAWAY, got {other:?}"),
+    }
+    c.send(&vector("batch_mixed_kinds")).await;
+    let mut acks = Vec::new();
+    while let Some(frame) = c.next().await {
+        if let Frame::Ack(a) = frame {
+            acks.push((a.seq, a.status));
+        }
+    }
+    acks.sort_by_key(|(seq, _)| *seq);
+    assert_eq!(acks, [(1, AckStatus::Ok), (77, AckStatus::Retry)]);
+    assert!(shutdown.await.unwrap(), "drained within the deadline");
+    assert_eq!(stored_items(dir.path()).len(), 1, "the acked batch is durable");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_server_busy() {
+    let t = TestServer::start(|c| c.server.max_connections = 1).await;
+    let _first = t.welcomed().await;
+    let mut second = t.connect().await;
+    second.expect_error(ErrorCode::ServerBusy).await;
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_delivered_a_byte_at_a_time_work() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.connect().await;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend(vector("hello_token_android"));
+    bytes.extend(vector("batch_mixed_zstd"));
+    for b in bytes {
+        c.send(&[b]).await;
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.seq == 77 && a.status == AckStatus::Ok));
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_retry_and_a_failing_sink_answers_retry() {
+    let t = TestServer::start(|c| {
+        c.pipeline.queue_depth = 1;
+        c.pipeline.write_timeout_ms = 700;
+        c.server.max_inflight = 8;
+    })
+    .await;
+    // Hold the tenant database's write lock so that the sink's write blocks.
+    let db = rusqlite::Connection::open(t.dir.path().join("acme.sqlite3")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await; // taken by the writer, blocks on the lock
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.send(&vector("batch_mixed_kinds")).await; // queued
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(&vector("batch_max_seq")).await; // queue full
+    let mut acks = Vec::new();
+    for _ in 0..3 {
+        match c.next().await {
+            Some(Frame::Ack(a)) => acks.push((a.seq, a.status, a.retry_after_ms, a.message)),
+            other => panic!("expected ACK, got {other:?}"),
+        }
+    }
+    let (seq, status, retry_after, message) = &acks[0];
+    assert_eq!(
+        (*seq, *status, *retry_after),
+        (u64::MAX, AckStatus::Retry, 1000),
+        "{message}"
+    );
+    assert!(message.contains("busy"));
+    // The blocked write times out: its batch is not acked OK.
+    assert!(
+        acks.iter().any(|(s, st, _, _)| *s == 1 && *st == AckStatus::Retry),
+        "{acks:?}"
+    );
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    // Once the store is free again, a resend is stored.
+    c.send(&vector("batch_one_location")).await;
+    let mut ok = false;
+    while let Some(frame) = c.next().await {
+        if let Frame::Ack(a) = frame {
+            if a.seq == 1 {
+                ok = a.status == AckStatus::Ok;
+                break;
+            }
+        }
+    }
+    assert!(ok, "the resend is stored");
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_on_the_agent_port_is_told_so() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.connect().await;
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let message = c.expect_error(ErrorCode::BadMagic).await;
+    assert!(message.contains("HTTP"), "{message}");
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await;
+    assert!(matches!(c.next().await, Some(Frame::Ack(_))));
+    let admin = t.server.admin_addr.unwrap();
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics").await;
+    for name in [
+        "awp_frames_received_total",
+        "awp_acks_total",
+        "awp_records_received_total",
+        "awp_items_written_total",
+        "awp_batch_durable_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    t.server.shutdown().await;
+}

@@ -1,0 +1,157 @@
+//! Shared by the gateway's integration tests: a running server on loopback
+//! with a temporary data directory, and a minimal AWP/1 client.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use awp_gateway::config::Config;
+use awp_gateway::server::{RunningServer, start};
+use awp_protocol::{Decoded, Frame, Limits, MAGIC, decode};
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How long a test waits for any one answer before failing.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn vectors() -> Value {
+    serde_json::from_str(include_str!("../../../protocol/tests/vectors.json")).unwrap()
+}
+
+/// A vector's bytes, by name, from either section.
+pub fn vector(name: &str) -> Vec<u8> {
+    let all = vectors();
+    let v = all["valid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(all["invalid"].as_array().unwrap())
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no vector {name}"));
+    hex::decode(v["hex"].as_str().unwrap()).unwrap()
+}
+
+/// The configuration the spec's vectors assume: tenant `acme` with secret
+/// `acme-secret-1`, loopback listeners on free ports, SQLite under `dir`.
+pub fn config(dir: &Path) -> Config {
+    Config::parse(&format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
+drain_timeout_ms = 5000
+
+[sink]
+data_dir = "{}"
+
+[[tenants]]
+id = "acme"
+secrets = ["acme-secret-1"]
+"#,
+        dir.display()
+    ))
+    .unwrap()
+}
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        tweak(&mut config);
+        let server = start(&config).await.expect("server starts");
+        TestServer { server, dir }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.plain_addrs[0]
+    }
+
+    pub async fn connect(&self) -> Client<tokio::net::TcpStream> {
+        Client::new(tokio::net::TcpStream::connect(self.addr()).await.unwrap())
+    }
+
+    /// A client past HELLO/WELCOME with the vectors' Android HELLO.
+    pub async fn welcomed(&self) -> Client<tokio::net::TcpStream> {
+        let mut c = self.connect().await;
+        c.hello().await;
+        c
+    }
+}
+
+/// A bare AWP/1 client: bytes out, decoded frames in.
+pub struct Client<S> {
+    pub stream: S,
+    buf: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S) -> Self {
+        Client {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
+    }
+
+    pub async fn send_frame(&mut self, frame: &Frame) {
+        self.send(&frame.to_bytes().unwrap()).await;
+    }
+
+    /// Preamble and the Android HELLO; asserts WELCOME.
+    pub async fn hello(&mut self) {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(vector("hello_token_android"));
+        self.send(&bytes).await;
+        match self.next().await {
+            Some(Frame::Welcome(_)) => {}
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// The next frame, or `None` when the server closed the connection.
+    pub async fn next(&mut self) -> Option<Frame> {
+        tokio::time::timeout(ANSWER_TIMEOUT, self.next_untimed())
+            .await
+            .expect("the server answers in time")
+    }
+
+    async fn next_untimed(&mut self) -> Option<Frame> {
+        loop {
+            let bytes = Bytes::copy_from_slice(&self.buf);
+            match decode(&bytes, &Limits::DEFAULT).expect("the server sends valid frames") {
+                Decoded::Complete(frame, used) => {
+                    let _ = self.buf.split_to(used);
+                    return Some(frame);
+                }
+                Decoded::Incomplete(_) => {
+                    let n = self.stream.read_buf(&mut self.buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asserts the server sends ERROR with `code` and then closes.
+    pub async fn expect_error(&mut self, code: awp_protocol::ErrorCode) -> String {
+        match self.next().await {
+            Some(Frame::Error(e)) => {
+                assert_eq!(e.error_code(), Some(code), "{}", e.message);
+                assert!(self.next().await.is_none(), "the server closes after ERROR");
+                e.message
+            }
+            other => panic!("expected ERROR {code}, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The gateway over real TLS: token and client-certificate authentication,
+//! ALPN, TLS on the plaintext port, and the handshake deadline.
+
+#[path = "support/certs.rs"]
+mod certs;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use awp_protocol::{AckStatus, ErrorCode, Frame, MAGIC};
+use certs::{TestPki, client_config};
+use rustls_pki_types::ServerName;
+use support::{Client, TestServer, vector};
+use tokio_rustls::TlsConnector;
+
+struct TlsSetup {
+    server: TestServer,
+    pki: TestPki,
+    partner_b: certs::ClientCa,
+}
+
+async fn tls_server() -> TlsSetup {
+    let pki = TestPki::new();
+    let partner_b = pki.tenant_ca("partner_b");
+    let (cert, key, ca) = (pki.server_cert.clone(), pki.server_key.clone(), partner_b.path.clone());
+    let server = TestServer::start(move |c| {
+        c.server.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.server.tls_handshake_timeout_ms = 300;
+        c.tls = Some(awp_gateway::config::TlsConfig { cert, key });
+        c.tenants.push(awp_gateway::config::TenantConfig {
+            id: "partner_b".into(),
+            secrets: vec![],
+            client_ca: Some(ca),
+            retention_days: Some(30),
+        });
+    })
+    .await;
+    TlsSetup { server, pki, partner_b }
+}
+
+async fn connect(
+    setup: &TlsSetup,
+    config: Arc<rustls::ClientConfig>,
+) -> Client<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(setup.server.server.tls_addrs[0])
+        .await
+        .unwrap();
+    let tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    Client::new(tls)
+}
+
+#[tokio::test]
+async fn a_token_agent_stores_a_batch_over_tls_with_or_without_alpn() {
+    let setup = tls_server().await;
+    for alpn in [true, false] {
+        let mut c = connect(&setup, client_config(&setup.pki.ca_pem, None, alpn)).await;
+        let negotiated = c.stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_eq!(negotiated, alpn.then(|| b"awp/1".to_vec()));
+        c.hello().await;
+        c.send(&vector("batch_mixed_kinds")).await;
+        assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.seq == 77 && a.status == AckStatus::Ok));
+    }
+    setup.server.server.shutdown().await;
+}
+
+async fn cert_hello(setup: &TlsSetup, cert: Option<certs::CertAndKey>) -> Option<Frame> {
+    let mut c = connect(setup, client_config(&setup.pki.ca_pem, cert, true)).await;
+    let mut bytes = MAGIC.to_vec();
+    // tenant partner_b, device mac-7, auth_method 2.
+    bytes.extend(vector("hello_client_cert"));
+    c.send(&bytes).await;
+    c.next().await
+}
+
+#[tokio::test]
+async fn client_certificates_authenticate_the_device_they_name() {
+    let setup = tls_server().await;
+    let good = setup.partner_b.issue("mac-7").cert_and_key();
+    assert!(matches!(cert_hello(&setup, Some(good)).await, Some(Frame::Welcome(_))));
+
+    let other_device = setup.partner_b.issue("mac-8").cert_and_key();
+    let other_tenant = setup.pki.tenant_ca("acme").issue("mac-7").cert_and_key();
+    let self_signed = certs::self_signed_client("mac-7").cert_and_key();
+    for (what, cert) in [("another CN", Some(other_device)), ("no certificate", None)] {
+        match cert_hello(&setup, cert).await {
+            Some(Frame::Error(e)) => {
+                assert_eq!(e.error_code(), Some(ErrorCode::AuthFailed), "{what}");
+                assert_eq!(e.message, "authentication failed", "{what}");
+            }
+            other => panic!("{what}: expected AUTH_FAILED, got {other:?}"),
+        }
+    }
+    // Certificates from an unknown CA are refused in the handshake itself.
+    for (what, cert) in [("another tenant's CA", other_tenant), ("self-signed", self_signed)] {
+        let tcp = tokio::net::TcpStream::connect(setup.server.server.tls_addrs[0])
+            .await
+            .unwrap();
+        let connector = TlsConnector::from(client_config(&setup.pki.ca_pem, Some(cert), true));
+        let refused = match connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await {
+            Err(_) => true,
+            Ok(tls) => {
+                // TLS 1.3 reports the client-certificate refusal on the first read.
+                let mut c = Client::new(tls);
+                c.send(&MAGIC).await;
+                tokio::time::timeout(Duration::from_secs(5), async {
+                    use tokio::io::AsyncReadExt;
+                    let mut b = [0u8; 1];
+                    c.stream.read(&mut b).await.map(|n| n == 0).unwrap_or(true)
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert!(refused, "{what}");
+    }
+    setup.server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_on_the_plain_port_is_told_so() {
+    let setup = tls_server().await;
+    let tcp = tokio::net::TcpStream::connect(setup.server.addr()).await.unwrap();
+    let connector = TlsConnector::from(client_config(&setup.pki.ca_pem, None, true));
+    // The handshake fails: the server answers the ClientHello with an AWP ERROR.
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .unwrap();
+    assert!(result.is_err());
+    // Seen by a plain client: BAD_MAGIC naming TLS.
+    let mut c = setup.server.connect().await;
+    c.send(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01]).await;
+    let message = c.expect_error(ErrorCode::BadMagic).await;
+    assert!(message.contains("TLS"), "{message}");
+    setup.server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_tls_client_is_dropped_at_the_handshake_deadline() {
+    use tokio::io::AsyncReadExt;
+    let setup = tls_server().await;
+    let mut tcp = tokio::net::TcpStream::connect(setup.server.server.tls_addrs[0])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a byte");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    setup.server.server.shutdown().await;
+}
