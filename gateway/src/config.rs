@@ -206,6 +206,9 @@ pub struct TenantConfig {
     /// How long records are kept (`expires_at`); none keeps them forever.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Where this tenant's records go, if not to `[sink] kind`.
+    #[serde(default)]
+    pub sink: Option<SinkKind>,
 }
 
 impl Config {
@@ -347,6 +350,7 @@ impl Config {
                 secrets: vec![secret],
                 client_ca: None,
                 retention_days: None,
+                sink: None,
             }],
         }
     }
@@ -420,6 +424,7 @@ id = "acme"
 secrets = ["change-me-to-a-long-random-secret"]   # several during rotation
 # client_ca = "/etc/awp/acme-ca.pem"  # devices may authenticate with client certificates
 # retention_days = 90                 # sets expires_at on every item
+# sink = "null"                       # this tenant's store, if not [sink] kind
 "#;
 
 #[cfg(test)]

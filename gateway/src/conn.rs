@@ -76,6 +76,7 @@ pub async fn serve<S>(
             for action in std::mem::take(&mut actions) {
                 match action {
                     Action::Send(frame) => {
+                        metrics::counter!("awp_frames_sent_total", "type" => frame.frame_type().name()).increment(1);
                         if let Err(e) = frame.encode(&mut wbuf) {
                             tracing::error!(error = %e, "cannot encode a frame the session produced");
                             closing = true;
@@ -103,7 +104,10 @@ pub async fn serve<S>(
         }
         if !wbuf.is_empty() {
             match tokio::time::timeout(ctx.write_timeout, writer.write_all(&wbuf)).await {
-                Ok(Ok(())) => wbuf.clear(),
+                Ok(Ok(())) => {
+                    metrics::counter!("awp_bytes_sent_total").increment(wbuf.len() as u64);
+                    wbuf.clear();
+                }
                 Ok(Err(_)) | Err(_) => break,
             }
         }

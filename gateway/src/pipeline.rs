@@ -81,7 +81,7 @@ impl Pipeline {
             let (tx, rx) = mpsc::channel(config.queue_depth);
             let config = config.clone();
             let id = tenant.id.clone();
-            match sink.kind {
+            match tenant.sink.unwrap_or(sink.kind) {
                 SinkKind::Sqlite => {
                     let s = SqliteSink::open(&sink.data_dir, &tenant.id)?;
                     tasks.spawn(write_loop(id, s, rx, config));

@@ -13,7 +13,7 @@
 //!      ERROR + close       ERROR + close            ▼ protocol error / idle: ERROR + close
 //! ```
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,7 +125,8 @@ pub struct Session {
     /// Limits for decoding the client's frames: compression only once negotiated.
     decode_limits: Limits,
     peer: Option<Peer>,
-    inflight: HashSet<u64>,
+    /// Batches handed out for storage, with when each arrived (for ack latency).
+    inflight: HashMap<u64, Instant>,
     opened: Instant,
     last_heard: Instant,
 }
@@ -152,7 +153,7 @@ impl Session {
             state: State::AwaitPreamble,
             decode_limits,
             peer: None,
-            inflight: HashSet::new(),
+            inflight: HashMap::new(),
             opened: now.mono,
             last_heard: now.mono,
         }
@@ -298,7 +299,7 @@ impl Session {
 
     fn on_batch(&mut self, batch: awp_protocol::BatchFrame, now: Now, out: &mut Vec<Action>) {
         let seq = batch.seq();
-        if self.inflight.contains(&seq) {
+        if self.inflight.contains_key(&seq) {
             let message = format!("seq {seq} is already in flight on this connection");
             return self.fail(ErrorCode::WindowExceeded, &message, out);
         }
@@ -330,7 +331,7 @@ impl Session {
         match batch_items(&batch, &ctx, &self.decode_limits) {
             Ok(items) => {
                 metrics::counter!("awp_records_received_total").increment(items.len() as u64);
-                self.inflight.insert(seq);
+                self.inflight.insert(seq, now.mono);
                 out.push(Action::Store {
                     seq,
                     tenant: peer.tenant.clone(),
@@ -346,9 +347,13 @@ impl Session {
 
     /// Reports how storing batch `seq` ended; answers it with an ACK.
     pub fn batch_done(&mut self, seq: u64, outcome: BatchOutcome, out: &mut Vec<Action>) {
-        if !self.inflight.remove(&seq) || self.state == State::Closed {
+        let Some(arrived) = self.inflight.remove(&seq) else {
+            return;
+        };
+        if self.state == State::Closed {
             return;
         }
+        metrics::histogram!("awp_ack_latency_seconds").record(arrived.elapsed());
         let ack = match outcome {
             BatchOutcome::Stored => Ack::ok(seq),
             BatchOutcome::Retry(message) => Ack::retry(seq, self.settings.retry_after_ms, &message),

@@ -14,7 +14,7 @@ use awp_protocol::{Hello, HelloAuth, token};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{ConfigError, TenantConfig};
+use crate::config::{ConfigError, SinkKind, TenantConfig};
 
 /// One tenant, ready for authentication and item mapping.
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub struct Tenant {
     client_ca: Option<Arc<RootCertStore>>,
     /// Seconds added to `received_at` for `expires_at`, if the tenant has a retention.
     pub retention_secs: Option<u64>,
+    /// The tenant's own sink, if not the configured default.
+    pub sink: Option<SinkKind>,
 }
 
 impl Tenant {
@@ -35,6 +37,7 @@ impl Tenant {
             secrets: secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
             client_ca: None,
             retention_secs: None,
+            sink: None,
         }
     }
 
@@ -75,6 +78,7 @@ impl Tenants {
                 secrets: c.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
                 client_ca,
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
+                sink: c.sink,
             });
         }
         Ok(tenants)

@@ -379,3 +379,31 @@ async fn admin_endpoints_answer() {
     }
     t.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tenant_on_the_null_sink_is_acked_and_nothing_is_written() {
+    let t = TestServer::start(|c| c.tenants[0].sink = Some(awp_gateway::config::SinkKind::Null)).await;
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_mixed_kinds")).await;
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.seq == 77 && a.status == AckStatus::Ok));
+    assert!(
+        !t.dir.path().join("acme.sqlite3").exists(),
+        "the null sink opens no database"
+    );
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_sets_expires_at() {
+    let t = TestServer::start(|c| c.tenants[0].retention_days = Some(90)).await;
+    let mut c = t.welcomed().await;
+    c.send(&vector("batch_one_location")).await;
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok));
+    let db = rusqlite::Connection::open(t.dir.path().join("acme.sqlite3")).unwrap();
+    let item: String = db.query_row("SELECT item FROM items", [], |r| r.get(0)).unwrap();
+    let item: Value = serde_json::from_str(&item).unwrap();
+    let received_s = item["received_at"]["N"].as_str().unwrap().parse::<u64>().unwrap() / 1000;
+    let expires = item["expires_at"]["N"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(expires, received_s + 90 * 86_400);
+    t.server.shutdown().await;
+}

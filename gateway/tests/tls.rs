@@ -33,6 +33,7 @@ async fn tls_server() -> TlsSetup {
             secrets: vec![],
             client_ca: Some(ca),
             retention_days: Some(30),
+            sink: None,
         });
     })
     .await;

@@ -1,0 +1,200 @@
+//! The `gateway` binary: the development default end to end (start, take a
+//! batch, SIGTERM, drain), `check-config`, `example-config`, `inspect`, `token`.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use awp_protocol::{AckStatus, Frame, MAGIC};
+use support::{Client, vector};
+
+fn gateway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+}
+
+#[test]
+fn check_config_names_the_field_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nmax_inflight = 0\n[[tenants]]\nid = \"acme\"\nsecrets = [\"acme-secret-1\"]\n",
+    )
+    .unwrap();
+    let out = gateway()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("server.max_inflight: must be at least 1"), "{stderr}");
+
+    let missing = gateway()
+        .args(["check-config", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("/nonexistent.toml"));
+}
+
+#[test]
+fn the_example_config_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = gateway().arg("example-config").output().unwrap();
+    assert!(example.status.success());
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, &example.stdout).unwrap();
+    let out = gateway()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+#[test]
+fn inspect_prints_one_json_line_per_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.hex");
+    let capture = format!(
+        "{}\n{}\n{}\n{}\n",
+        hex::encode(MAGIC),
+        hex::encode(vector("hello_token_android")),
+        hex::encode(vector("batch_mixed_lz4")),
+        hex::encode(vector("bad_crc"))
+    );
+    std::fs::write(&path, capture).unwrap();
+    let out = gateway().arg("inspect").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a capture with an error exits 1");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[1]["type"], "HELLO");
+    assert_eq!(lines[2]["type"], "BATCH");
+    assert_eq!(lines[2]["compression"], "lz4");
+    assert_eq!(lines[2]["records"].as_array().unwrap().len(), 8);
+    assert_eq!(lines[3]["code"], "CHECKSUM_MISMATCH");
+    assert_eq!(lines[3]["offset"], 4 + 78 + 232);
+}
+
+#[test]
+fn token_prints_the_vectors_token() {
+    let out = gateway()
+        .args([
+            "token",
+            "--secret",
+            "acme-secret-1",
+            "--tenant",
+            "acme",
+            "--device",
+            "dev-0001",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "f4151fbd02cb529c42e96aaa66d33cbea66f646d4c2283e1f46b9def3622a315"
+    );
+}
+
+#[tokio::test]
+async fn the_development_default_takes_a_batch_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Read the banner: the agent address and the dev tenant's secret.
+    let stdout = child.stdout.take().unwrap();
+    let banner = async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().await.unwrap() {
+            let done = line.starts_with("Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    };
+    let banner = tokio::time::timeout(Duration::from_secs(20), banner).await.unwrap();
+    let field = |prefix: &str| {
+        banner
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {banner:?}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let addr = field("agents:");
+    let secret = banner
+        .iter()
+        .find_map(|l| l.split("secret: ").nth(1))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "loopback only: {addr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("dev-tenant.secret"))
+            .unwrap()
+            .trim(),
+        secret
+    );
+
+    // An agent of tenant dev.
+    let hello = awp_protocol::Hello {
+        min_version: 1,
+        max_version: 1,
+        tenant_id: "dev".into(),
+        device_id: "phone-1".into(),
+        platform: awp_protocol::Platform::Android,
+        agent_version: "1.0".into(),
+        compression: awp_protocol::CompressionSet::ALL,
+        auth: awp_protocol::HelloAuth::Token {
+            expiry: 0,
+            token: awp_protocol::token::device_token(secret.as_bytes(), "dev", "phone-1", 0),
+        },
+    };
+    let mut c = Client::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    c.send(&MAGIC).await;
+    c.send_frame(&Frame::Hello(hello)).await;
+    assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+    c.send(&vector("batch_one_location")).await;
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok));
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(matches!(c.next().await, Some(Frame::GoAway(_))), "GOAWAY on SIGTERM");
+    assert!(c.next().await.is_none());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "clean exit after draining: {status:?}");
+
+    let db = rusqlite::Connection::open(dir.path().join("dev.sqlite3")).unwrap();
+    let (device, rk): (String, String) = db
+        .query_row("SELECT device, rk FROM items", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(
+        (device.as_str(), rk.as_str()),
+        ("phone-1", "1764000000000#00000000000000000001#00000")
+    );
+}
