@@ -185,7 +185,6 @@ fn print_development_banner(config: &Config, running: &server::RunningServer) {
     }
     println!("  tenant:  dev   secret: {secret}   (kept in {dir}/dev-tenant.secret)");
     println!("  a device token:  gateway token --tenant dev --device DEVICE_ID --secret {secret}");
-    println!("  load it:  agent-sim --gateway {addr} --tenant dev --secret {secret}");
     println!("  stored items:  sqlite3 {dir}/dev.sqlite3 'select device, rk, item from items limit 10'");
     println!("Ctrl-C drains and stops.");
 }
