@@ -86,7 +86,8 @@ pub async fn serve<S>(
                         Ok(rx) => pending.push(Box::pin(async move {
                             let outcome = match rx.await {
                                 Ok(Ok(())) => BatchOutcome::Stored,
-                                Ok(Err(e)) => BatchOutcome::Retry(format!("storage unavailable: {e}")),
+                                // The details are logged by the writer, not told to agents.
+                                Ok(Err(_)) => BatchOutcome::Retry("storage unavailable".into()),
                                 Err(_) => BatchOutcome::Retry("storage writer stopped".into()),
                             };
                             (seq, outcome)
@@ -103,7 +104,12 @@ pub async fn serve<S>(
             }
         }
         if !wbuf.is_empty() {
-            match tokio::time::timeout(ctx.write_timeout, writer.write_all(&wbuf)).await {
+            // Flush too: a TLS stream may hold records back until flushed.
+            let write = async {
+                writer.write_all(&wbuf).await?;
+                writer.flush().await
+            };
+            match tokio::time::timeout(ctx.write_timeout, write).await {
                 Ok(Ok(())) => {
                     metrics::counter!("awp_bytes_sent_total").increment(wbuf.len() as u64);
                     wbuf.clear();
@@ -129,6 +135,7 @@ pub async fn serve<S>(
                 session.batch_done(seq, outcome, &mut actions);
             }
             read = reader.read_buf(&mut rbuf), if session.wants_input() => match read {
+                // Ok(0): the client closed its sending side.
                 Ok(0) | Err(_) => session.eof(&mut actions),
                 Ok(_) => session.receive(&mut rbuf, Now::read(), &mut actions),
             },
@@ -136,4 +143,22 @@ pub async fn serve<S>(
         }
     }
     let _ = tokio::time::timeout(ctx.write_timeout, writer.shutdown()).await;
+    if !session.half_closed() {
+        linger(&mut reader).await;
+    }
+}
+
+/// How long a closing connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and discards until the client closes or [`LINGER`] passes. Closing
+/// a socket with unread input makes the kernel send a reset, and a reset can
+/// make the client's stack discard the last frames (an ERROR, final ACKs)
+/// before the agent reads them.
+pub async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }

@@ -125,6 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: GOAWAY to agents, draining");
         anyhow::Ok(running.shutdown().await)
     })?;
+    // A sink write stuck in the store must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

@@ -156,12 +156,37 @@ async fn write_loop<S: TenantSink>(
             waiters.push((s.done, s.queued_at));
         }
         let started = Instant::now();
-        let result = match tokio::time::timeout(write_timeout, sink.write(all)).await {
+        let mut write = std::pin::pin!(sink.write(all));
+        let result = match tokio::time::timeout(write_timeout, &mut write).await {
             Ok(r) => r,
-            Err(_) => Err(SinkError::Retryable(format!(
-                "sink write took over {} ms",
-                write_timeout.as_millis()
-            ))),
+            Err(_) => {
+                // Answer now (the agents resend), but let the write finish
+                // before the next one starts: an abandoned write would keep
+                // running beside it, and a stuck store would pile them up.
+                // Batches queued meanwhile are answered RETRY at once.
+                let late = Err(SinkError::Retryable(format!(
+                    "sink write took over {} ms",
+                    write_timeout.as_millis()
+                )));
+                answer(&tenant, std::mem::take(&mut waiters), &late);
+                let busy = Err(SinkError::Retryable("sink busy with a late write".into()));
+                loop {
+                    tokio::select! {
+                        finished = &mut write => {
+                            tracing::warn!(tenant = %tenant, ok = finished.is_ok(), "a timed-out sink write finished");
+                            break;
+                        }
+                        next = rx.recv() => match next {
+                            Some(s) => answer(&tenant, vec![(s.done, s.queued_at)], &busy),
+                            None => {
+                                let _ = (&mut write).await;
+                                break;
+                            }
+                        },
+                    }
+                }
+                late
+            }
         };
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::histogram!("awp_sink_write_seconds", "tenant" => tenant.clone()).record(started.elapsed());
@@ -171,10 +196,14 @@ async fn write_loop<S: TenantSink>(
             Ok(()) => metrics::counter!("awp_items_written_total", "tenant" => tenant.clone()).increment(items as u64),
             Err(e) => tracing::warn!(tenant = %tenant, items, error = %e, "sink write failed; batches get ACK RETRY"),
         }
-        for (done, queued_at) in waiters {
-            metrics::histogram!("awp_batch_durable_seconds", "tenant" => tenant.clone()).record(queued_at.elapsed());
-            // A closed receiver means the connection is gone; the agent resends.
-            let _ = done.send(result.clone());
-        }
+        answer(&tenant, waiters, &result);
+    }
+}
+
+fn answer(tenant: &str, waiters: Vec<(oneshot::Sender<WriteResult>, Instant)>, result: &WriteResult) {
+    for (done, queued_at) in waiters {
+        metrics::histogram!("awp_batch_durable_seconds", "tenant" => tenant.to_owned()).record(queued_at.elapsed());
+        // A closed receiver means the connection is gone; the agent resends.
+        let _ = done.send(result.clone());
     }
 }

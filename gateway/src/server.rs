@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use awp_protocol::{CompressionSet, ErrorCode, ErrorFrame, Frame, Limits};
 use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -295,7 +295,7 @@ async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, timeout: Durat
     .await;
 }
 
-async fn send_busy<S: AsyncWrite + Unpin>(mut stream: S) {
+async fn send_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     metrics::counter!("awp_errors_total", "code" => ErrorCode::ServerBusy.name()).increment(1);
     let mut buf = BytesMut::new();
     let frame = Frame::Error(ErrorFrame::new(
@@ -304,6 +304,8 @@ async fn send_busy<S: AsyncWrite + Unpin>(mut stream: S) {
     ));
     if frame.encode(&mut buf).is_ok() {
         let _ = stream.write_all(&buf).await;
+        let _ = stream.flush().await;
     }
     let _ = stream.shutdown().await;
+    crate::conn::linger(&mut stream).await;
 }

@@ -129,6 +129,10 @@ pub struct Session {
     inflight: HashMap<u64, Instant>,
     opened: Instant,
     last_heard: Instant,
+    /// The client shut its sending side; stop reading.
+    half_closed: bool,
+    /// When the first byte of a frame not yet complete arrived.
+    frame_started: Option<Instant>,
 }
 
 impl Session {
@@ -156,15 +160,16 @@ impl Session {
             inflight: HashMap::new(),
             opened: now.mono,
             last_heard: now.mono,
+            half_closed: false,
+            frame_started: None,
         }
     }
 
-    /// Whether the connection should keep reading from the client.
+    /// Whether the connection should keep reading from the client (after
+    /// BYE too: PINGs are answered while the last ACKs are pending), until
+    /// the session ends or the client shuts its sending side.
     pub fn wants_input(&self) -> bool {
-        matches!(
-            self.state,
-            State::AwaitPreamble | State::AwaitHello | State::Ready | State::Draining
-        )
+        self.state != State::Closed && !self.half_closed
     }
 
     /// Whether the session has ended (the connection closes).
@@ -183,10 +188,19 @@ impl Session {
     }
 
     /// When [`Session::tick`] must next run.
+    ///
+    /// Silence counts from the last byte heard; a frame must also complete
+    /// within three heartbeats of its first byte, so that a peer trickling
+    /// bytes cannot hold a frame-sized buffer forever.
     pub fn deadline(&self) -> Instant {
-        match self.state {
+        let idle = 3 * self.settings.heartbeat;
+        let deadline = match self.state {
             State::AwaitPreamble | State::AwaitHello => self.opened + self.settings.hello_timeout,
-            _ => self.last_heard + 3 * self.settings.heartbeat,
+            _ => self.last_heard + idle,
+        };
+        match self.frame_started {
+            Some(started) => deadline.min(started + idle),
+            None => deadline,
         }
     }
 
@@ -195,6 +209,16 @@ impl Session {
     /// a frame whose header passed the checks, never more.
     pub fn receive(&mut self, buf: &mut BytesMut, now: Now, out: &mut Vec<Action>) {
         self.last_heard = now.mono;
+        self.decode_frames(buf, now, out);
+        // A partial frame left over: its clock starts at the first byte seen.
+        if buf.is_empty() {
+            self.frame_started = None;
+        } else if self.frame_started.is_none() {
+            self.frame_started = Some(now.mono);
+        }
+    }
+
+    fn decode_frames(&mut self, buf: &mut BytesMut, now: Now, out: &mut Vec<Action>) {
         while self.wants_input() {
             if self.state == State::AwaitPreamble {
                 match check_preamble(buf) {
@@ -214,9 +238,9 @@ impl Session {
                 Ok(h) => h,
                 Err(e) => return self.fail(e.code(), &e.to_string(), out),
             };
-            // Before WELCOME only HELLO is allowed, decided from the header alone.
-            if self.state == State::AwaitHello && header.frame_type != FrameType::Hello {
-                let message = format!("expected HELLO, got {}", header.frame_type);
+            // Frames not allowed in this state are refused from the header
+            // alone, before their payload is buffered or its length matters.
+            if let Some(message) = self.unexpected(header.frame_type) {
                 return self.fail(ErrorCode::UnexpectedFrame, &message, out);
             }
             if let Err(e) = header.check_length(&self.decode_limits) {
@@ -229,12 +253,28 @@ impl Session {
             }
             let mut frame_bytes = buf.split_to(frame_len);
             frame_bytes.advance(HEADER_LEN);
+            // Whatever follows is a new frame, whose clock starts now.
+            self.frame_started = None;
             metrics::counter!("awp_frames_received_total", "type" => header.frame_type.name()).increment(1);
             metrics::counter!("awp_bytes_received_total").increment(frame_len as u64);
             match Frame::parse(&header, frame_bytes.freeze(), &self.decode_limits) {
                 Ok(frame) => self.on_frame(frame, now, out),
                 Err(e) => return self.fail(e.code(), &e.to_string(), out),
             }
+        }
+    }
+
+    /// Why a frame of this type is not allowed now, if it is not.
+    fn unexpected(&self, frame_type: FrameType) -> Option<String> {
+        use FrameType::*;
+        match (self.state, frame_type) {
+            (State::AwaitHello, Hello) => None,
+            (State::AwaitHello, other) => Some(format!("expected HELLO, got {other}")),
+            // Frames only a server sends, and a second HELLO.
+            (_, Hello | Welcome | Ack | GoAway) => Some(format!("{frame_type} not allowed from a client here")),
+            // After BYE the client has nothing more to send but liveness.
+            (State::Closing, Batch | Bye) => Some(format!("{frame_type} after BYE")),
+            _ => None,
         }
     }
 
@@ -388,21 +428,42 @@ impl Session {
         if self.state == State::Closed || now.mono < self.deadline() {
             return;
         }
+        let idle_ms = 3 * self.settings.heartbeat.as_millis();
         let message = match self.state {
             State::AwaitPreamble | State::AwaitHello => {
                 format!("no HELLO within {} ms", self.settings.hello_timeout.as_millis())
             }
-            _ => format!("nothing heard for {} ms", 3 * self.settings.heartbeat.as_millis()),
+            _ if self
+                .frame_started
+                .is_some_and(|s| now.mono >= s + 3 * self.settings.heartbeat) =>
+            {
+                format!("a frame was not completed within {idle_ms} ms")
+            }
+            _ => format!("nothing heard for {idle_ms} ms"),
         };
         self.fail(ErrorCode::IdleTimeout, &message, out);
     }
 
-    /// The client closed its side.
+    /// The client closed its sending side. Batches in flight are still
+    /// answered (the client may be waiting for their ACKs, as after BYE);
+    /// with none, the session ends.
     pub fn eof(&mut self, out: &mut Vec<Action>) {
-        if self.state != State::Closed {
-            self.state = State::Closed;
-            out.push(Action::Close);
+        match self.state {
+            State::Ready | State::Draining | State::Closing if !self.inflight.is_empty() => {
+                self.state = State::Closing;
+                self.half_closed = true;
+            }
+            State::Closed => {}
+            _ => {
+                self.state = State::Closed;
+                out.push(Action::Close);
+            }
         }
+    }
+
+    /// Whether the client closed its sending side (nothing more to read).
+    pub fn half_closed(&self) -> bool {
+        self.half_closed
     }
 
     fn ack(&mut self, ack: Ack, out: &mut Vec<Action>) {
@@ -465,6 +526,8 @@ mod tests {
         session: Session,
         t0: Instant,
         unix_ms: u64,
+        /// The connection's read buffer: partial frames stay in it between feeds.
+        buf: BytesMut,
     }
 
     impl Harness {
@@ -480,6 +543,7 @@ mod tests {
                 session: Session::new(settings(), Arc::new(tenants), [7; 16], None, now),
                 t0,
                 unix_ms: now.unix_ms,
+                buf: BytesMut::new(),
             }
         }
 
@@ -491,9 +555,10 @@ mod tests {
         }
 
         fn feed_at(&mut self, ms: u64, bytes: &[u8]) -> Vec<Action> {
-            let mut buf = BytesMut::from(bytes);
+            self.buf.extend_from_slice(bytes);
             let mut out = Vec::new();
-            self.session.receive(&mut buf, self.at(ms), &mut out);
+            let now = self.at(ms);
+            self.session.receive(&mut self.buf, now, &mut out);
             out
         }
 
@@ -753,11 +818,71 @@ mod tests {
         h.feed(&vector("batch_one_location"));
         let out = h.feed(&vector("bye"));
         assert!(out.is_empty(), "{out:?}");
-        assert!(!h.session.wants_input());
+        // PINGs are still answered while the last ACKs are pending.
+        let out = h.feed(&vector("ping"));
+        assert!(matches!(&out[..], [Action::Send(Frame::Pong(_))]), "{out:?}");
         let mut out = Vec::new();
         h.session.batch_done(1, BatchOutcome::Stored, &mut out);
         assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
         assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn a_batch_after_bye_is_unexpected() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        h.feed(&vector("bye"));
+        assert_eq!(
+            error_code(&h.feed(&vector("batch_mixed_kinds"))),
+            Some(ErrorCode::UnexpectedFrame as u16)
+        );
+    }
+
+    #[test]
+    fn a_half_closed_client_still_gets_its_acks() {
+        let mut h = Harness::welcomed();
+        h.feed(&vector("batch_one_location"));
+        let mut out = Vec::new();
+        h.session.eof(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!h.session.wants_input(), "nothing more to read");
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
+        assert!(matches!(out.last(), Some(Action::Close)));
+
+        let mut h = Harness::welcomed();
+        let mut out = Vec::new();
+        h.session.eof(&mut out);
+        assert!(matches!(&out[..], [Action::Close]), "nothing in flight: close at once");
+    }
+
+    #[test]
+    fn a_second_hello_is_unexpected_from_its_header_whatever_its_length() {
+        let mut h = Harness::welcomed();
+        // A HELLO header claiming 5,000 bytes (over HELLO's 4,096 limit) and a wrong CRC.
+        let out = h.feed(&[1, 0, 0, 0, 0, 0, 0x13, 0x88, 0, 0, 0, 0]);
+        assert_eq!(error_code(&out), Some(ErrorCode::UnexpectedFrame as u16));
+    }
+
+    #[test]
+    fn a_trickled_frame_must_complete_within_three_heartbeats() {
+        let mut h = Harness::welcomed();
+        let batch = vector("batch_mixed_kinds");
+        // One byte every 500 ms: never silent for long, but the frame drags on.
+        let mut out = Vec::new();
+        for (i, b) in batch[..20].iter().enumerate() {
+            let ms = 500 * i as u64;
+            h.session.tick(h.at(ms), &mut out);
+            if !out.is_empty() {
+                break;
+            }
+            out.extend(h.feed_at(ms, &[*b]));
+        }
+        let [Action::Send(Frame::Error(e)), Action::Close] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.code, ErrorCode::IdleTimeout as u16);
+        assert!(e.message.contains("not completed"), "{}", e.message);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Every way a HELLO can fail authentication — unknown tenant, wrong token,
 //! expired token, a certificate that does not chain to the tenant's CA or
 //! names another device — gives the same `None`, answered with the same
-//! `ERROR(AUTH_FAILED)`, so tenants and devices cannot be enumerated. For an
-//! unknown tenant a token is still computed against a dummy secret, so the
-//! answer takes as long as for a known one.
+//! `ERROR(AUTH_FAILED)`, so tenants and devices cannot be enumerated. Token
+//! checks cost the same whatever the tenant: every check computes as many
+//! HMACs as the tenant with the most secrets has, padding with HMACs under a
+//! dummy secret whose results are thrown away (an unknown tenant is all
+//! padding).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +58,8 @@ impl Tenant {
 #[derive(Debug, Default)]
 pub struct Tenants {
     by_id: HashMap<String, Arc<Tenant>>,
+    /// The most secrets any tenant has: the HMAC count of every token check.
+    max_secrets: usize,
 }
 
 /// Secret used for unknown tenants, so that a miss costs one HMAC like a hit.
@@ -86,6 +90,7 @@ impl Tenants {
 
     /// Adds or replaces a tenant.
     pub fn insert(&mut self, tenant: Tenant) {
+        self.max_secrets = self.max_secrets.max(tenant.secrets.len()).max(1);
         self.by_id.insert(tenant.id.clone(), Arc::new(tenant));
     }
 
@@ -109,26 +114,19 @@ impl Tenants {
         let tenant = self.by_id.get(&hello.tenant_id);
         let ok = match &hello.auth {
             HelloAuth::Token { expiry, token } => {
-                let dummy = [DUMMY_SECRET];
-                let ok = match tenant {
-                    Some(t) => token::verify_device_token(
-                        &t.secrets,
+                let own: &[Vec<u8>] = tenant.map_or(&[], |t| &t.secrets);
+                let ok =
+                    token::verify_device_token(own, &hello.tenant_id, &hello.device_id, *expiry, token, now_unix_secs);
+                // Pad to the same number of HMACs for every tenant, known or not.
+                for _ in own.len()..self.max_secrets {
+                    std::hint::black_box(token::device_token(
+                        DUMMY_SECRET,
                         &hello.tenant_id,
                         &hello.device_id,
                         *expiry,
-                        token,
-                        now_unix_secs,
-                    ),
-                    None => token::verify_device_token(
-                        &dummy,
-                        &hello.tenant_id,
-                        &hello.device_id,
-                        *expiry,
-                        token,
-                        now_unix_secs,
-                    ),
-                };
-                ok && tenant.is_some()
+                    ));
+                }
+                ok
             }
             HelloAuth::ClientCert => match (tenant.and_then(|t| t.client_ca.as_ref()), peer_certs) {
                 (Some(roots), Some(chain)) => crate::tls::verify_client_cert(chain, roots, &hello.device_id),

@@ -11,14 +11,18 @@
 //!   ALPN extension still connects (the spec says a listener MUST NOT require
 //!   it). A client that offers only *other* protocols is refused by rustls
 //!   with a `no_application_protocol` alert, as RFC 7301 wants.
-//! - **Client certificates are optional and per tenant.** When any tenant has
-//!   a client CA, the server asks every client for a certificate and accepts
-//!   a chain to any tenant's CA, but also accepts clients that send none: a
-//!   TLS handshake knows nothing of tenants, and device-token clients (HELLO
-//!   `auth_method` 1) have no certificate. The real check happens at HELLO
-//!   time with `auth_method` 2: [`verify_client_cert`] re-verifies the peer
-//!   chain against *that* tenant's CA only, and requires the subject common
-//!   name to equal the HELLO `device_id`. A certificate from tenant A's CA
+//! - **Client certificates are optional and per tenant, and checked at
+//!   HELLO, not in the handshake.** When any tenant has a client CA, the
+//!   server asks every client for a certificate but accepts any chain (and
+//!   none) in the handshake itself, checking only that the client holds the
+//!   certificate's key (the handshake signature). A TLS handshake knows
+//!   nothing of tenants, device-token clients (HELLO `auth_method` 1) may
+//!   send no certificate or a stale one, and a certificate that is expired
+//!   or from an unknown CA must get the protocol's `ERROR(AUTH_FAILED)`, not
+//!   a TLS alert that tells a prober which CAs are configured. The real
+//!   check is [`verify_client_cert`] at HELLO with `auth_method` 2: the chain
+//!   against *that* tenant's CA only, valid now, and the subject common name
+//!   equal to the HELLO `device_id`. A certificate from tenant A's CA
 //!   therefore never authenticates a device of tenant B.
 //! - The certificate request carries **no CA names** (no root hint subjects):
 //!   listing every tenant's CA to every client that connects would tell
@@ -31,7 +35,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
 /// The ALPN protocol id a TLS listener offers (AWP1.md §1).
@@ -110,13 +114,6 @@ pub enum TlsError {
         /// rustls' error.
         #[source]
         source: rustls::Error,
-    },
-    /// The client certificate verifier for the tenants' CAs could not be built.
-    #[error("tenants[*].client_ca: cannot build the client certificate verifier: {source}")]
-    ClientVerifier {
-        /// rustls' error.
-        #[source]
-        source: VerifierBuilderError,
     },
     /// rustls refused the protocol version / crypto provider combination
     /// (only possible with a broken build of rustls).
@@ -226,19 +223,12 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|source| TlsError::Protocol { source })?;
 
-    let mut union = RootCertStore::empty();
-    for tenant in tenant_cas {
-        union.roots.extend(tenant.roots.roots.iter().cloned());
-    }
-    let builder = if union.is_empty() {
+    let builder = if tenant_cas.iter().all(|t| t.roots.is_empty()) {
         builder.with_no_client_auth()
     } else {
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(union), provider())
-            .clear_root_hint_subjects()
-            .allow_unauthenticated()
-            .build()
-            .map_err(|source| TlsError::ClientVerifier { source })?;
-        builder.with_client_cert_verifier(verifier)
+        builder.with_client_cert_verifier(Arc::new(DeferredClientAuth {
+            algorithms: provider().signature_verification_algorithms,
+        }))
     };
 
     let mut config = builder
@@ -250,6 +240,60 @@ pub fn server_config(
         })?;
     config.alpn_protocols = vec![ALPN_AWP1.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The handshake's client-certificate policy: ask, accept any chain or none,
+/// verify the handshake signature (the client holds the key). Which tenant's
+/// CA the chain must lead to is known only at HELLO ([`verify_client_cert`]).
+#[derive(Debug)]
+struct DeferredClientAuth {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for DeferredClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No CA names: they would tell strangers which tenants exist.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// Checks a TLS client certificate for HELLO `auth_method` 2 (AWP1.md §4.1).

@@ -155,3 +155,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 }
+
+/// Sends one invalid vector on a fresh connection (welcomed first if the
+/// vector says so) and checks the spec's answer: an ERROR with the expected
+/// code and a close, or ACK REJECTED with the connection kept open.
+pub async fn check_invalid_vector<S: AsyncRead + AsyncWrite + Unpin>(mut c: Client<S>, v: &Value) {
+    let name = v["name"].as_str().unwrap();
+    let bytes = hex::decode(v["hex"].as_str().unwrap()).unwrap();
+    if v["after_welcome"].as_bool().unwrap() {
+        c.hello().await;
+    } else {
+        c.send(&MAGIC).await;
+    }
+    c.send(&bytes).await;
+    match v["expect"].as_str().unwrap() {
+        "REJECTED" => {
+            match c.next().await {
+                Some(Frame::Ack(a)) => {
+                    assert_eq!(a.status, awp_protocol::AckStatus::Rejected, "{name}");
+                    assert!(
+                        a.message.starts_with("record ") || a.message.starts_with("batch: "),
+                        "{name}"
+                    );
+                }
+                other => panic!("{name}: expected ACK REJECTED, got {other:?}"),
+            }
+            // The connection stays open.
+            c.send(&vector("ping")).await;
+            assert!(
+                matches!(c.next().await, Some(Frame::Pong(_))),
+                "{name}: open after REJECTED"
+            );
+        }
+        expect => {
+            let code = awp_protocol::ErrorCode::ALL
+                .iter()
+                .find(|c| c.name() == expect)
+                .copied()
+                .unwrap();
+            match c.next().await {
+                Some(Frame::Error(e)) => assert_eq!(e.error_code(), Some(code), "{name}: {}", e.message),
+                other => panic!("{name}: expected ERROR {expect}, got {other:?}"),
+            }
+            assert!(c.next().await.is_none(), "{name}: closed after ERROR");
+        }
+    }
+}
