@@ -9,6 +9,9 @@ export AWS_EC2_METADATA_DISABLED=true
 
 step() { printf '\n=== %s\n' "$*"; }
 
+step "dynalite (local DynamoDB for the tests)"
+scripts/dynalite.sh install
+
 step "format"
 cargo fmt --all -- --check
 

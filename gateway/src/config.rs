@@ -166,7 +166,8 @@ impl Default for PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// `sqlite` (one database per tenant under `data_dir`) or `null` (benchmarks).
+    /// `sqlite` (one database per tenant under `data_dir`), `dynamodb` (each
+    /// tenant's `[tenants.dynamodb]` table) or `null` (benchmarks).
     pub kind: SinkKind,
     /// Where the SQLite databases live.
     pub data_dir: PathBuf,
@@ -189,6 +190,42 @@ pub enum SinkKind {
     Sqlite,
     /// Build items, count them, store nothing.
     Null,
+    /// The tenant's DynamoDB table (`[tenants.dynamodb]`).
+    Dynamodb,
+}
+
+/// `[tenants.dynamodb]`: where a tenant's items go in DynamoDB.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoConfig {
+    /// The table (key schema: `device` HASH S, `rk` RANGE S).
+    pub table: String,
+    /// The AWS region of the table.
+    pub region: String,
+    /// An endpoint override (dynalite, DynamoDB Local, a VPC endpoint).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// A named profile from the shared AWS config files, instead of the
+    /// standard credential chain.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// A role to assume (the partner's account), on top of the base credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Static credentials, for local endpoints only (dynalite ignores them).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// See `access_key_id`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// The most BatchWriteItem requests in flight for this table; the
+    /// gateway adapts below it when DynamoDB throttles.
+    #[serde(default = "default_dynamo_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_dynamo_concurrency() -> usize {
+    8
 }
 
 /// `[[tenants]]`
@@ -209,6 +246,9 @@ pub struct TenantConfig {
     /// Where this tenant's records go, if not to `[sink] kind`.
     #[serde(default)]
     pub sink: Option<SinkKind>,
+    /// The tenant's DynamoDB table, for the `dynamodb` sink.
+    #[serde(default)]
+    pub dynamodb: Option<DynamoConfig>,
 }
 
 impl Config {
@@ -351,6 +391,7 @@ impl Config {
                 client_ca: None,
                 retention_days: None,
                 sink: None,
+                dynamodb: None,
             }],
         }
     }
@@ -416,7 +457,7 @@ queue_depth = 256                    # batches queued per tenant before ACK RETR
 write_timeout_ms = 10000
 
 [sink]
-kind = "sqlite"                      # or "null" (benchmarks: build items, store nothing)
+kind = "sqlite"                      # or "dynamodb" (each tenant's table), "null" (benchmarks)
 data_dir = "data"                    # one <tenant>.sqlite3 per tenant
 
 [[tenants]]
@@ -424,7 +465,14 @@ id = "acme"
 secrets = ["change-me-to-a-long-random-secret"]   # several during rotation
 # client_ca = "/etc/awp/acme-ca.pem"  # devices may authenticate with client certificates
 # retention_days = 90                 # sets expires_at on every item
-# sink = "null"                       # this tenant's store, if not [sink] kind
+# sink = "dynamodb"                   # this tenant's store, if not [sink] kind
+# [tenants.dynamodb]                  # for the dynamodb sink: the tenant's own table
+# table = "awp-acme"
+# region = "eu-west-1"
+# endpoint = "http://127.0.0.1:8000"  # dynalite / DynamoDB Local / VPC endpoint
+# profile = "acme"                    # a named profile instead of the standard chain
+# role_arn = "arn:aws:iam::111122223333:role/awp-gateway-writer"  # the partner's account
+# max_concurrency = 8                 # BatchWriteItem requests in flight, adaptive below
 "#;
 
 #[cfg(test)]

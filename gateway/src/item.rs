@@ -146,11 +146,30 @@ pub fn batch_items(batch: &BatchFrame, ctx: &ItemContext<'_>, limits: &Limits) -
     while let Some(record) = records.next() {
         let record = record?;
         let time_ms = records.record_time_ms(&record);
-        items.push(record_item(&record, time_ms, index, ctx));
+        let item = record_item(&record, time_ms, index, ctx);
+        if item.size_bytes() > MAX_ITEM_BYTES {
+            return Err(BatchError {
+                index: Some(index),
+                error: awp_protocol::FieldError {
+                    field: "body",
+                    problem: awp_protocol::Problem::Rule("makes an item over DynamoDB's 400 KB item limit"),
+                },
+            });
+        }
+        items.push(item);
         index += 1;
     }
     Ok(items)
 }
+
+/// DynamoDB's item size limit (names and values, UTF-8 and binary lengths).
+///
+/// Of the record kinds AWP/1 defines, the largest item is an EVENT with 64
+/// attributes of 64-byte keys and 4,096-byte values: about 270 KB, well
+/// within it. Only a record of an unknown kind (kept whole, up to the
+/// frame's length) can exceed it; such a batch is answered ACK REJECTED
+/// naming the record, the same in every sink, since no table could hold it.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
 impl ItemValue {
     /// The value in DynamoDB JSON, e.g. `{"N": "42"}`.

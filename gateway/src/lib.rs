@@ -40,5 +40,6 @@ pub mod pipeline;
 pub mod server;
 pub mod session;
 pub mod sink;
+pub mod tables;
 pub mod tenant;
 pub mod tls;

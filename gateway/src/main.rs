@@ -27,7 +27,7 @@ struct Cli {
     /// Admin HTTP address (replaces the config's).
     #[arg(long, global = true, env = "GATEWAY_ADMIN_LISTEN")]
     admin_listen: Option<std::net::SocketAddr>,
-    /// Sink: sqlite or null (replaces the config's).
+    /// Sink: sqlite, dynamodb or null (replaces the config's).
     #[arg(long, global = true, env = "GATEWAY_SINK", value_parser = parse_sink)]
     sink: Option<SinkKind>,
     /// Data directory of the SQLite sink (replaces the config's).
@@ -53,6 +53,14 @@ enum Command {
         /// The capture file; `-` for standard input.
         file: PathBuf,
     },
+    /// Create or describe the tenants' DynamoDB tables.
+    Tables {
+        #[command(subcommand)]
+        action: TablesAction,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Print the device token for a tenant secret (AWP1.md 4.1), for provisioning and support.
     Token {
         /// The tenant secret.
@@ -70,11 +78,20 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TablesAction {
+    /// Create each tenant's table (keys device/rk, on-demand, TTL on expires_at); idempotent.
+    Create,
+    /// Show each tenant's table: status, keys, billing, size, TTL.
+    Describe,
+}
+
 fn parse_sink(s: &str) -> Result<SinkKind, String> {
     match s {
         "sqlite" => Ok(SinkKind::Sqlite),
         "null" => Ok(SinkKind::Null),
-        _ => Err(format!("unknown sink {s:?}: use sqlite or null")),
+        "dynamodb" => Ok(SinkKind::Dynamodb),
+        _ => Err(format!("unknown sink {s:?}: use sqlite, dynamodb or null")),
     }
 }
 
@@ -105,6 +122,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let token = awp_protocol::token::device_token(secret.as_bytes(), tenant, device, *expiry);
             println!("{}", hex::encode(token));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Tables { action, tenant }) => {
+            let config = load_config(&cli)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                match action {
+                    TablesAction::Create => awp_gateway::tables::create(&config, tenant.as_deref()).await,
+                    TablesAction::Describe => awp_gateway::tables::describe(&config, tenant.as_deref()).await,
+                }
+            })?;
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::CheckConfig) => {

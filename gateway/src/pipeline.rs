@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{PipelineConfig, SinkConfig, SinkKind};
 use crate::item::Item;
+use crate::sink::dynamodb::DynamoSink;
 use crate::sink::null::NullSink;
 use crate::sink::sqlite::SqliteSink;
 use crate::sink::{SinkError, TenantSink};
@@ -70,7 +71,7 @@ impl Writers {
 
 impl Pipeline {
     /// Opens each tenant's sink and starts its writer.
-    pub fn start(
+    pub async fn start(
         tenants: &Tenants,
         sink: &SinkConfig,
         config: &PipelineConfig,
@@ -88,6 +89,19 @@ impl Pipeline {
                 }
                 SinkKind::Null => {
                     tasks.spawn(write_loop(id, NullSink::new().0, rx, config));
+                }
+                SinkKind::Dynamodb => {
+                    let Some(dynamo) = &tenant.dynamodb else {
+                        return Err(SinkError::Fatal(format!(
+                            "tenant {}: no [tenants.dynamodb] table",
+                            tenant.id
+                        )));
+                    };
+                    // Give up a little before the pipeline's own timeout, so the
+                    // batches get the sink's reason rather than a timeout.
+                    let give_up = Duration::from_millis(config.write_timeout_ms * 9 / 10);
+                    let s = DynamoSink::connect(&tenant.id, dynamo, give_up).await;
+                    tasks.spawn(write_loop(id, s, rx, config));
                 }
             }
             queues.insert(tenant.id.clone(), tx);

@@ -76,8 +76,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         retry_after_ms: s.retry_after_ms,
         goaway_reconnect_ms: s.goaway_reconnect_ms,
     });
-    let (pipeline, writers) =
-        Pipeline::start(&tenants, &config.sink, &config.pipeline).context("sink: cannot open the tenants' stores")?;
+    let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline)
+        .await
+        .context("sink: cannot open the tenants' stores")?;
     let ctx = Arc::new(ConnContext {
         settings,
         tenants: tenants.clone(),

@@ -16,7 +16,7 @@ use awp_protocol::{Hello, HelloAuth, token};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{ConfigError, SinkKind, TenantConfig};
+use crate::config::{ConfigError, DynamoConfig, SinkKind, TenantConfig};
 
 /// One tenant, ready for authentication and item mapping.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub struct Tenant {
     pub retention_secs: Option<u64>,
     /// The tenant's own sink, if not the configured default.
     pub sink: Option<SinkKind>,
+    /// The tenant's DynamoDB table, for the `dynamodb` sink.
+    pub dynamodb: Option<DynamoConfig>,
 }
 
 impl Tenant {
@@ -40,6 +42,7 @@ impl Tenant {
             client_ca: None,
             retention_secs: None,
             sink: None,
+            dynamodb: None,
         }
     }
 
@@ -83,6 +86,7 @@ impl Tenants {
                 client_ca,
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
                 sink: c.sink,
+                dynamodb: c.dynamodb.clone(),
             });
         }
         Ok(tenants)

@@ -382,3 +382,44 @@ async fn a_client_that_half_closes_still_gets_its_acks() {
     assert!(c.next().await.is_none());
     t.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_record_too_large_for_a_dynamodb_item_is_rejected() {
+    use awp_protocol::{Batch, Compression, Limits, Record, RecordBody, Unknown};
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.welcomed().await;
+    let batch = Batch {
+        seq: 9,
+        base_time_ms: 1_764_000_000_000,
+        records: vec![
+            Record {
+                time_offset_ms: 0,
+                body: RecordBody::Unknown(Unknown {
+                    kind: 42,
+                    body: std::borrow::Cow::Owned(vec![7; 1000]),
+                }),
+            },
+            Record {
+                time_offset_ms: 0,
+                body: RecordBody::Unknown(Unknown {
+                    kind: 42,
+                    body: std::borrow::Cow::Owned(vec![7; 450 * 1024]),
+                }),
+            },
+        ],
+    };
+    let mut bytes = bytes::BytesMut::new();
+    batch.encode(Compression::None, &Limits::DEFAULT, &mut bytes).unwrap();
+    c.send(&bytes).await;
+    match c.next().await {
+        Some(Frame::Ack(a)) => {
+            assert_eq!((a.seq, a.status), (9, AckStatus::Rejected));
+            assert_eq!(
+                a.message,
+                "record 1: body makes an item over DynamoDB's 400 KB item limit"
+            );
+        }
+        other => panic!("expected ACK REJECTED, got {other:?}"),
+    }
+    t.server.shutdown().await;
+}

@@ -34,6 +34,7 @@ async fn tls_server() -> TlsSetup {
             client_ca: Some(ca),
             retention_days: Some(30),
             sink: None,
+            dynamodb: None,
         });
     })
     .await;

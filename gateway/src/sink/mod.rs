@@ -7,6 +7,7 @@
 //! the agents resend, which is safe because an item's key is a pure function
 //! of its record (AWP1.md §6), so a rewrite overwrites.
 
+pub mod dynamodb;
 pub mod null;
 pub mod sqlite;
 

@@ -1,0 +1,394 @@
+//! The DynamoDB sink against a real local DynamoDB (dynalite), through real
+//! sockets: items land exactly as AWP1.md §7 says, resends are stored once,
+//! tenants are isolated, and with a proxy injecting throttling, 500s,
+//! UnprocessedItems and an outage, nothing acknowledged is lost.
+
+#[path = "support/dynalite.rs"]
+mod dynalite;
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use awp_gateway::config::{Config, DynamoConfig, SinkKind, TenantConfig};
+use awp_protocol::{
+    AckStatus, Batch, Compression, CompressionSet, Frame, Hello, HelloAuth, Limits, Location, MAGIC, Platform, Record,
+    RecordBody,
+};
+use aws_sdk_dynamodb::types::AttributeValue;
+use dynalite::{Dynalite, Fault, FaultProxy};
+use serde_json::Value;
+use support::{Client, TestServer, vector, vectors};
+
+const SECRET: &str = "tenant-secret-for-tests";
+
+fn dynamo(table: &str, endpoint: &str) -> DynamoConfig {
+    DynamoConfig {
+        table: table.into(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.into()),
+        profile: None,
+        role_arn: None,
+        access_key_id: Some("local".into()),
+        secret_access_key: Some("local".into()),
+        max_concurrency: 4,
+    }
+}
+
+/// Points the test config at DynamoDB: tenant acme (the vectors' secret) and
+/// any extra tenants, each with its own table.
+fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
+    c.sink.kind = SinkKind::Dynamodb;
+    c.tenants[0].dynamodb = Some(dynamo("awp-acme", endpoint));
+    for t in extra_tenants {
+        c.tenants.push(TenantConfig {
+            id: (*t).into(),
+            secrets: vec![SECRET.into()],
+            client_ca: None,
+            retention_days: None,
+            sink: None,
+            dynamodb: Some(dynamo(&format!("awp-{t}"), endpoint)),
+        });
+    }
+}
+
+async fn create_tables(endpoint: &str, tenants: &[&str]) -> aws_sdk_dynamodb::Client {
+    let client = awp_gateway::sink::dynamodb::client(&dynamo("unused", endpoint)).await;
+    for t in tenants {
+        assert!(
+            awp_gateway::tables::create_table(&client, &format!("awp-{t}"))
+                .await
+                .unwrap()
+        );
+    }
+    client
+}
+
+/// Every item of a device, in key order, as DynamoDB JSON.
+async fn query(client: &aws_sdk_dynamodb::Client, table: &str, device: &str) -> Vec<Value> {
+    let items: Vec<HashMap<String, AttributeValue>> = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("device = :d")
+        .expression_attribute_values(":d", AttributeValue::S(device.into()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    items.iter().map(dynalite::to_json).collect()
+}
+
+fn without_received_at(mut items: Vec<Value>) -> Vec<Value> {
+    for i in &mut items {
+        assert!(i["received_at"]["N"].is_string());
+        i.as_object_mut().unwrap().remove("received_at");
+        canonical_numbers(i);
+    }
+    items
+}
+
+/// DynamoDB stores numbers, not their spelling (dynalite gives -2.5E-100
+/// back as -0.000…025): compare N values as numbers.
+fn canonical_numbers(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(n)) = map.get_mut("N")
+                && n.parse::<i128>().is_err()
+            {
+                *n = format!("{:e}", n.parse::<f64>().unwrap());
+            }
+            map.values_mut().for_each(canonical_numbers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(canonical_numbers),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn vector_batches_become_exactly_their_items_once() {
+    let db = Dynalite::start();
+    let client = create_tables(&db.endpoint, &["acme"]).await;
+    let endpoint = db.endpoint.clone();
+    let t = TestServer::start(move |c| use_dynamo(c, &endpoint, &[])).await;
+    let names = [
+        "batch_one_location",
+        "batch_mixed_kinds",
+        "batch_mixed_lz4",
+        "batch_mixed_zstd",
+    ];
+    // Sent twice over, the second time after dropping a connection mid-batch.
+    for round in 0..2 {
+        let mut c = t.welcomed().await;
+        for n in names {
+            c.send(&vector(n)).await;
+            assert!(
+                matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok),
+                "round {round} {n}"
+            );
+        }
+        let mut dropped = t.welcomed().await;
+        dropped.send(&vector("batch_one_location")).await;
+        drop(dropped);
+    }
+    let mut expected = Vec::new();
+    for name in ["batch_one_location", "batch_mixed_kinds"] {
+        let v = vectors()["valid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone();
+        expected.extend(v["items"].as_array().unwrap().iter().cloned());
+    }
+    expected.sort_by_key(|i| i["rk"]["S"].as_str().unwrap().to_owned());
+    expected.iter_mut().for_each(canonical_numbers);
+    assert_eq!(
+        without_received_at(query(&client, "awp-acme", "dev-0001").await),
+        expected
+    );
+    t.server.shutdown().await;
+}
+
+async fn agent(addr: std::net::SocketAddr, tenant: &str, secret: &str, device: &str) -> Client<tokio::net::TcpStream> {
+    let mut c = Client::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        tenant_id: tenant.into(),
+        device_id: device.into(),
+        platform: Platform::Linux,
+        agent_version: "sim".into(),
+        compression: CompressionSet::ALL,
+        auth: HelloAuth::Token {
+            expiry: 0,
+            token: awp_protocol::token::device_token(secret.as_bytes(), tenant, device, 0),
+        },
+    };
+    c.send(&MAGIC).await;
+    c.send_frame(&Frame::Hello(hello)).await;
+    assert!(
+        matches!(c.next().await, Some(Frame::Welcome(_))),
+        "{tenant}/{device} welcomed"
+    );
+    c
+}
+
+fn batch(seq: u64, records: usize) -> Vec<u8> {
+    let b = Batch {
+        seq,
+        base_time_ms: 1_764_000_000_000 + seq * 10_000,
+        records: (0..records)
+            .map(|i| Record {
+                time_offset_ms: i as i64,
+                body: RecordBody::Location(Location {
+                    lat_e7: 525_200_066,
+                    lon_e7: i as i32,
+                    accuracy_m: 5,
+                }),
+            })
+            .collect(),
+    };
+    let mut out = bytes::BytesMut::new();
+    let codec = [Compression::None, Compression::Lz4, Compression::Zstd][seq as usize % 3];
+    b.encode(codec, &Limits::DEFAULT, &mut out).unwrap();
+    out.to_vec()
+}
+
+/// An agent's duty: send each batch until it is acked OK, resending the same
+/// seq and content after RETRY, a dropped connection or GOAWAY. Returns the
+/// acked seqs.
+async fn run_agent(
+    addr: std::net::SocketAddr,
+    tenant: String,
+    secret: &'static str,
+    device: String,
+    batches: u64,
+    records: usize,
+) -> BTreeSet<u64> {
+    let mut acked = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seq = 1;
+    let mut c = agent(addr, &tenant, secret, &device).await;
+    while seq <= batches {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{device}: not all acked within 90 s"
+        );
+        c.send(&batch(seq, records)).await;
+        match c.next().await {
+            Some(Frame::Ack(a)) if a.status == AckStatus::Ok => {
+                assert_eq!(a.seq, seq);
+                acked.insert(seq);
+                seq += 1;
+            }
+            Some(Frame::Ack(a)) if a.status == AckStatus::Retry => {
+                tokio::time::sleep(Duration::from_millis(a.retry_after_ms)).await;
+            }
+            other => panic!("{device}: unexpected answer {other:?}"),
+        }
+    }
+    c.send(&vector("bye")).await;
+    acked
+}
+
+async fn assert_stored_once(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    device: &str,
+    batches: u64,
+    records: usize,
+) {
+    let items = query(client, table, device).await;
+    let keys: Vec<String> = items
+        .iter()
+        .map(|i| i["rk"]["S"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected = Vec::new();
+    for seq in 1..=batches {
+        for i in 0..records {
+            let time = 1_764_000_000_000 + seq * 10_000 + i as u64;
+            expected.push(format!("{time:013}#{seq:020}#{i:05}"));
+        }
+    }
+    expected.sort();
+    assert_eq!(
+        keys, expected,
+        "{table}/{device}: every acked record once, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn many_agents_of_many_tenants_at_once() {
+    let db = Dynalite::start();
+    let tenants = ["t1", "t2", "t3"];
+    let client = create_tables(&db.endpoint, &tenants).await;
+    let endpoint = db.endpoint.clone();
+    let t = TestServer::start(move |c| use_dynamo(c, &endpoint, &tenants)).await;
+    let mut agents = Vec::new();
+    for tenant in tenants {
+        for d in 0..8 {
+            agents.push(tokio::spawn(run_agent(
+                t.addr(),
+                tenant.into(),
+                SECRET,
+                format!("dev-{d}"),
+                10,
+                40,
+            )));
+        }
+    }
+    for a in agents {
+        assert_eq!(a.await.unwrap().len(), 10);
+    }
+    for tenant in tenants {
+        for d in 0..8 {
+            assert_stored_once(&client, &format!("awp-{tenant}"), &format!("dev-{d}"), 10, 40).await;
+        }
+    }
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_lose_nothing_that_was_acknowledged() {
+    let db = Dynalite::start();
+    let tenants = ["f1", "f2"];
+    let client = create_tables(&db.endpoint, &tenants).await;
+    let proxy = FaultProxy::start(&db.endpoint).await;
+    let endpoint = proxy.endpoint.clone();
+    let t = TestServer::start(move |c| {
+        use_dynamo(c, &endpoint, &tenants);
+        c.server.retry_after_ms = 50;
+        c.pipeline.write_timeout_ms = 2_000;
+    })
+    .await;
+    proxy.set(Fault::Random(0.2, 0.15, 0.25));
+    let mut agents = Vec::new();
+    for tenant in tenants {
+        for d in 0..6 {
+            agents.push(tokio::spawn(run_agent(
+                t.addr(),
+                tenant.into(),
+                SECRET,
+                format!("dev-{d}"),
+                12,
+                60,
+            )));
+        }
+    }
+    // An outage in the middle of the run.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.set(Fault::Down);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.set(Fault::Random(0.2, 0.15, 0.25));
+    for a in agents {
+        assert_eq!(a.await.unwrap().len(), 12);
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &proxy.stats;
+    let (thr, err, unp, drop) = (
+        s.throttled.load(Relaxed),
+        s.errors.load(Relaxed),
+        s.unprocessed.load(Relaxed),
+        s.dropped.load(Relaxed),
+    );
+    assert!(thr > 0 && err > 0 && unp > 0 && drop > 0, "every fault happened: {s:?}");
+    proxy.set(Fault::None);
+    for tenant in tenants {
+        for d in 0..6 {
+            assert_stored_once(&client, &format!("awp-{tenant}"), &format!("dev-{d}"), 12, 60).await;
+        }
+    }
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_table_answers_retry_and_stalls_no_other_tenant() {
+    let db = Dynalite::start();
+    // Table for acme only; "ghost" points at a table that does not exist.
+    let client = create_tables(&db.endpoint, &["acme"]).await;
+    let endpoint = db.endpoint.clone();
+    let t = TestServer::start(move |c| use_dynamo(c, &endpoint, &["ghost"])).await;
+    let mut ghost = agent(t.addr(), "ghost", SECRET, "g-1").await;
+    ghost.send(&batch(1, 5)).await;
+    let mut acme = t.welcomed().await;
+    acme.send(&vector("batch_one_location")).await;
+    assert!(matches!(acme.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok));
+    match ghost.next().await {
+        Some(Frame::Ack(a)) => {
+            assert_eq!(a.status, AckStatus::Retry, "never acked, never dropped: {}", a.message);
+        }
+        other => panic!("expected ACK RETRY, got {other:?}"),
+    }
+    assert_eq!(query(&client, "awp-acme", "dev-0001").await.len(), 1);
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tables_create_is_idempotent_and_describe_reports_them() {
+    let db = Dynalite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    use_dynamo(&mut config, &db.endpoint, &["other"]);
+    awp_gateway::tables::create(&config, None).await.unwrap();
+    awp_gateway::tables::create(&config, None).await.unwrap();
+    awp_gateway::tables::describe(&config, Some("acme")).await.unwrap();
+    let client = awp_gateway::sink::dynamodb::client(&dynamo("x", &db.endpoint)).await;
+    let out = client.describe_table().table_name("awp-other").send().await.unwrap();
+    let table = out.table.unwrap();
+    let keys: Vec<_> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("device".to_owned(), "HASH".to_owned()),
+            ("rk".to_owned(), "RANGE".to_owned())
+        ]
+    );
+    assert!(awp_gateway::tables::describe(&config, Some("nobody")).await.is_err());
+}
