@@ -1,0 +1,121 @@
+//! The DynamoDB sink against dynalite: items/s, items per request, write
+//! latency, and the CPU the sink uses next to the CPU dynalite uses.
+//!
+//! ```sh
+//! scripts/dynalite.sh install
+//! cargo run --release -p awp-gateway --example dynamo_sink_bench -- [ITEMS] [ITEMS_PER_WRITE] [CONCURRENCY]
+//! ```
+//!
+//! It starts its own dynalite (in memory), creates a table, turns typical
+//! batches (`awp_benches::typical_batch`) into items exactly as the gateway
+//! does, and writes them with `DynamoSink` the way the pipeline does: one
+//! write call at a time of ITEMS_PER_WRITE items (default 2,000), each split
+//! into BatchWriteItem requests of 25 sent CONCURRENCY at a time (default 8).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use awp_gateway::config::DynamoConfig;
+use awp_gateway::item::{ItemContext, batch_items};
+use awp_gateway::sink::TenantSink;
+use awp_gateway::sink::dynamodb::{DynamoSink, client};
+use awp_protocol::{Compression, Decoded, Frame, Limits, Platform, decode};
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let total = args.first().copied().unwrap_or(100_000);
+    let per_write = args.get(1).copied().unwrap_or(2_000);
+    let concurrency = args.get(2).copied().unwrap_or(8);
+
+    let serve = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dynalite/serve.js");
+    let mut dynalite = Command::new("node")
+        .arg(serve)
+        .arg("0")
+        .env("EXIT_WITH_STDIN", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(dynalite.stdout.take().unwrap()).read_line(&mut line)?;
+    let endpoint = format!("http://127.0.0.1:{}", line.trim().trim_start_matches("DYNALITE_PORT="));
+
+    let config = DynamoConfig {
+        table: "bench".into(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint),
+        profile: None,
+        role_arn: None,
+        access_key_id: Some("local".into()),
+        secret_access_key: Some("local".into()),
+        max_concurrency: concurrency,
+    };
+    awp_gateway::tables::create_table(&client(&config).await, "bench").await?;
+    let mut sink = DynamoSink::connect("bench", &config, Duration::from_secs(60)).await;
+
+    // Items as the gateway makes them: 100-record typical batches from 50 devices.
+    let mut items = Vec::with_capacity(total);
+    let mut seq = 1;
+    while items.len() < total {
+        let mut buf = bytes::BytesMut::new();
+        awp_benches::typical_batch(seq, 100, seq).encode(Compression::None, &Limits::DEFAULT, &mut buf)?;
+        let Ok(Decoded::Complete(Frame::Batch(batch), _)) = decode(&buf.freeze(), &Limits::DEFAULT) else {
+            anyhow::bail!("typical batch does not decode");
+        };
+        let device = format!("device-{}", seq % 50);
+        let ctx = ItemContext {
+            device_id: &device,
+            platform: Platform::Android,
+            agent_version: "bench",
+            seq,
+            received_at_ms: 1_764_000_000_000,
+            expires_at: None,
+        };
+        items.extend(batch_items(&batch, &ctx, &Limits::DEFAULT)?);
+        seq += 1;
+    }
+    items.truncate(total);
+
+    let (me, db) = (std::process::id(), dynalite.id());
+    let (me0, db0) = (cpu_seconds(me), cpu_seconds(db));
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut chunks = items.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let chunk: Vec<_> = chunks.by_ref().take(per_write).collect();
+        let t = Instant::now();
+        sink.write(chunk).await?;
+        latencies.push(t.elapsed());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (me1, db1) = (cpu_seconds(me), cpu_seconds(db));
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "{total} items in {secs:.2} s: {:.0} items/s; {per_write} items per write, {} BatchWriteItem requests of <= 25 items, concurrency <= {concurrency}",
+        total as f64 / secs,
+        total.div_ceil(25),
+    );
+    println!(
+        "write latency ({per_write} items): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(1.0)
+    );
+    println!(
+        "CPU: sink process {:.0}% of one core, dynalite {:.0}% of one core",
+        (me1 - me0) / secs * 100.0,
+        (db1 - db0) / secs * 100.0
+    );
+    let _ = dynalite.kill();
+    Ok(())
+}
