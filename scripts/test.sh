@@ -23,7 +23,7 @@ test_log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$test_log"
 
 step "benches compile"
-cargo bench --workspace --locked --no-run
+cargo bench -p awp-benches --locked --no-run
 
 step "fuzz targets: build and a short run each"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
