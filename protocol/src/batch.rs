@@ -207,6 +207,11 @@ impl<'a> Batch<'a> {
 
     fn write_raw(&self, b: &mut BytesMut) {
         put_varint(b, self.seq);
+        self.write_content(b);
+    }
+
+    /// Everything after `seq`: `base_time_ms`, `count`, records.
+    fn write_content(&self, b: &mut BytesMut) {
         put_varint(b, self.base_time_ms);
         put_varint(b, self.records.len() as u64);
         for record in &self.records {
@@ -309,6 +314,95 @@ impl<'a> Iterator for Records<'a> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (0, Some((self.count - self.index) as usize + 1))
+    }
+}
+
+/// A batch's content (everything after `seq`) checked and encoded once, to be
+/// sent under many `seq`s: the load simulator varies only what must vary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedBatch {
+    content: Bytes,
+    records: u32,
+}
+
+impl PreparedBatch {
+    /// Checks `batch` against `limits` (its `seq` is ignored) and encodes its content.
+    pub fn new(batch: &Batch<'_>, limits: &Limits) -> Result<PreparedBatch, EncodeError> {
+        // Checked with seq 1 whatever its own: only the content is kept.
+        let checked = Batch {
+            seq: batch.seq.max(1),
+            base_time_ms: batch.base_time_ms,
+            records: batch.records.clone(),
+        };
+        checked.check(limits).map_err(EncodeError::Batch)?;
+        let mut content = BytesMut::with_capacity(checked.encoded_len());
+        checked.write_content(&mut content);
+        Ok(PreparedBatch {
+            content: content.freeze(),
+            records: checked.records.len() as u32,
+        })
+    }
+
+    /// The number of records.
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+
+    /// The encoded content (after `seq`).
+    pub fn content(&self) -> &Bytes {
+        &self.content
+    }
+
+    /// Appends a BATCH frame with this content and `seq` (≥ 1) to `dst`.
+    pub fn encode(
+        &self,
+        seq: u64,
+        compression: Compression,
+        limits: &Limits,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        if seq == 0 {
+            return Err(EncodeError::Batch(BatchError {
+                index: None,
+                error: FieldError::new("seq", Problem::Rule("must be at least 1")),
+            }));
+        }
+        let raw_len = varint_len(seq) + self.content.len();
+        let limit = if compression == Compression::None {
+            limits.max_frame_len
+        } else {
+            limits.max_batch_bytes
+        };
+        if raw_len > limit as usize {
+            return Err(EncodeError::TooLong {
+                frame_type: FrameType::Batch,
+                length: raw_len,
+            });
+        }
+        let start = dst.len();
+        if compression == Compression::None {
+            return encode_frame(dst, FrameType::Batch, compression, |b| {
+                put_varint(b, seq);
+                b.put_slice(&self.content);
+                Ok::<(), EncodeError>(())
+            });
+        }
+        let mut raw = BytesMut::with_capacity(raw_len);
+        put_varint(&mut raw, seq);
+        raw.put_slice(&self.content);
+        encode_frame(dst, FrameType::Batch, compression, |b| {
+            compress::deflate(compression, &raw, b);
+            Ok::<(), EncodeError>(())
+        })?;
+        let payload_len = dst.len() - start - crate::HEADER_LEN;
+        if payload_len > limits.max_frame_len as usize {
+            dst.truncate(start);
+            return Err(EncodeError::TooLong {
+                frame_type: FrameType::Batch,
+                length: payload_len,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -43,6 +43,7 @@
 //!
 //! - `codec` (default): [`codec::AwpCodec`], a tokio-util `Decoder`/`Encoder`.
 //! - `json` (default): [`json`], frames in the JSON shape of `vectors.json`.
+//! - `sample`: [`sample`], realistic record mixes for benchmarks and the simulator.
 //!
 //! Device tokens (HMAC-SHA256, constant-time verification) are in [`token`].
 #![forbid(unsafe_code)]
@@ -61,10 +62,13 @@ mod wire;
 pub mod codec;
 #[cfg(feature = "json")]
 pub mod json;
+#[cfg(feature = "sample")]
+pub mod sample;
 
 pub use batch::{
     AppUsage, Attr, AttrValue, Batch, BatchFrame, Channel, Direction, Event, Location, MAX_ATTR_VALUE_LEN,
-    MAX_EVENT_ATTRS, Message, NetUsage, Network, Record, RecordBody, Records, Unknown, is_storable_float, kind,
+    MAX_EVENT_ATTRS, Message, NetUsage, Network, PreparedBatch, Record, RecordBody, Records, Unknown,
+    is_storable_float, kind,
 };
 pub use error::{BatchError, EncodeError, ErrorCode, FieldError, FrameError, Problem};
 pub use frame::{

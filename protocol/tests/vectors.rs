@@ -283,3 +283,43 @@ fn walking_records_agrees_with_collecting_them() {
     }
     assert!(walked > 25, "the batch vectors were walked ({walked})");
 }
+
+/// A prepared batch sent under another seq decodes to the same records with that seq.
+#[test]
+fn prepared_batches_encode_under_any_seq() {
+    let limits = Limits::DEFAULT;
+    let v = vectors("valid")
+        .into_iter()
+        .find(|v| name(v) == "batch_mixed_kinds")
+        .unwrap();
+    let bytes = bytes_of(&v);
+    let Decoded::Complete(Frame::Batch(frame), _) = decode(&bytes, &limits).unwrap() else {
+        unreachable!()
+    };
+    let batch = frame.decode(&limits).unwrap();
+    let prepared = awp_protocol::PreparedBatch::new(&batch, &limits).unwrap();
+    assert_eq!(prepared.records(), 8);
+    for (seq, codec) in [
+        (77, awp_protocol::Compression::None),
+        (5, awp_protocol::Compression::Lz4),
+        (u64::MAX, awp_protocol::Compression::Zstd),
+    ] {
+        let mut out = bytes::BytesMut::new();
+        prepared.encode(seq, codec, &limits, &mut out).unwrap();
+        if seq == 77 {
+            assert_eq!(out.clone().freeze(), bytes, "same bytes as the vector");
+        }
+        let Decoded::Complete(Frame::Batch(again), _) = decode(&out.freeze(), &limits).unwrap() else {
+            unreachable!()
+        };
+        let decoded = again.decode(&limits).unwrap();
+        assert_eq!(decoded.seq, seq);
+        assert_eq!(decoded.records, batch.records);
+    }
+    let mut out = bytes::BytesMut::new();
+    assert!(
+        prepared
+            .encode(0, awp_protocol::Compression::None, &limits, &mut out)
+            .is_err()
+    );
+}

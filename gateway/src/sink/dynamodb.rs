@@ -135,6 +135,27 @@ pub fn attribute_map(item: &Item) -> HashMap<String, AttributeValue> {
     map
 }
 
+/// An item read back from DynamoDB as DynamoDB JSON (the form of the
+/// vectors' `items` and of the SQLite sink's `item` column).
+pub fn attributes_to_json(item: &HashMap<String, AttributeValue>) -> serde_json::Value {
+    fn value(v: &AttributeValue) -> serde_json::Value {
+        use serde_json::json;
+        match v {
+            AttributeValue::S(s) => json!({"S": s}),
+            AttributeValue::N(n) => json!({"N": n}),
+            AttributeValue::B(b) => json!({"B": crate::item::base64(b.as_ref())}),
+            AttributeValue::Bool(b) => json!({"BOOL": b}),
+            AttributeValue::Null(_) => json!({"NULL": true}),
+            AttributeValue::M(m) => {
+                json!({"M": m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<serde_json::Map<_, _>>()})
+            }
+            // Types the gateway never writes; shown, not dropped.
+            other => json!({"UNSUPPORTED": format!("{other:?}")}),
+        }
+    }
+    serde_json::Value::Object(item.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+}
+
 /// Splits items into BatchWriteItem requests: ≤ 25 items, ≤ 16 MB, each key once.
 fn requests(items: Vec<Item>) -> Vec<Vec<WriteRequest>> {
     // The later copy of a key wins; order among distinct keys is kept.

@@ -277,17 +277,5 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
 
 /// An item read back from DynamoDB, in DynamoDB JSON (the vectors' form).
 pub fn to_json(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Value {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
-    fn value(v: &A) -> Value {
-        match v {
-            A::S(s) => json!({"S": s}),
-            A::N(n) => json!({"N": n}),
-            A::B(b) => json!({"B": awp_gateway::item::base64(b.as_ref())}),
-            A::Bool(b) => json!({"BOOL": b}),
-            A::Null(_) => json!({"NULL": true}),
-            A::M(m) => json!({"M": m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<serde_json::Map<_, _>>()}),
-            other => panic!("unexpected attribute value {other:?}"),
-        }
-    }
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+    awp_gateway::sink::dynamodb::attributes_to_json(item)
 }
