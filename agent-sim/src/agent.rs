@@ -101,6 +101,8 @@ enum End {
     Dropped,
     /// Churn or a storm: the agent dropped it on purpose.
     Abandoned,
+    /// The run's time is up with batches still unacked.
+    GaveUp,
 }
 
 struct Agent {
@@ -146,7 +148,7 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
             });
         }
         let pause = match end {
-            End::Finished => break,
+            End::Finished | End::GaveUp => break,
             End::GoAway(ms) => {
                 agent.ctx.stats.error("goaway");
                 failures = 0;
@@ -337,6 +339,9 @@ impl Agent {
         let mut next_churn_check = Instant::now() + Duration::from_secs(1);
         loop {
             let now = Instant::now();
+            if now >= ctx.give_up {
+                return End::GaveUp;
+            }
             if goaway.is_none() {
                 self.generate(window, now);
                 // Fill the window: every ready batch, written with one syscall.
@@ -407,7 +412,7 @@ impl Agent {
             if s.churn_per_s > 0.0 {
                 wake = wake.min(next_churn_check);
             }
-            let wake = wake.max(now + Duration::from_micros(100));
+            let wake = wake.min(ctx.give_up).max(now + Duration::from_micros(100));
             tokio::select! {
                 frame = frames.next() => match frame {
                     Some(Ok(Frame::Ack(ack))) => self.on_ack(ack),

@@ -339,10 +339,10 @@ impl Report {
         }
         let (acks, errors) = (counts_line(&self.acks), counts_line(&self.errors));
         s += &format!("  acks by status                {acks}\n  errors by code                {errors}\n");
-        let head: String = LATENCY_HEAD[1..].iter().map(|c| format!("{c:>10}")).collect();
+        let head: String = LATENCY_HEAD[1..].iter().map(|c| format!("{c:>12}")).collect();
         s += &format!("  latency (ms)  {head}\n");
         for (name, l) in [("connect", &self.connect_latency), ("ack", &self.ack_latency)] {
-            let cells: String = l.cells().iter().map(|c| format!("{c:>10}")).collect();
+            let cells: String = l.cells().iter().map(|c| format!("{c:>12}")).collect();
             s += &format!("    {name:<10}  {cells}\n");
         }
         let Some(v) = &self.verify else {
@@ -572,7 +572,8 @@ const RED: &str = "#c62828";
 const BLUE_LINE: &str = "stroke=\"#1f77b4\" stroke-width=\"2\"";
 const ORANGE_LINE: &str = "stroke=\"#e67e22\" stroke-width=\"1.5\" stroke-dasharray=\"6 3\"";
 
-/// Records/s per second (left axis) and connected agents (right axis) over time; red dots mark errors.
+/// Records/s per second (left axis) and connected agents (right axis) over time; red dots mark
+/// seconds with errors; the legend sits in the bottom margin, left of the x label.
 fn throughput_svg(tl: &[TimelinePoint]) -> String {
     if tl.is_empty() {
         return empty_svg("throughput over time");
@@ -582,7 +583,7 @@ fn throughput_svg(tl: &[TimelinePoint]) -> String {
     let r_axis = nice_axis(tl.iter().map(|p| fin(p.records_per_s)).fold(0.0, f64::max));
     let a_axis = nice_axis(tl.iter().map(|p| p.connected_agents as f64).fold(0.0, f64::max));
     let mut p = Plot::new("throughput over time", "time (s)", "records acked / s");
-    let (xr, ym, lx, ly) = (W - 16.0, (Y0 + Y1) / 2.0, X0 + 10.0, Y0 + 12.0);
+    let (xr, ym, lx, ly) = (W - 16.0, (Y0 + Y1) / 2.0, X0, H - 14.0);
     p.0 += &format!("<text transform=\"translate({xr} {ym}) rotate(90)\" text-anchor=\"middle\" ");
     p.0 += &format!("style=\"fill:{ORANGE}\">connected agents</text>\n");
     ticks(nice_axis(t_top)).for_each(|t| p.x_tick(t / t_top, &fmt_tick(t)));

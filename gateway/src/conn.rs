@@ -35,6 +35,10 @@ pub struct ConnContext {
 
 type Pending = Pin<Box<dyn Future<Output = (u64, BatchOutcome)> + Send>>;
 
+/// A connection held back by a full queue looks again at least this often
+/// (it is normally woken by the writer).
+const BACKPRESSURE_RECHECK: Duration = Duration::from_millis(500);
+
 /// Read buffer growth step; the session reserves more only for a frame
 /// whose header passed the length check.
 const READ_CHUNK: usize = 16 * 1024;
@@ -67,6 +71,8 @@ pub async fn serve<S>(
     let mut actions = Vec::new();
     let mut closing = false;
     let mut draining = *shutdown.borrow();
+    // Stands in for a tenant's notifier before HELLO: never notified.
+    let never = std::sync::Arc::new(tokio::sync::Notify::new());
     if draining {
         session.drain(&mut actions);
     }
@@ -123,8 +129,24 @@ pub async fn serve<S>(
         if rbuf.capacity() - rbuf.len() < 1024 {
             rbuf.reserve(READ_CHUNK);
         }
+        // Backpressure: while the tenant's queue is full, read nothing more
+        // (the agent's writes block) until its writer makes room.
+        let room_freed = session
+            .tenant()
+            .and_then(|t| ctx.pipeline.room_freed(&t.id))
+            .unwrap_or_else(|| never.clone());
+        let room_wait = room_freed.notified();
+        tokio::pin!(room_wait);
+        // Register interest before looking, so a wake-up in between is not lost.
+        room_wait.as_mut().enable();
+        let room = session.tenant().is_none_or(|t| ctx.pipeline.has_room(&t.id));
         let deadline = tokio::time::Instant::from_std(session.deadline());
         tokio::select! {
+            _ = &mut room_wait, if !room => {
+                metrics::counter!("awp_backpressure_waits_total").increment(1);
+                session.hold(Now::read());
+            }
+            _ = tokio::time::sleep(BACKPRESSURE_RECHECK), if !room => session.hold(Now::read()),
             changed = shutdown.changed(), if !draining => {
                 // A dropped sender means the server is gone: drain too.
                 let _ = changed;
@@ -134,7 +156,7 @@ pub async fn serve<S>(
             Some((seq, outcome)) = pending.next(), if !pending.is_empty() => {
                 session.batch_done(seq, outcome, &mut actions);
             }
-            read = reader.read_buf(&mut rbuf), if session.wants_input() => match read {
+            read = reader.read_buf(&mut rbuf), if session.wants_input() && room => match read {
                 // Ok(0): the client closed its sending side.
                 Ok(0) | Err(_) => session.eof(&mut actions),
                 Ok(_) => session.receive(&mut rbuf, Now::read(), &mut actions),

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::config::{PipelineConfig, SinkConfig, SinkKind};
@@ -52,6 +52,8 @@ struct Submission {
 #[derive(Clone)]
 pub struct Pipeline {
     queues: Arc<HashMap<String, mpsc::Sender<Submission>>>,
+    /// Per tenant: notified when its writer takes batches off the queue.
+    room: Arc<HashMap<String, Arc<Notify>>>,
 }
 
 /// The writer tasks; awaited at shutdown after every `Pipeline` clone is dropped.
@@ -77,11 +79,15 @@ impl Pipeline {
         config: &PipelineConfig,
     ) -> Result<(Pipeline, Writers), SinkError> {
         let mut queues = HashMap::new();
+        let mut room = HashMap::new();
         let mut tasks = JoinSet::new();
         for tenant in tenants.iter() {
             let (tx, rx) = mpsc::channel(config.queue_depth);
             let config = config.clone();
             let id = tenant.id.clone();
+            let notify = Arc::new(Notify::new());
+            room.insert(tenant.id.clone(), notify.clone());
+            let rx = Queue { rx, room: notify };
             match tenant.sink.unwrap_or(sink.kind) {
                 SinkKind::Sqlite => {
                     let s = SqliteSink::open(&sink.data_dir, &tenant.id)?;
@@ -109,9 +115,24 @@ impl Pipeline {
         Ok((
             Pipeline {
                 queues: Arc::new(queues),
+                room: Arc::new(room),
             },
             Writers { tasks },
         ))
+    }
+
+    /// Whether `tenant`'s queue can take a batch now. Connections of a tenant
+    /// whose queue is full stop reading (TCP backpressure) instead of
+    /// decoding batches only to answer them ACK RETRY.
+    pub fn has_room(&self, tenant: &str) -> bool {
+        self.queues.get(tenant).is_none_or(|q| q.capacity() > 0)
+    }
+
+    /// Resolves when `tenant`'s writer next takes batches off its queue.
+    /// Create it before checking [`Pipeline::has_room`], so that a wake-up
+    /// between the check and the wait is not missed.
+    pub fn room_freed(&self, tenant: &str) -> Option<Arc<Notify>> {
+        self.room.get(tenant).cloned()
     }
 
     /// Queues a batch's items for `tenant`; the receiver gets the outcome.
@@ -138,12 +159,30 @@ impl Pipeline {
     }
 }
 
-async fn write_loop<S: TenantSink>(
-    tenant: String,
-    mut sink: S,
-    mut rx: mpsc::Receiver<Submission>,
-    config: PipelineConfig,
-) {
+/// A tenant's queue, as its writer sees it: receiving frees room, and the
+/// connections held back for lack of it are told.
+struct Queue {
+    rx: mpsc::Receiver<Submission>,
+    room: Arc<Notify>,
+}
+
+impl Queue {
+    async fn recv(&mut self) -> Option<Submission> {
+        let next = self.rx.recv().await;
+        self.room.notify_waiters();
+        next
+    }
+
+    fn max_capacity(&self) -> usize {
+        self.rx.max_capacity()
+    }
+
+    fn capacity(&self) -> usize {
+        self.rx.capacity()
+    }
+}
+
+async fn write_loop<S: TenantSink>(tenant: String, mut sink: S, mut rx: Queue, config: PipelineConfig) {
     let max_delay = Duration::from_millis(config.max_delay_ms);
     let write_timeout = Duration::from_millis(config.write_timeout_ms);
     let mut pending: Vec<Submission> = Vec::new();

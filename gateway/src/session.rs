@@ -402,6 +402,15 @@ impl Session {
         self.close_if_done(out);
     }
 
+    /// The gateway is not reading (backpressure): time spent so is not the
+    /// client's silence, so the idle and frame deadlines move on with it.
+    pub fn hold(&mut self, now: Now) {
+        self.last_heard = now.mono;
+        if self.frame_started.is_some() {
+            self.frame_started = Some(now.mono);
+        }
+    }
+
     /// Starts draining for shutdown: GOAWAY, then close once in-flight
     /// batches are acknowledged.
     pub fn drain(&mut self, out: &mut Vec<Action>) {
