@@ -215,6 +215,9 @@ fn print_development_banner(config: &Config, running: &server::RunningServer) {
     }
     println!("  tenant:  dev   secret: {secret}   (kept in {dir}/dev-tenant.secret)");
     println!("  a device token:  gateway token --tenant dev --device DEVICE_ID --secret {secret}");
+    println!(
+        "  load it:  agent-sim run --gateway {addr} --tenant dev --secret {secret} --agents 100 --duration 20 --verify-sqlite {dir}"
+    );
     println!("  stored items:  sqlite3 {dir}/dev.sqlite3 'select device, rk, item from items limit 10'");
     println!("Ctrl-C drains and stops.");
 }
