@@ -18,7 +18,7 @@ use awp_protocol::{
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynalite::{Dynalite, Fault, FaultProxy};
 use serde_json::Value;
-use support::{Client, TestServer, vector, vectors};
+use support::{Client, TestServer, vector};
 
 const SECRET: &str = "tenant-secret-for-tests";
 
@@ -132,18 +132,7 @@ async fn vector_batches_become_exactly_their_items_once() {
         dropped.send(&vector("batch_one_location")).await;
         drop(dropped);
     }
-    let mut expected = Vec::new();
-    for name in ["batch_one_location", "batch_mixed_kinds"] {
-        let v = vectors()["valid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap()
-            .clone();
-        expected.extend(v["items"].as_array().unwrap().iter().cloned());
-    }
-    expected.sort_by_key(|i| i["rk"]["S"].as_str().unwrap().to_owned());
+    let mut expected = support::expected_vector_items();
     expected.iter_mut().for_each(canonical_numbers);
     assert_eq!(
         without_received_at(query(&client, "awp-acme", "dev-0001").await),

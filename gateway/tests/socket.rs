@@ -111,18 +111,7 @@ async fn sqlite_holds_each_vector_item_once_however_often_it_is_sent() {
         }
         drop(c);
     }
-    let mut expected: Vec<Value> = Vec::new();
-    for name in ["batch_one_location", "batch_mixed_kinds"] {
-        let v = vectors()["valid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap()
-            .clone();
-        expected.extend(v["items"].as_array().unwrap().iter().cloned());
-    }
-    expected.sort_by_key(|i| (i["device"]["S"].to_string(), i["rk"]["S"].to_string()));
+    let expected = support::expected_vector_items();
     assert_eq!(stored_items(t.dir.path()), expected);
     t.server.shutdown().await;
 }

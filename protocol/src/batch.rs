@@ -172,37 +172,7 @@ impl<'a> Batch<'a> {
     /// BATCH frame compressed with `compression`.
     pub fn encode(&self, compression: Compression, limits: &Limits, dst: &mut BytesMut) -> Result<(), EncodeError> {
         self.check(limits).map_err(EncodeError::Batch)?;
-        let raw_len = self.encoded_len();
-        let too_long = |length| EncodeError::TooLong {
-            frame_type: FrameType::Batch,
-            length,
-        };
-        if compression == Compression::None {
-            if raw_len > limits.max_frame_len as usize {
-                return Err(too_long(raw_len));
-            }
-            return encode_frame(dst, FrameType::Batch, compression, |b| {
-                b.reserve(raw_len);
-                self.write_raw(b);
-                Ok::<(), EncodeError>(())
-            });
-        }
-        if raw_len > limits.max_batch_bytes as usize {
-            return Err(too_long(raw_len));
-        }
-        let mut raw = BytesMut::with_capacity(raw_len);
-        self.write_raw(&mut raw);
-        let start = dst.len();
-        encode_frame(dst, FrameType::Batch, compression, |b| {
-            compress::deflate(compression, &raw, b);
-            Ok::<(), EncodeError>(())
-        })?;
-        let payload_len = dst.len() - start - crate::HEADER_LEN;
-        if payload_len > limits.max_frame_len as usize {
-            dst.truncate(start);
-            return Err(too_long(payload_len));
-        }
-        Ok(())
+        encode_batch_frame(self.encoded_len(), compression, limits, dst, |b| self.write_raw(b))
     }
 
     fn write_raw(&self, b: &mut BytesMut) {
@@ -367,43 +337,54 @@ impl PreparedBatch {
                 error: FieldError::new("seq", Problem::Rule("must be at least 1")),
             }));
         }
-        let raw_len = varint_len(seq) + self.content.len();
-        let limit = if compression == Compression::None {
-            limits.max_frame_len
-        } else {
-            limits.max_batch_bytes
-        };
-        if raw_len > limit as usize {
-            return Err(EncodeError::TooLong {
-                frame_type: FrameType::Batch,
-                length: raw_len,
-            });
-        }
-        let start = dst.len();
-        if compression == Compression::None {
-            return encode_frame(dst, FrameType::Batch, compression, |b| {
-                put_varint(b, seq);
-                b.put_slice(&self.content);
-                Ok::<(), EncodeError>(())
-            });
-        }
-        let mut raw = BytesMut::with_capacity(raw_len);
-        put_varint(&mut raw, seq);
-        raw.put_slice(&self.content);
-        encode_frame(dst, FrameType::Batch, compression, |b| {
-            compress::deflate(compression, &raw, b);
-            Ok::<(), EncodeError>(())
-        })?;
-        let payload_len = dst.len() - start - crate::HEADER_LEN;
-        if payload_len > limits.max_frame_len as usize {
-            dst.truncate(start);
-            return Err(EncodeError::TooLong {
-                frame_type: FrameType::Batch,
-                length: payload_len,
-            });
-        }
-        Ok(())
+        encode_batch_frame(varint_len(seq) + self.content.len(), compression, limits, dst, |b| {
+            put_varint(b, seq);
+            b.put_slice(&self.content);
+        })
     }
+}
+
+/// Appends one BATCH frame whose uncompressed payload (`raw_len` bytes) is
+/// written by `write_raw`, compressed as asked, within the limits: the
+/// payload at most `max_frame_len`, the uncompressed size of a compressed
+/// one at most `max_batch_bytes`.
+fn encode_batch_frame(
+    raw_len: usize,
+    compression: Compression,
+    limits: &Limits,
+    dst: &mut BytesMut,
+    write_raw: impl FnOnce(&mut BytesMut),
+) -> Result<(), EncodeError> {
+    let too_long = |length| EncodeError::TooLong {
+        frame_type: FrameType::Batch,
+        length,
+    };
+    if compression == Compression::None {
+        if raw_len > limits.max_frame_len as usize {
+            return Err(too_long(raw_len));
+        }
+        return encode_frame(dst, FrameType::Batch, compression, |b| {
+            b.reserve(raw_len);
+            write_raw(b);
+            Ok::<(), EncodeError>(())
+        });
+    }
+    if raw_len > limits.max_batch_bytes as usize {
+        return Err(too_long(raw_len));
+    }
+    let mut raw = BytesMut::with_capacity(raw_len);
+    write_raw(&mut raw);
+    let start = dst.len();
+    encode_frame(dst, FrameType::Batch, compression, |b| {
+        compress::deflate(compression, &raw, b);
+        Ok::<(), EncodeError>(())
+    })?;
+    let payload_len = dst.len() - start - crate::HEADER_LEN;
+    if payload_len > limits.max_frame_len as usize {
+        dst.truncate(start);
+        return Err(too_long(payload_len));
+    }
+    Ok(())
 }
 
 fn check_count(count: u64, limits: &Limits) -> Result<(), FieldError> {

@@ -6,11 +6,13 @@
 //! (zstd's C library allocates its contexts with malloc, outside the cap; its
 //! output buffers are ours and counted.)
 
+mod common;
+
 use std::alloc::System;
 use std::mem::size_of;
 use std::sync::Mutex;
 
-use awp_protocol::{Attr, Decoded, Frame, Limits, MAX_EVENT_ATTRS, Record, crc, decode};
+use awp_protocol::{Attr, Decoded, Frame, Limits, MAX_EVENT_ATTRS, Record, decode};
 use bytes::{BufMut, Bytes, BytesMut};
 use cap::Cap;
 use proptest::prelude::*;
@@ -48,14 +50,7 @@ fn decode_capped(bytes: &Bytes, limits: &Limits) {
 }
 
 fn framed(flags: u8, payload: &[u8]) -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_u8(3);
-    buf.put_u8(flags);
-    buf.put_u16(0);
-    buf.put_u32(payload.len() as u32);
-    buf.put_u32(crc(payload));
-    buf.put_slice(payload);
-    buf.freeze()
+    common::framed(3, flags, payload)
 }
 
 #[test]

@@ -4,8 +4,8 @@
 
 mod common;
 
-use awp_protocol::{Batch, Compression, Decoded, Frame, FrameType, HEADER_LEN, Limits, crc, decode};
-use bytes::{BufMut, Bytes, BytesMut};
+use awp_protocol::{Batch, Compression, Decoded, Frame, FrameType, HEADER_LEN, Limits, decode};
+use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 fn decode_one(bytes: Bytes, limits: &Limits) -> Frame {
@@ -16,19 +16,6 @@ fn decode_one(bytes: Bytes, limits: &Limits) -> Frame {
         }
         other => panic!("expected one whole frame, got {other:?}"),
     }
-}
-
-/// A frame with a valid header and CRC around arbitrary payload bytes, so
-/// that the payload decoders (not just the CRC check) see the fuzz.
-fn framed(frame_type: u8, flags: u8, payload: &[u8]) -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_u8(frame_type);
-    buf.put_u8(flags);
-    buf.put_u16(0);
-    buf.put_u32(payload.len() as u32);
-    buf.put_u32(crc(payload));
-    buf.put_slice(payload);
-    buf.freeze()
 }
 
 /// Decodes whatever `bytes` hold; for every frame that decodes, checks the
@@ -126,7 +113,7 @@ proptest! {
         payload in prop::collection::vec(any::<u8>(), 0..1024),
     ) {
         let frame_type = if flags != 0 { FrameType::Batch as u8 } else { frame_type };
-        decode_and_round_trip(&framed(frame_type, flags, &payload), &Limits::DEFAULT);
+        decode_and_round_trip(&common::framed(frame_type, flags, &payload), &Limits::DEFAULT);
     }
 
     #[test]
@@ -143,6 +130,6 @@ proptest! {
             let i = at.index(payload.len());
             payload[i] = byte;
         }
-        decode_and_round_trip(&framed(FrameType::Batch as u8, compression.flags(), &payload), &limits);
+        decode_and_round_trip(&common::framed(FrameType::Batch as u8, compression.flags(), &payload), &limits);
     }
 }

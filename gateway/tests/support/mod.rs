@@ -32,6 +32,26 @@ pub fn vector(name: &str) -> Vec<u8> {
     hex::decode(v["hex"].as_str().unwrap()).unwrap()
 }
 
+/// The vectors' expected items of the batches the storage tests send
+/// (`batch_one_location` and `batch_mixed_kinds`, whose LZ4 and zstd twins
+/// map to the same items), in `rk` order.
+pub fn expected_vector_items() -> Vec<Value> {
+    let mut expected = Vec::new();
+    for name in ["batch_one_location", "batch_mixed_kinds"] {
+        let all = vectors();
+        let v = all["valid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone();
+        expected.extend(v["items"].as_array().unwrap().iter().cloned());
+    }
+    expected.sort_by_key(|i| i["rk"]["S"].as_str().unwrap().to_owned());
+    expected
+}
+
 /// The configuration the spec's vectors assume: tenant `acme` with secret
 /// `acme-secret-1`, loopback listeners on free ports, SQLite under `dir`.
 pub fn config(dir: &Path) -> Config {

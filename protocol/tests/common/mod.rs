@@ -10,6 +10,20 @@ use awp_protocol::{
 };
 use proptest::prelude::*;
 
+/// A frame with a valid header and CRC around arbitrary payload bytes, so
+/// that the payload decoders (not just the CRC check) see the input.
+pub fn framed(frame_type: u8, flags: u8, payload: &[u8]) -> bytes::Bytes {
+    use bytes::BufMut;
+    let mut buf = bytes::BytesMut::new();
+    buf.put_u8(frame_type);
+    buf.put_u8(flags);
+    buf.put_u16(0);
+    buf.put_u32(payload.len() as u32);
+    buf.put_u32(awp_protocol::crc(payload));
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
 /// A string of `min..=max` bytes of any characters.
 pub fn text(min: usize, max: usize) -> impl Strategy<Value = Cow<'static, str>> {
     prop::collection::vec(any::<char>(), min..=max).prop_map(move |chars| {
