@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use awp_agent_sim::scenario::{EXAMPLE, Scenario, TlsScenario};
-use awp_agent_sim::verify::{Store, verify};
+use awp_agent_sim::verify::{DynamoTable, Store, verify};
 use awp_agent_sim::{report, run};
-use awp_gateway::config::DynamoConfig;
 use clap::{Parser, Subcommand};
 
 /// Simulates many AWP/1 agents against a gateway (loopback only), reports
@@ -158,15 +157,10 @@ fn run_command(a: &RunArgs) -> anyhow::Result<ExitCode> {
         let (mut report, results) = run::run(s.clone(), !a.quiet).await?;
         let store = match (&a.verify_sqlite, &a.verify_dynamodb) {
             (Some(dir), _) => Some(Store::Sqlite(dir.clone())),
-            (None, Some(table)) => Some(Store::Dynamodb(DynamoConfig {
+            (None, Some(table)) => Some(Store::Dynamodb(DynamoTable {
                 table: table.clone(),
                 region: a.dynamodb_region.clone(),
                 endpoint: a.dynamodb_endpoint.clone(),
-                profile: None,
-                role_arn: None,
-                access_key_id: a.dynamodb_endpoint.as_ref().map(|_| "local".to_owned()),
-                secret_access_key: a.dynamodb_endpoint.as_ref().map(|_| "local".to_owned()),
-                max_concurrency: 1,
             })),
             (None, None) => None,
         };

@@ -1,7 +1,7 @@
 //! After a run: is every record the gateway acked stored, once, with the
-//! right attributes? The expected items are made from the same templates,
-//! by the gateway's own mapping (`awp_gateway::item`), so any difference is
-//! the store's or the gateway's, not the check's.
+//! right attributes? The expected items are rendered from the same
+//! templates by the storage mapping the gateway's sinks use (`awp_store`),
+//! so any difference is the store's or the gateway's, not the check's.
 //!
 //! Each acked batch's records must all be there (`missing` otherwise), equal
 //! to the expected item except `received_at`/`expires_at` (`mismatched`).
@@ -12,11 +12,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use awp_gateway::config::DynamoConfig;
-use awp_gateway::item::{ItemContext, batch_items};
-use awp_protocol::{Compression, Decoded, Frame, Limits, PreparedBatch, decode};
+use awp_protocol::{Limits, PreparedBatch};
+use awp_store::compare::comparable;
+use awp_store::{AcceptedBatch, JsonItems, Origin, RangeKey};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
@@ -29,7 +31,19 @@ pub enum Store {
     /// The SQLite sink's data directory (`<dir>/<tenant>.sqlite3`).
     Sqlite(PathBuf),
     /// A DynamoDB table.
-    Dynamodb(DynamoConfig),
+    Dynamodb(DynamoTable),
+}
+
+/// A DynamoDB table to read back.
+#[derive(Debug, Clone)]
+pub struct DynamoTable {
+    /// The table name.
+    pub table: String,
+    /// Its region.
+    pub region: String,
+    /// An endpoint override (dynalite, DynamoDB Local); with one, static
+    /// dummy credentials are used, else the standard credential chain.
+    pub endpoint: Option<String>,
 }
 
 impl Store {
@@ -41,55 +55,52 @@ impl Store {
     }
 }
 
-/// Items as DynamoDB JSON by `rk`, without the time-of-arrival attributes.
+/// A client for `table` (rustls, no SDK retries beyond the default).
+pub async fn dynamodb_client(table: &DynamoTable) -> aws_sdk_dynamodb::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new(table.region.clone()))
+        .http_client(http)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        );
+    if table.endpoint.is_some() {
+        let creds = aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "agent-sim");
+        loader = loader.credentials_provider(creds);
+    }
+    let base = loader.load().await;
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(&base);
+    if let Some(endpoint) = &table.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// Items as DynamoDB JSON by `rk`, comparable (see `awp_store::compare`).
 type ItemsByRk = BTreeMap<String, Value>;
 
-fn comparable(mut item: Value) -> Value {
-    if let Some(map) = item.as_object_mut() {
-        map.remove("received_at");
-        map.remove("expires_at");
-    }
-    canonical_numbers(&mut item);
-    item
-}
-
-/// Stores keep numbers, not their spelling (dynalite writes -2.5E-100 as
-/// -0.000…025): numbers are compared by value.
-fn canonical_numbers(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            if let Some(Value::String(n)) = map.get_mut("N")
-                && n.parse::<i128>().is_err()
-                && let Ok(f) = n.parse::<f64>()
-            {
-                *n = format!("{f:e}");
-            }
-            map.values_mut().for_each(canonical_numbers);
-        }
-        Value::Array(items) => items.iter_mut().for_each(canonical_numbers),
-        _ => {}
-    }
-}
-
 fn expected(agent: &AgentResult, templates: &[PreparedBatch]) -> anyhow::Result<ItemsByRk> {
+    let origin = Arc::new(Origin {
+        device_id: agent.plan.device.clone(),
+        platform: agent.plan.platform,
+        agent_version: AGENT_VERSION.to_owned(),
+    });
+    let mut json = JsonItems::new();
     let mut out = ItemsByRk::new();
     for &(seq, template) in &agent.acked {
-        let mut buf = bytes::BytesMut::new();
-        templates[template].encode(seq, Compression::None, &Limits::DEFAULT, &mut buf)?;
-        let Ok(Decoded::Complete(Frame::Batch(frame), _)) = decode(&buf.freeze(), &Limits::DEFAULT) else {
-            anyhow::bail!("a template does not decode");
-        };
-        let ctx = ItemContext {
-            device_id: &agent.plan.device,
-            platform: agent.plan.platform,
-            agent_version: AGENT_VERSION,
-            seq,
-            received_at_ms: 0,
-            expires_at: None,
-        };
-        for item in batch_items(&frame, &ctx, &Limits::DEFAULT)? {
-            out.insert(item.rk.clone(), comparable(item.to_dynamodb_json()));
-        }
+        let content = templates[template].content().clone();
+        let batch = AcceptedBatch::accept(origin.clone(), seq, 0, None, content, &Limits::DEFAULT)?;
+        json.render::<anyhow::Error>(&batch, |item| {
+            out.insert(item.rk.to_owned(), comparable(serde_json::from_str(item.json)?));
+            Ok(())
+        })?;
     }
     Ok(out)
 }
@@ -102,14 +113,14 @@ async fn stored(
 ) -> anyhow::Result<ItemsByRk> {
     match store {
         Store::Sqlite(dir) => {
-            let path = dir.join(format!("{tenant}.sqlite3"));
-            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let mut stmt = db.prepare("SELECT rk, item FROM items WHERE device = ?1")?;
-            let rows = stmt.query_map([device], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let db = awp_store::sqlite::open_read_only(dir, tenant).with_context(|| {
+                format!(
+                    "cannot open {}",
+                    awp_store::sqlite::database_path(dir, tenant).display()
+                )
+            })?;
             let mut out = ItemsByRk::new();
-            for row in rows {
-                let (rk, item) = row?;
+            for (rk, item) in awp_store::sqlite::device_items(&db, device)? {
                 out.insert(rk, comparable(serde_json::from_str(&item)?));
             }
             Ok(out)
@@ -131,7 +142,7 @@ async fn stored(
             Ok(items
                 .iter()
                 .map(|i| {
-                    let json = awp_gateway::sink::dynamodb::attributes_to_json(i);
+                    let json = awp_store::dynamodb::attributes_to_json(i);
                     let rk = json["rk"]["S"].as_str().unwrap_or_default().to_owned();
                     (rk, comparable(json))
                 })
@@ -140,15 +151,12 @@ async fn stored(
     }
 }
 
-fn seq_of(rk: &str) -> u64 {
-    rk.split('#').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
 /// Groups record keys by batch seq into discrepancy rows.
 fn rows(device: &str, rks: &[&String], detail: &str) -> Vec<Discrepancy> {
     let mut by_seq: BTreeMap<u64, u64> = BTreeMap::new();
     for rk in rks {
-        *by_seq.entry(seq_of(rk)).or_default() += 1;
+        let seq = RangeKey::parse(rk).map_or(0, |k| k.seq);
+        *by_seq.entry(seq).or_default() += 1;
     }
     by_seq
         .into_iter()
@@ -169,7 +177,7 @@ pub async fn verify(
     templates: &[PreparedBatch],
 ) -> anyhow::Result<VerifyReport> {
     let dynamo = match store {
-        Store::Dynamodb(d) => Some(awp_gateway::sink::dynamodb::client(d).await),
+        Store::Dynamodb(d) => Some(dynamodb_client(d).await),
         Store::Sqlite(_) => None,
     };
     let mut report = VerifyReport {

@@ -4,12 +4,12 @@
 
 use awp_agent_sim::run;
 use awp_agent_sim::scenario::Scenario;
-use awp_agent_sim::verify::{Store, verify};
+use awp_agent_sim::verify::{DynamoTable, Store, verify};
 use awp_gateway::config::{Config, SinkKind};
 
 const SECRET: &str = "sim-tenant-secret";
 
-async fn gateway(dir: &std::path::Path, sink: SinkKind) -> awp_gateway::server::RunningServer {
+async fn gateway(dir: &std::path::Path, sink: SinkKind) -> awp_gateway::RunningServer {
     let mut config = Config::parse(&format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
          [sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"sim\"\nsecrets = [\"{SECRET}\"]\n",
@@ -17,7 +17,7 @@ async fn gateway(dir: &std::path::Path, sink: SinkKind) -> awp_gateway::server::
     ))
     .unwrap();
     config.sink.kind = sink;
-    awp_gateway::server::start(&config).await.unwrap()
+    awp_gateway::start(&config).await.unwrap()
 }
 
 fn scenario(addr: std::net::SocketAddr) -> Scenario {
@@ -138,12 +138,9 @@ async fn a_wrong_secret_is_reported_as_auth_failed() {
     server.shutdown().await;
 }
 
-#[path = "../../gateway/tests/support/dynalite.rs"]
-mod dynalite;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_on_dynamodb_verifies_against_the_table() {
-    let db = dynalite::Dynalite::start();
+    let db = awp_testkit::dynalite::Dynalite::start();
     let dest = awp_gateway::config::DynamoConfig {
         table: "awp-sim".into(),
         region: "us-east-1".into(),
@@ -167,7 +164,7 @@ async fn a_run_on_dynamodb_verifies_against_the_table() {
         .unwrap();
         config.sink.kind = SinkKind::Dynamodb;
         config.tenants[0].dynamodb = Some(dest.clone());
-        awp_gateway::server::start(&config).await.unwrap()
+        awp_gateway::start(&config).await.unwrap()
     };
     let s = Scenario {
         agents: 8,
@@ -177,7 +174,12 @@ async fn a_run_on_dynamodb_verifies_against_the_table() {
     let (report, results) = run::run(s.clone(), false).await.unwrap();
     let acked: u64 = results.iter().map(|r| r.acked.len() as u64).sum();
     assert!(acked > 0 && report.acks["ok"] == acked);
-    let v = verify(&Store::Dynamodb(dest), "sim", &results, &run::templates(&s).unwrap())
+    let table = DynamoTable {
+        table: dest.table.clone(),
+        region: dest.region.clone(),
+        endpoint: dest.endpoint.clone(),
+    };
+    let v = verify(&Store::Dynamodb(table), "sim", &results, &run::templates(&s).unwrap())
         .await
         .unwrap();
     assert!(v.ok, "{v:?}");

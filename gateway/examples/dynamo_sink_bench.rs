@@ -6,21 +6,24 @@
 //! cargo run --release -p awp-gateway --example dynamo_sink_bench -- [ITEMS] [ITEMS_PER_WRITE] [CONCURRENCY]
 //! ```
 //!
-//! It starts its own dynalite (in memory), creates a table, turns typical
-//! batches (`awp_benches::typical_batch`) into items exactly as the gateway
+//! It starts its own dynalite (in memory), creates a table, accepts typical
+//! 100-record batches (`awp_benches::typical_batch`) exactly as the gateway
 //! does, and writes them with `DynamoSink` the way the pipeline does: one
-//! write call at a time of ITEMS_PER_WRITE items (default 2,000), each split
-//! into BatchWriteItem requests of 25 sent CONCURRENCY at a time (default 8).
+//! write call at a time of ITEMS_PER_WRITE items (default 2,000, rounded to
+//! whole batches), each rendered and split into BatchWriteItem requests of
+//! 25 sent CONCURRENCY at a time (default 8).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use awp_gateway::config::DynamoConfig;
-use awp_gateway::item::{ItemContext, batch_items};
 use awp_gateway::sink::TenantSink;
 use awp_gateway::sink::dynamodb::{DynamoSink, client};
-use awp_protocol::{Compression, Decoded, Frame, Limits, Platform, decode};
+use awp_protocol::{Limits, Platform, PreparedBatch};
+use awp_store::{AcceptedBatch, Origin};
 
 /// CPU seconds (user + system) of a process, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -64,36 +67,38 @@ async fn main() -> anyhow::Result<()> {
     awp_gateway::tables::create_table(&client(&config).await, "bench").await?;
     let mut sink = DynamoSink::connect("bench", &config, Duration::from_secs(60)).await;
 
-    // Items as the gateway makes them: 100-record typical batches from 50 devices.
-    let mut items = Vec::with_capacity(total);
-    let mut seq = 1;
-    while items.len() < total {
-        let mut buf = bytes::BytesMut::new();
-        awp_benches::typical_batch(seq, 100, seq).encode(Compression::None, &Limits::DEFAULT, &mut buf)?;
-        let Ok(Decoded::Complete(Frame::Batch(batch), _)) = decode(&buf.freeze(), &Limits::DEFAULT) else {
-            anyhow::bail!("typical batch does not decode");
-        };
-        let device = format!("device-{}", seq % 50);
-        let ctx = ItemContext {
-            device_id: &device,
-            platform: Platform::Android,
-            agent_version: "bench",
+    // Batches as the gateway accepts them: 100-record typical batches from 50 devices.
+    let origins: Vec<Arc<Origin>> = (0..50)
+        .map(|d| {
+            Arc::new(Origin {
+                device_id: format!("device-{d}"),
+                platform: Platform::Android,
+                agent_version: "bench".into(),
+            })
+        })
+        .collect();
+    let mut batches = Vec::with_capacity(total / 100 + 1);
+    for seq in 1..=total.div_ceil(100) as u64 {
+        let content = PreparedBatch::new(&awp_benches::typical_batch(seq, 100, seq), &Limits::DEFAULT)?;
+        let origin = origins[seq as usize % origins.len()].clone();
+        batches.push(AcceptedBatch::accept(
+            origin,
             seq,
-            received_at_ms: 1_764_000_000_000,
-            expires_at: None,
-        };
-        items.extend(batch_items(&batch, &ctx, &Limits::DEFAULT)?);
-        seq += 1;
+            1_764_000_000_000,
+            None,
+            content.content().clone(),
+            &Limits::DEFAULT,
+        )?);
     }
-    items.truncate(total);
+    let total = batches.len() * 100;
 
     let (me, db) = (std::process::id(), dynalite.id());
     let (me0, db0) = (cpu_seconds(me), cpu_seconds(db));
     let started = Instant::now();
     let mut latencies = Vec::new();
-    let mut chunks = items.into_iter().peekable();
+    let mut chunks = batches.into_iter().peekable();
     while chunks.peek().is_some() {
-        let chunk: Vec<_> = chunks.by_ref().take(per_write).collect();
+        let chunk: Vec<_> = chunks.by_ref().take(per_write.div_ceil(100)).collect();
         let t = Instant::now();
         sink.write(chunk).await?;
         latencies.push(t.elapsed());

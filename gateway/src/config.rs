@@ -138,27 +138,46 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// A sink write is started when this many items are waiting.
+    /// The most items (records) in one sink write.
     pub max_items: usize,
-    /// ... or when the waiting items are this large (DynamoDB item bytes).
+    /// The most inflated batch bytes in one sink write.
     pub max_bytes: usize,
-    /// ... or when the oldest waiting item has waited this long.
-    pub max_delay_ms: u64,
-    /// Batches queued per tenant before sessions answer ACK RETRY.
-    pub queue_depth: usize,
-    /// A sink write that takes longer fails (and its batches get ACK RETRY).
+    /// How long a writer waits for more batches before a write; 0 (the
+    /// default) writes at once, and batches that arrive during a write go
+    /// into the next (group commit without a timer).
+    #[serde(alias = "max_delay_ms")]
+    pub linger_ms: u64,
+    /// A sink write that takes longer fails (and its batches get ACK RETRY);
+    /// a batch that waited longer than this in the queue gets ACK RETRY
+    /// without being written.
     pub write_timeout_ms: u64,
+    /// The memory budget: inflated bytes (plus a small per-batch overhead)
+    /// of all the batches held from decoding until their write completes.
+    pub budget_bytes: usize,
+    /// The share of `budget_bytes` one tenant's batches may hold, percent.
+    pub tenant_budget_percent: u8,
+    /// How long a BATCH may wait for budget before it gets ACK RETRY.
+    pub budget_wait_ms: u64,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            max_items: 2_000,
+            max_items: 20_000,
             max_bytes: 8 << 20,
-            max_delay_ms: 5,
-            queue_depth: 256,
+            linger_ms: 0,
             write_timeout_ms: 10_000,
+            budget_bytes: 256 << 20,
+            tenant_budget_percent: 50,
+            budget_wait_ms: 10_000,
         }
+    }
+}
+
+impl PipelineConfig {
+    /// One tenant's share of the budget, bytes.
+    pub fn tenant_budget_bytes(&self) -> usize {
+        (self.budget_bytes as u128 * u128::from(self.tenant_budget_percent) / 100) as usize
     }
 }
 
@@ -320,10 +339,32 @@ impl Config {
             }
         }
         let p = &self.pipeline;
-        if p.max_items == 0 || p.max_bytes == 0 || p.queue_depth == 0 {
+        if p.max_items == 0 {
+            return Err(ConfigError::new("pipeline.max_items", "must be at least 1"));
+        }
+        if p.max_bytes == 0 {
+            return Err(ConfigError::new("pipeline.max_bytes", "must be at least 1"));
+        }
+        if p.write_timeout_ms == 0 {
+            return Err(ConfigError::new("pipeline.write_timeout_ms", "must be at least 1"));
+        }
+        if p.budget_wait_ms == 0 {
+            return Err(ConfigError::new("pipeline.budget_wait_ms", "must be at least 1"));
+        }
+        if p.tenant_budget_percent == 0 || p.tenant_budget_percent > 100 {
+            return Err(ConfigError::new("pipeline.tenant_budget_percent", "must be 1 to 100"));
+        }
+        // The largest batch must fit a tenant's share, or it could never be taken.
+        let largest = s.max_batch_bytes.max(s.max_frame_len) as usize + crate::budget::PER_BATCH_OVERHEAD;
+        if p.tenant_budget_bytes() < largest {
             return Err(ConfigError::new(
-                "pipeline",
-                "max_items, max_bytes and queue_depth must be at least 1",
+                "pipeline.budget_bytes",
+                format!(
+                    "a tenant's share ({}% of {}) must hold the largest batch, server.max_batch_bytes + {} = {largest} bytes",
+                    p.tenant_budget_percent,
+                    p.budget_bytes,
+                    crate::budget::PER_BATCH_OVERHEAD
+                ),
             ));
         }
         if self.tenants.is_empty() {
@@ -450,11 +491,13 @@ compression = ["lz4", "zstd"]
 # key = "/etc/awp/server.key"
 
 [pipeline]
-max_items = 2000                     # a sink write starts at this many items,
-max_bytes = 8388608                  # or this many item bytes,
-max_delay_ms = 5                     # or when the oldest item waited this long
-queue_depth = 256                    # batches queued per tenant before ACK RETRY
-write_timeout_ms = 10000
+max_items = 20000                    # the most records in one sink write
+max_bytes = 8388608                  # the most inflated batch bytes in one sink write
+linger_ms = 0                        # wait for more batches before a write (0: write at once)
+write_timeout_ms = 10000             # a write (or a wait in the queue) longer than this: ACK RETRY
+budget_bytes = 268435456             # memory for batches held from decode until written, all tenants
+tenant_budget_percent = 50           # the share of it one tenant may hold
+budget_wait_ms = 10000               # a batch waiting longer for budget: ACK RETRY
 
 [sink]
 kind = "sqlite"                      # or "dynamodb" (each tenant's table), "null" (benchmarks)

@@ -1,24 +1,25 @@
 //! One connection: a thin IO loop around [`Session`].
 //!
-//! It reads into a buffer the session consumes, writes the frames the
-//! session emits, hands `Store` actions to the pipeline and feeds the
-//! outcomes back, and wakes the session at its deadline and at shutdown.
-//! Every wait is bounded: reads by the session's idle deadline, writes by
-//! `write_timeout`, storage by the pipeline's write timeout.
+//! It reads into the session's buffer, writes the frames the session emits,
+//! hands `Store` actions to the pipeline and feeds the outcomes back, waits
+//! in line for memory budget when the session asks, and wakes the session at
+//! its deadline and at shutdown. Every wait is bounded: reads by the
+//! session's idle deadline, budget by the session's budget deadline, writes
+//! by `write_timeout`, storage by the pipeline's write timeout.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::pipeline::{Pipeline, SubmitError};
+use crate::budget::{BudgetPermit, MemoryBudget};
+use crate::pipeline::{Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
+use crate::telemetry;
 use crate::tenant::Tenants;
 
 /// What every connection shares.
@@ -27,21 +28,26 @@ pub struct ConnContext {
     pub settings: Arc<SessionSettings>,
     /// Tenants for authentication.
     pub tenants: Arc<Tenants>,
+    /// The memory budget batches are held under.
+    pub budget: Arc<MemoryBudget>,
     /// Where stored batches go.
     pub pipeline: Pipeline,
     /// Bound on one write to the agent.
     pub write_timeout: Duration,
 }
 
-type Pending = Pin<Box<dyn Future<Output = (u64, BatchOutcome)> + Send>>;
+/// A wait in line for memory budget; kept across loop turns so the place
+/// in line is kept.
+type BudgetWait = Pin<Box<dyn Future<Output = BudgetPermit> + Send>>;
 
-/// A connection held back by a full queue looks again at least this often
-/// (it is normally woken by the writer).
-const BACKPRESSURE_RECHECK: Duration = Duration::from_millis(500);
-
-/// Read buffer growth step; the session reserves more only for a frame
-/// whose header passed the length check.
-const READ_CHUNK: usize = 16 * 1024;
+/// What woke the connection.
+enum Event {
+    Budget(BudgetPermit),
+    Shutdown,
+    Outcome(Outcome),
+    Read(std::io::Result<usize>),
+    Deadline,
+}
 
 /// Runs one connection to its end.
 pub async fn serve<S>(
@@ -60,21 +66,21 @@ pub async fn serve<S>(
     let mut session = Session::new(
         ctx.settings.clone(),
         ctx.tenants.clone(),
+        ctx.budget.clone(),
         session_id,
         peer_certs,
         Now::read(),
     );
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut wbuf = BytesMut::with_capacity(1024);
-    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut wbuf = BytesMut::new();
+    // One answer per batch in flight: it never fills.
+    let (outcome_tx, mut outcomes) = mpsc::channel::<Outcome>(ctx.settings.max_inflight as usize);
+    let mut budget_wait: Option<BudgetWait> = None;
     let mut actions = Vec::new();
     let mut closing = false;
     let mut draining = *shutdown.borrow();
-    // Stands in for a tenant's notifier before HELLO: never notified.
-    let never = std::sync::Arc::new(tokio::sync::Notify::new());
     if draining {
-        session.drain(&mut actions);
+        session.drain(Now::read(), &mut actions);
     }
     loop {
         // Carry out the session's actions; pipeline refusals feed back at once.
@@ -82,29 +88,19 @@ pub async fn serve<S>(
             for action in std::mem::take(&mut actions) {
                 match action {
                     Action::Send(frame) => {
-                        metrics::counter!("awp_frames_sent_total", "type" => frame.frame_type().name()).increment(1);
+                        telemetry::global().frame_sent(frame.frame_type());
                         if let Err(e) = frame.encode(&mut wbuf) {
                             tracing::error!(error = %e, "cannot encode a frame the session produced");
                             closing = true;
                         }
                     }
-                    Action::Store { seq, tenant, items } => match ctx.pipeline.submit(&tenant.id, items) {
-                        Ok(rx) => pending.push(Box::pin(async move {
-                            let outcome = match rx.await {
-                                Ok(Ok(())) => BatchOutcome::Stored,
-                                // The details are logged by the writer, not told to agents.
-                                Ok(Err(_)) => BatchOutcome::Retry("storage unavailable".into()),
-                                Err(_) => BatchOutcome::Retry("storage writer stopped".into()),
-                            };
-                            (seq, outcome)
-                        })),
-                        Err(SubmitError::Full) => {
-                            session.batch_done(seq, BatchOutcome::Retry("gateway busy".into()), &mut actions)
+                    Action::Store { tenant, batch, permit } => {
+                        let seq = batch.seq();
+                        if let Err(SubmitError::Closed) = ctx.pipeline.submit(&tenant.id, batch, permit, &outcome_tx) {
+                            session.batch_done(seq, BatchOutcome::Retry("gateway stopping".into()), &mut actions);
                         }
-                        Err(SubmitError::Closed) => {
-                            session.batch_done(seq, BatchOutcome::Retry("gateway stopping".into()), &mut actions)
-                        }
-                    },
+                    }
+                    Action::AwaitBudget(request) => budget_wait = Some(Box::pin(request.granted())),
                     Action::Close => closing = true,
                 }
             }
@@ -117,8 +113,11 @@ pub async fn serve<S>(
             };
             match tokio::time::timeout(ctx.write_timeout, write).await {
                 Ok(Ok(())) => {
-                    metrics::counter!("awp_bytes_sent_total").increment(wbuf.len() as u64);
+                    telemetry::global().bytes_sent(wbuf.len());
                     wbuf.clear();
+                    if wbuf.capacity() > WBUF_KEEP {
+                        wbuf = BytesMut::new();
+                    }
                 }
                 Ok(Err(_)) | Err(_) => break,
             }
@@ -126,48 +125,73 @@ pub async fn serve<S>(
         if closing || session.is_closed() {
             break;
         }
-        if rbuf.capacity() - rbuf.len() < 1024 {
-            rbuf.reserve(READ_CHUNK);
+        if !session.awaiting_budget() {
+            // Answered otherwise (drain, timeout): leave the line.
+            budget_wait = None;
         }
-        // Backpressure: while the tenant's queue is full, read nothing more
-        // (the agent's writes block) until its writer makes room.
-        let room_freed = session
-            .tenant()
-            .and_then(|t| ctx.pipeline.room_freed(&t.id))
-            .unwrap_or_else(|| never.clone());
-        let room_wait = room_freed.notified();
-        tokio::pin!(room_wait);
-        // Register interest before looking, so a wake-up in between is not lost.
-        room_wait.as_mut().enable();
-        let room = session.tenant().is_none_or(|t| ctx.pipeline.has_room(&t.id));
+        let reading = session.wants_input();
+        let mut input = if reading { session.take_input() } else { BytesMut::new() };
         let deadline = tokio::time::Instant::from_std(session.deadline());
-        tokio::select! {
-            _ = &mut room_wait, if !room => {
-                metrics::counter!("awp_backpressure_waits_total").increment(1);
-                session.hold(Now::read());
+        let event = tokio::select! {
+            permit = async {
+                match budget_wait.as_mut() {
+                    Some(wait) => wait.await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Budget(permit),
+            _ = shutdown.changed(), if !draining => Event::Shutdown,
+            Some(outcome) = outcomes.recv() => Event::Outcome(outcome),
+            read = reader.read_buf(&mut input), if reading => Event::Read(read),
+            _ = tokio::time::sleep_until(deadline) => Event::Deadline,
+        };
+        let now = Now::read();
+        match event {
+            Event::Read(Ok(n)) if n > 0 => session.received(input, n, now, &mut actions),
+            other => {
+                if reading {
+                    session.put_back_input(input);
+                }
+                match other {
+                    // Ok(0): the client closed its sending side.
+                    Event::Read(_) => session.eof(&mut actions),
+                    Event::Budget(permit) => {
+                        budget_wait = None;
+                        session.budget_granted(permit, now, &mut actions);
+                    }
+                    // A dropped sender means the server is gone: drain too.
+                    Event::Shutdown => {
+                        draining = true;
+                        session.drain(now, &mut actions);
+                    }
+                    Event::Outcome(outcome) => {
+                        outcome_done(&mut session, outcome, &mut actions);
+                        // Answer every outcome that is ready with one write.
+                        while let Ok(outcome) = outcomes.try_recv() {
+                            outcome_done(&mut session, outcome, &mut actions);
+                        }
+                    }
+                    Event::Deadline => session.tick(now, &mut actions),
+                }
             }
-            _ = tokio::time::sleep(BACKPRESSURE_RECHECK), if !room => session.hold(Now::read()),
-            changed = shutdown.changed(), if !draining => {
-                // A dropped sender means the server is gone: drain too.
-                let _ = changed;
-                draining = true;
-                session.drain(&mut actions);
-            }
-            Some((seq, outcome)) = pending.next(), if !pending.is_empty() => {
-                session.batch_done(seq, outcome, &mut actions);
-            }
-            read = reader.read_buf(&mut rbuf), if session.wants_input() && room => match read {
-                // Ok(0): the client closed its sending side.
-                Ok(0) | Err(_) => session.eof(&mut actions),
-                Ok(_) => session.receive(&mut rbuf, Now::read(), &mut actions),
-            },
-            _ = tokio::time::sleep_until(deadline) => session.tick(Now::read(), &mut actions),
         }
     }
     let _ = tokio::time::timeout(ctx.write_timeout, writer.shutdown()).await;
     if !session.half_closed() {
         linger(&mut reader).await;
     }
+}
+
+/// A write buffer larger than this is freed after use (a burst of ACKs);
+/// smaller ones are kept for the next.
+const WBUF_KEEP: usize = 4 * 1024;
+
+fn outcome_done(session: &mut Session, outcome: Outcome, actions: &mut Vec<Action>) {
+    let result = match outcome.result {
+        Ok(()) => BatchOutcome::Stored,
+        // The details are logged by the writer, not told to agents.
+        Err(_) => BatchOutcome::Retry("storage unavailable".into()),
+    };
+    session.batch_done(outcome.seq, result, actions);
 }
 
 /// How long a closing connection keeps reading what the client still sends.
@@ -178,7 +202,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// make the client's stack discard the last frames (an ERROR, final ACKs)
 /// before the agent reads them.
 pub async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut sink = [0u8; 4096];
+    // On the heap: an array here would make every connection's task larger.
+    let mut sink = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
     })

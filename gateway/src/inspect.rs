@@ -88,17 +88,7 @@ mod tests {
     use super::*;
 
     fn vector_hex(name: &str) -> String {
-        let all: Value = serde_json::from_str(include_str!("../../protocol/tests/vectors.json")).unwrap();
-        all["valid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(all["invalid"].as_array().unwrap())
-            .find(|v| v["name"] == name)
-            .unwrap()["hex"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        hex::encode(awp_testkit::vectors().bytes(name))
     }
 
     #[test]

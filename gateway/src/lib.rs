@@ -1,6 +1,6 @@
 //! The AWP/1 ingestion gateway: agents connect over TCP or TLS, their frames
-//! are decoded and checked, their records become items, and each BATCH is
-//! acknowledged only once its items are durable in the tenant's store.
+//! are decoded and checked, their batches are stored in the tenant's store,
+//! and each BATCH is acknowledged only once its items are durable.
 //!
 //! # How data flows
 //!
@@ -8,38 +8,55 @@
 //!  agent ──TCP/TLS──▶ server (accept, connection permit, TLS handshake deadline)
 //!                       │
 //!                       ▼
-//!                     conn (IO loop: read buffer, write buffer, timers)
+//!                     conn (IO loop: writes, timers, the wait for budget)
 //!                       │  bytes ▲ frames
 //!                       ▼        │
-//!                     session (state machine, no IO): preamble, HELLO + auth
-//!                       │   (tenant), window, heartbeats, BYE, GOAWAY, ERRORs;
-//!                       │   BATCH → item::batch_items (decode + check + map,
-//!                       │   one pass) → ACK REJECTED, or Store
+//!                     session (state machine, no IO; owns the read buffer):
+//!                       │   preamble, HELLO + auth (tenant), window,
+//!                       │   heartbeats, BYE, GOAWAY, ERRORs;
+//!                       │   BATCH → budget (bytes, before inflating; parks
+//!                       │   and waits in line when short) → inflate →
+//!                       │   awp_store::AcceptedBatch::accept (decode + check,
+//!                       │   once) → ACK REJECTED, or Store { batch as bytes }
 //!                       ▼
-//!                     pipeline: one bounded queue per tenant ── full → ACK RETRY
-//!                       │   writer gathers many agents' batches
-//!                       │   (max_items / max_bytes / max_delay)
+//!                     pipeline: one queue + writer per tenant; group commit:
+//!                       │   an idle writer writes at once, batches arriving
+//!                       │   meanwhile go into the next write (max_items /
+//!                       │   max_bytes)
 //!                       ▼
-//!                     sink (sqlite: one WAL database per tenant, synced at
-//!                       │    commit; null: count only)
+//!                     sink (factory: sink::open) renders each record from
+//!                       │   the bytes: sqlite (JSON text, one WAL database
+//!                       │   per tenant, synced at commit), dynamodb
+//!                       │   (BatchWriteItem), null (renders, stores nothing)
 //!                       ▼
-//!                     outcome → session → ACK OK (durable) / ACK RETRY
+//!                     outcome → conn → session → ACK OK (durable) / ACK RETRY;
+//!                     the batch's budget is given back
 //! ```
 //!
-//! `admin` serves `/metrics`, `/healthz`, `/readyz`; `config` reads and
-//! checks the TOML configuration; `inspect` decodes a captured stream.
+//! `telemetry` names every metric; `admin` serves `/metrics`, `/healthz`,
+//! `/readyz`; `config` reads and checks the TOML configuration; `inspect`
+//! decodes a captured stream; `tables` creates DynamoDB tables.
 //! `docs/architecture.md` has the full picture and where each bound lives.
+//!
+//! The crate's surface is what the `gateway` binary and the tests need:
+//! [`config`], [`start`] and [`RunningServer`], [`inspect`], [`tables`], and
+//! the DynamoDB client and sink (for the sink benchmark). The storage mapping
+//! (records to items, the SQLite layout, `rk`) is the `awp-store` crate.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+mod admin;
+mod budget;
 pub mod config;
-pub mod conn;
+mod conn;
 pub mod inspect;
-pub mod item;
-pub mod pipeline;
-pub mod server;
-pub mod session;
+mod pipeline;
+mod read_buffer;
+mod server;
+mod session;
 pub mod sink;
 pub mod tables;
-pub mod tenant;
-pub mod tls;
+mod telemetry;
+mod tenant;
+mod tls;
+
+pub use server::{RunningServer, start};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use awp_gateway::config::{Config, EXAMPLE, SinkKind};
-use awp_gateway::{inspect, server};
+use awp_gateway::{RunningServer, inspect};
 use clap::{Parser, Subcommand};
 
 /// AWP/1 ingestion gateway.
@@ -145,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let clean = runtime.block_on(async move {
-        let running = server::start(&config).await?;
+        let running = awp_gateway::start(&config).await?;
         if cli.config.is_none() {
             print_development_banner(&config, &running);
         }
@@ -204,7 +204,7 @@ fn development_secret(data_dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-fn print_development_banner(config: &Config, running: &server::RunningServer) {
+fn print_development_banner(config: &Config, running: &RunningServer) {
     let addr = running.plain_addrs.first().map(ToString::to_string).unwrap_or_default();
     let secret = &config.tenants[0].secrets[0];
     let dir = config.sink.data_dir.display();

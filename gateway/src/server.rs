@@ -25,10 +25,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::conn::{ConnContext, serve};
 use crate::pipeline::{Pipeline, Writers};
 use crate::session::SessionSettings;
+use crate::telemetry;
 use crate::tenant::Tenants;
 use crate::tls::TenantCa;
 
@@ -53,6 +55,8 @@ pub struct RunningServer {
 /// Binds the listeners and starts serving.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     config.validate()?;
+    // Before any metric handle is made, so none is a no-op.
+    telemetry::install();
     let s = &config.server;
     let tenants = Arc::new(Tenants::from_config(&config.tenants)?);
     let mut accepted = CompressionSet::NONE;
@@ -75,13 +79,21 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         hello_timeout: Duration::from_millis(s.hello_timeout_ms),
         retry_after_ms: s.retry_after_ms,
         goaway_reconnect_ms: s.goaway_reconnect_ms,
+        budget_wait: Duration::from_millis(config.pipeline.budget_wait_ms),
     });
+    let budget = Arc::new(MemoryBudget::new(
+        config.pipeline.budget_bytes,
+        config.pipeline.tenant_budget_bytes(),
+        tenants.iter().map(|t| t.id.clone()),
+    ));
+    telemetry::global().budget(budget.total());
     let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline)
         .await
         .context("sink: cannot open the tenants' stores")?;
     let ctx = Arc::new(ConnContext {
         settings,
         tenants: tenants.clone(),
+        budget: budget.clone(),
         pipeline: pipeline.clone(),
         write_timeout: Duration::from_millis(s.write_timeout_ms),
     });
@@ -89,12 +101,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         (Some(t), false) => {
             let cas: Vec<TenantCa> = tenants
                 .iter()
-                .filter_map(|t| {
-                    t.client_ca().map(|roots| TenantCa {
-                        tenant_id: t.id.clone(),
-                        roots: roots.clone(),
-                    })
-                })
+                .filter_map(|t| t.client_ca().map(|roots| TenantCa { roots: roots.clone() }))
                 .collect();
             Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, &cas)?))
         }
@@ -140,7 +147,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let ready = Arc::new(AtomicBool::new(true));
     let (admin, admin_addr) = match s.admin_listen {
         Some(addr) => {
-            let (handle, bound) = crate::admin::start(addr, ready.clone(), shutdown_rx.clone()).await?;
+            let (handle, bound) = crate::admin::start(addr, ready.clone(), budget.clone(), shutdown_rx.clone()).await?;
             (Some(handle), Some(bound))
         }
         None => (None, None),
@@ -215,7 +222,7 @@ async fn accept_loop(a: AcceptLoop) {
         let _ = stream.set_nodelay(true);
         let permit = a.limit.clone().try_acquire_owned().ok();
         if permit.is_none() {
-            metrics::counter!("awp_connections_refused_total").increment(1);
+            telemetry::global().connection_refused();
         }
         let mut connections = a.connections.lock().await;
         // Reap finished connections so the set stays the size of the live ones.
@@ -255,30 +262,25 @@ async fn handle(
     ctx: Arc<ConnContext>,
     shutdown: watch::Receiver<bool>,
 ) {
-    metrics::gauge!("awp_connections").increment(1.0);
-    metrics::counter!("awp_connections_total", "tls" => if acceptor.is_some() { "yes" } else { "no" }).increment(1);
+    telemetry::global().connection_opened(acceptor.is_some());
     match acceptor {
         None => serve(stream, None, ctx, shutdown).await,
         Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
-                let certs = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+                let certs = crate::tls::peer_certificates(tls.get_ref().1);
                 serve(tls, certs, ctx, shutdown).await;
             }
             Ok(Err(e)) => {
-                metrics::counter!("awp_tls_handshake_failures_total").increment(1);
+                telemetry::global().tls_handshake_failed();
                 tracing::info!(error = %e, "TLS handshake failed");
             }
             Err(_) => {
-                metrics::counter!("awp_tls_handshake_failures_total").increment(1);
+                telemetry::global().tls_handshake_failed();
                 tracing::info!("TLS handshake timed out");
             }
         },
     }
-    metrics::gauge!("awp_connections").decrement(1.0);
+    telemetry::global().connection_closed();
     drop(permit);
 }
 
@@ -297,7 +299,7 @@ async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, timeout: Durat
 }
 
 async fn send_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    metrics::counter!("awp_errors_total", "code" => ErrorCode::ServerBusy.name()).increment(1);
+    telemetry::global().error_sent(ErrorCode::ServerBusy);
     let mut buf = BytesMut::new();
     let frame = Frame::Error(ErrorFrame::new(
         ErrorCode::ServerBusy,

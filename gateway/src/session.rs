@@ -1,9 +1,11 @@
 //! The AWP/1 session as a state machine without IO (AWP1.md §1, §4, §6).
 //!
-//! The connection task feeds it bytes, batch outcomes, clock ticks and the
-//! shutdown signal; it answers with [`Action`]s: frames to send, items to
-//! store, and when to close. Every protocol rule lives here, so it is
-//! tested frame by frame without sockets (see the tests at the bottom).
+//! The connection task reads bytes into the session's buffer and feeds it
+//! batch outcomes, granted memory budget, clock ticks and the shutdown
+//! signal; it answers with [`Action`]s: frames to send, batches to store,
+//! budget to wait for, and when to close. Every protocol rule lives here, so
+//! it is tested frame by frame without sockets (see the tests at the
+//! bottom).
 //!
 //! ```text
 //!  AwaitPreamble ─\x89AWP─▶ AwaitHello ─HELLO ok─▶ Ready ──GOAWAY (shutdown)──▶ Draining
@@ -12,19 +14,35 @@
 //!        ▼                     ▼ auth, version      │  BYE ──▶ Closing ─(acks out)─▶ Closed
 //!      ERROR + close       ERROR + close            ▼ protocol error / idle: ERROR + close
 //! ```
+//!
+//! # Memory budget
+//!
+//! A BATCH takes its cost from the tenant's memory budget (`budget.rs`)
+//! before it is inflated or decoded. When the budget has no room, the frame
+//! is parked as it came (its wire bytes) and the session asks the connection
+//! to wait in line for the budget ([`Action::AwaitBudget`]); meanwhile it goes
+//! on reading and answering PING, PONG, BYE and errors. Later BATCHes park
+//! behind the first, in order, while the parked frames and the one being
+//! read fit in `max_frame_len`; beyond that the session stops reading (the
+//! agent's writes block) until budget comes. So a connection holds no more
+//! wire bytes with parked frames than without. A batch parked longer than
+//! `budget_wait` is answered ACK RETRY.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awp_protocol::{
-    Ack, CompressionSet, ErrorCode, ErrorFrame, Frame, FrameType, GoAway, HEADER_LEN, Header, Hello, Limits,
-    SUPPORTED_VERSIONS, Welcome, check_preamble,
+    Ack, BatchFrame, Compression, CompressionSet, ErrorCode, ErrorFrame, Frame, FrameType, GoAway, HEADER_LEN, Header,
+    Hello, Limits, SUPPORTED_VERSIONS, Welcome, check_preamble,
 };
-use bytes::{Buf, BytesMut};
+use awp_store::{AcceptedBatch, Origin};
+use bytes::{Buf, Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
 
-use crate::item::{Item, ItemContext, batch_items};
+use crate::budget::{BudgetPermit, BudgetRequest, MemoryBudget, TenantBudget};
+use crate::read_buffer::ReadBuffer;
+use crate::telemetry;
 use crate::tenant::{Tenant, Tenants};
 
 /// The session parameters, from configuration (the same for every connection).
@@ -42,6 +60,8 @@ pub struct SessionSettings {
     pub retry_after_ms: u64,
     /// `reconnect_after_ms` for GOAWAY.
     pub goaway_reconnect_ms: u64,
+    /// How long a BATCH may wait for memory budget before it is answered ACK RETRY.
+    pub budget_wait: Duration,
 }
 
 /// The clock, read once per event by the connection task.
@@ -71,15 +91,20 @@ impl Now {
 pub enum Action {
     /// Send this frame.
     Send(Frame),
-    /// Store these items durably, then report with [`Session::batch_done`].
+    /// Store this batch durably, then report with [`Session::batch_done`].
+    /// The permit is the batch's memory budget: hold it until the write is done.
     Store {
-        /// The BATCH's seq.
-        seq: u64,
-        /// Whose items.
+        /// Whose batch.
         tenant: Arc<Tenant>,
-        /// One item per record.
-        items: Vec<Item>,
+        /// The checked batch, its records still as bytes.
+        batch: AcceptedBatch,
+        /// Its share of the memory budget.
+        permit: BudgetPermit,
     },
+    /// Wait in line for this budget, then hand it to [`Session::budget_granted`].
+    /// A new request replaces the last; stop waiting when
+    /// [`Session::awaiting_budget`] turns false.
+    AwaitBudget(BudgetRequest),
     /// Flush what was sent, then close the connection.
     Close,
 }
@@ -97,9 +122,9 @@ pub enum BatchOutcome {
 #[derive(Debug, Clone)]
 struct Peer {
     tenant: Arc<Tenant>,
-    device_id: String,
-    platform: awp_protocol::Platform,
-    agent_version: String,
+    /// What every item of this connection's batches carries.
+    origin: Arc<Origin>,
+    budget: TenantBudget,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,19 +139,37 @@ enum State {
     Closed,
 }
 
+/// A BATCH frame waiting for memory budget, as it arrived.
+#[derive(Debug)]
+struct Parked {
+    header: Header,
+    payload: Bytes,
+}
+
 /// One connection's AWP/1 session.
 #[derive(Debug)]
 pub struct Session {
     settings: Arc<SessionSettings>,
     tenants: Arc<Tenants>,
+    budget: Arc<MemoryBudget>,
     session_id: [u8; 16],
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     state: State,
     /// Limits for decoding the client's frames: compression only once negotiated.
     decode_limits: Limits,
     peer: Option<Peer>,
+    /// What the client sent and the session has not consumed yet.
+    input: ReadBuffer,
     /// Batches handed out for storage, with when each arrived (for ack latency).
     inflight: HashMap<u64, Instant>,
+    /// BATCH frames waiting for budget, oldest first, and their wire bytes.
+    parked: VecDeque<Parked>,
+    parked_bytes: usize,
+    /// When the oldest parked frame started waiting.
+    parked_since: Option<Instant>,
+    /// The next BATCH would not fit beside the parked frames: read nothing
+    /// more until budget comes.
+    input_blocked: bool,
     opened: Instant,
     last_heard: Instant,
     /// The client shut its sending side; stop reading.
@@ -141,6 +184,7 @@ impl Session {
     pub fn new(
         settings: Arc<SessionSettings>,
         tenants: Arc<Tenants>,
+        budget: Arc<MemoryBudget>,
         session_id: [u8; 16],
         peer_certs: Option<Vec<CertificateDer<'static>>>,
         now: Now,
@@ -152,12 +196,18 @@ impl Session {
         Session {
             settings,
             tenants,
+            budget,
             session_id,
             peer_certs,
             state: State::AwaitPreamble,
             decode_limits,
             peer: None,
+            input: ReadBuffer::new(),
             inflight: HashMap::new(),
+            parked: VecDeque::new(),
+            parked_bytes: 0,
+            parked_since: None,
+            input_blocked: false,
             opened: now.mono,
             last_heard: now.mono,
             half_closed: false,
@@ -165,11 +215,23 @@ impl Session {
         }
     }
 
-    /// Whether the connection should keep reading from the client (after
-    /// BYE too: PINGs are answered while the last ACKs are pending), until
-    /// the session ends or the client shuts its sending side.
+    /// Whether the connection should read from the client: until the
+    /// session ends or the client shuts its sending side (after BYE too:
+    /// PINGs are answered while the last ACKs are pending), except while
+    /// parked batches fill their room.
     pub fn wants_input(&self) -> bool {
-        self.state != State::Closed && !self.half_closed
+        self.state != State::Closed && !self.half_closed && !self.input_blocked
+    }
+
+    /// The read buffer, taken out to read into (see [`ReadBuffer::take_for_read`]);
+    /// give it back with [`Session::received`] or [`Session::put_back_input`].
+    pub fn take_input(&mut self) -> BytesMut {
+        self.input.take_for_read()
+    }
+
+    /// Gives back the read buffer after a read that brought nothing new.
+    pub fn put_back_input(&mut self, buf: BytesMut) {
+        self.input.put_back(buf);
     }
 
     /// Whether the session has ended (the connection closes).
@@ -178,59 +240,74 @@ impl Session {
     }
 
     /// Batches handed out for storage and not yet answered.
+    #[cfg(test)]
     pub fn inflight(&self) -> usize {
         self.inflight.len()
     }
 
-    /// The tenant, once authenticated.
-    pub fn tenant(&self) -> Option<&Arc<Tenant>> {
-        self.peer.as_ref().map(|p| &p.tenant)
+    /// Whether a BATCH waits for budget (the connection keeps its place in line).
+    pub fn awaiting_budget(&self) -> bool {
+        !self.parked.is_empty() && self.state != State::Closed
     }
 
     /// When [`Session::tick`] must next run.
     ///
     /// Silence counts from the last byte heard; a frame must also complete
     /// within three heartbeats of its first byte, so that a peer trickling
-    /// bytes cannot hold a frame-sized buffer forever.
+    /// bytes cannot hold a frame-sized buffer forever. While the session
+    /// itself stops reading (parked batches full) neither counts: the wait
+    /// for budget has its own deadline.
     pub fn deadline(&self) -> Instant {
         let idle = 3 * self.settings.heartbeat;
-        let deadline = match self.state {
+        let budget = self.parked_since.map(|since| since + self.settings.budget_wait);
+        if self.input_blocked {
+            return budget.unwrap_or(self.last_heard + idle);
+        }
+        let mut deadline = match self.state {
             State::AwaitPreamble | State::AwaitHello => self.opened + self.settings.hello_timeout,
             _ => self.last_heard + idle,
         };
-        match self.frame_started {
-            Some(started) => deadline.min(started + idle),
-            None => deadline,
+        if let Some(started) = self.frame_started {
+            deadline = deadline.min(started + idle);
         }
+        budget.map_or(deadline, |b| deadline.min(b))
     }
 
-    /// Consumes every complete frame at the start of `buf` (bytes just read
-    /// from the client) and leaves a partial one. Reserves room in `buf` for
-    /// a frame whose header passed the checks, never more.
-    pub fn receive(&mut self, buf: &mut BytesMut, now: Now, out: &mut Vec<Action>) {
+    /// Consumes every complete frame the last read completed, given back
+    /// with the bytes it read, and leaves a partial one.
+    pub fn received(&mut self, buf: BytesMut, read: usize, now: Now, out: &mut Vec<Action>) {
+        self.input.put_back(buf);
+        self.input.read_done(read);
         self.last_heard = now.mono;
-        self.decode_frames(buf, now, out);
+        self.decode_input(now, out);
+    }
+
+    /// Decodes what is in the buffer, then lets it give back memory.
+    fn decode_input(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.decode_frames(now, out);
         // A partial frame left over: its clock starts at the first byte seen.
-        if buf.is_empty() {
+        if self.input.bytes().is_empty() {
             self.frame_started = None;
         } else if self.frame_started.is_none() {
             self.frame_started = Some(now.mono);
         }
+        self.input.settle();
     }
 
-    fn decode_frames(&mut self, buf: &mut BytesMut, now: Now, out: &mut Vec<Action>) {
+    fn decode_frames(&mut self, now: Now, out: &mut Vec<Action>) {
         while self.wants_input() {
             if self.state == State::AwaitPreamble {
-                match check_preamble(buf) {
+                match check_preamble(self.input.bytes()) {
                     Ok(None) => return,
                     Ok(Some(n)) => {
-                        buf.advance(n);
+                        self.input.bytes().advance(n);
                         self.state = State::AwaitHello;
                         continue;
                     }
                     Err(e) => return self.fail(e.code(), &e.to_string(), out),
                 }
             }
+            let buf = self.input.bytes();
             let Some(header_bytes) = buf.first_chunk::<HEADER_LEN>() else {
                 return;
             };
@@ -247,21 +324,50 @@ impl Session {
                 return self.fail(e.code(), &e.to_string(), out);
             }
             let frame_len = header.frame_len();
+            if header.frame_type == FrameType::Batch
+                && !self.parked.is_empty()
+                && self.parked_bytes + frame_len > self.parked_room()
+            {
+                // Parked frames and this one would hold more than one
+                // frame's worth: read no further until budget comes.
+                self.input_blocked = true;
+                return;
+            }
+            let buf = self.input.bytes();
             if buf.len() < frame_len {
                 buf.reserve(frame_len - buf.len());
                 return;
             }
-            let mut frame_bytes = buf.split_to(frame_len);
+            if header.frame_type == FrameType::Batch
+                && self.inflight.len() + self.parked.len() >= self.settings.max_inflight as usize
+            {
+                let message = format!(
+                    "more than max_inflight={} batches unacknowledged",
+                    self.settings.max_inflight
+                );
+                return self.fail(ErrorCode::WindowExceeded, &message, out);
+            }
+            let mut frame_bytes = self.input.bytes().split_to(frame_len);
             frame_bytes.advance(HEADER_LEN);
             // Whatever follows is a new frame, whose clock starts now.
             self.frame_started = None;
-            metrics::counter!("awp_frames_received_total", "type" => header.frame_type.name()).increment(1);
-            metrics::counter!("awp_bytes_received_total").increment(frame_len as u64);
+            telemetry::global().frame_received(header.frame_type, frame_len);
+            if header.frame_type == FrameType::Batch {
+                self.batch_arrived(header, frame_bytes.freeze(), now, out);
+                continue;
+            }
             match Frame::parse(&header, frame_bytes.freeze(), &self.decode_limits) {
                 Ok(frame) => self.on_frame(frame, now, out),
                 Err(e) => return self.fail(e.code(), &e.to_string(), out),
             }
         }
+    }
+
+    /// How many wire bytes of BATCH frames may wait for budget, the one
+    /// being read included: one frame's worth, so that parking does not
+    /// raise what a connection may hold.
+    fn parked_room(&self) -> usize {
+        self.settings.limits.max_frame_len as usize + HEADER_LEN
     }
 
     /// Why a frame of this type is not allowed now, if it is not.
@@ -281,7 +387,6 @@ impl Session {
     fn on_frame(&mut self, frame: Frame, now: Now, out: &mut Vec<Action>) {
         match (self.state, frame) {
             (State::AwaitHello, Frame::Hello(hello)) => self.on_hello(hello, now, out),
-            (State::Ready | State::Draining, Frame::Batch(batch)) => self.on_batch(batch, now, out),
             (_, Frame::Ping(nonce)) => out.push(Action::Send(Frame::Pong(nonce))),
             (_, Frame::Pong(_)) => {}
             (State::Ready | State::Draining, Frame::Bye) => {
@@ -312,8 +417,12 @@ impl Session {
             .tenants
             .authenticate(&hello, self.peer_certs.as_deref(), now.unix_ms / 1000)
         else {
-            metrics::counter!("awp_auth_failures_total").increment(1);
+            telemetry::global().auth_failed();
             return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
+        };
+        let Some(budget) = self.budget.tenant(&tenant.id) else {
+            // Every configured tenant has a share; answered, never a panic.
+            return self.fail(ErrorCode::Internal, "no memory budget for this tenant", out);
         };
         let compression = hello.compression.intersect(self.settings.limits.accepted_compression);
         self.decode_limits.accepted_compression = compression;
@@ -330,56 +439,173 @@ impl Session {
         tracing::debug!(tenant = %tenant.id, device = %hello.device_id, "session authenticated");
         self.peer = Some(Peer {
             tenant,
-            device_id: hello.device_id,
-            platform: hello.platform,
-            agent_version: hello.agent_version,
+            origin: Arc::new(Origin {
+                device_id: hello.device_id,
+                platform: hello.platform,
+                agent_version: hello.agent_version,
+            }),
+            budget,
         });
         self.state = State::Ready;
     }
 
-    fn on_batch(&mut self, batch: awp_protocol::BatchFrame, now: Now, out: &mut Vec<Action>) {
-        let seq = batch.seq();
-        if self.inflight.contains_key(&seq) {
-            let message = format!("seq {seq} is already in flight on this connection");
-            return self.fail(ErrorCode::WindowExceeded, &message, out);
-        }
-        if self.inflight.len() >= self.settings.max_inflight as usize {
-            let message = format!(
-                "more than max_inflight={} batches unacknowledged",
-                self.settings.max_inflight
-            );
-            return self.fail(ErrorCode::WindowExceeded, &message, out);
-        }
+    /// A whole BATCH frame, not yet parsed: after GOAWAY it is answered
+    /// RETRY; otherwise it takes its budget and is accepted, or parks.
+    fn batch_arrived(&mut self, header: Header, payload: Bytes, now: Now, out: &mut Vec<Action>) {
         if self.state == State::Draining {
-            return self.ack(
-                Ack::retry(seq, self.settings.goaway_reconnect_ms, "server is draining"),
-                out,
-            );
+            let retry_after = self.settings.goaway_reconnect_ms;
+            return self.retry_unaccepted(&header, payload, retry_after, "server is draining", out);
         }
         let Some(peer) = &self.peer else {
             // Unreachable: Ready implies a peer. Answered, never a panic.
             return self.fail(ErrorCode::Internal, "no session", out);
         };
-        let ctx = ItemContext {
-            device_id: &peer.device_id,
-            platform: peer.platform,
-            agent_version: &peer.agent_version,
-            seq,
-            received_at_ms: now.unix_ms,
-            expires_at: peer.tenant.expires_at(now.unix_ms),
+        if self.parked.is_empty() {
+            let cost = self.cost(&header, &payload);
+            if let Some(permit) = peer.budget.try_take(cost) {
+                return self.accept(header, payload, permit, now, out);
+            }
+            telemetry::global().budget_wait();
+            self.parked_since = Some(now.mono);
+            out.push(Action::AwaitBudget(peer.budget.request(cost)));
+        }
+        self.parked_bytes += HEADER_LEN + payload.len();
+        self.parked.push_back(Parked { header, payload });
+    }
+
+    /// The budget a BATCH frame needs: its inflated size. A compressed one
+    /// declares it in its first four bytes; a declaration over the limit is
+    /// refused by the parser, so it is charged no more than the limit.
+    fn cost(&self, header: &Header, payload: &[u8]) -> u32 {
+        let inflated = match (header.compression, payload.first_chunk::<4>()) {
+            (Compression::None, _) | (_, None) => payload.len(),
+            (_, Some(declared)) => (u32::from_be_bytes(*declared).min(self.decode_limits.max_batch_bytes)) as usize,
         };
-        match batch_items(&batch, &ctx, &self.decode_limits) {
-            Ok(items) => {
-                metrics::counter!("awp_records_received_total").increment(items.len() as u64);
+        TenantBudget::cost(inflated)
+    }
+
+    /// Budget the connection waited for: the oldest parked frame is
+    /// accepted, and the next ones while the budget has room.
+    pub fn budget_granted(&mut self, permit: BudgetPermit, now: Now, out: &mut Vec<Action>) {
+        if self.state == State::Closed {
+            return;
+        }
+        let Some(first) = self.parked.pop_front() else {
+            return; // answered meanwhile (drain, timeout): the permit goes back
+        };
+        self.parked_bytes -= HEADER_LEN + first.payload.len();
+        self.parked_since = None;
+        self.accept(first.header, first.payload, permit, now, out);
+        while self.state != State::Closed
+            && let Some(next) = self.parked.front()
+            && let Some(peer) = &self.peer
+        {
+            let cost = self.cost(&next.header, &next.payload);
+            let Some(permit) = peer.budget.try_take(cost) else {
+                self.parked_since = Some(now.mono);
+                out.push(Action::AwaitBudget(peer.budget.request(cost)));
+                break;
+            };
+            let Some(next) = self.parked.pop_front() else { break };
+            self.parked_bytes -= HEADER_LEN + next.payload.len();
+            self.accept(next.header, next.payload, permit, now, out);
+        }
+        self.resume_input(now, out);
+    }
+
+    /// Decodes the frames held back while the parked frames were full, once
+    /// there is room for them again.
+    fn resume_input(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.input_blocked && self.state != State::Closed {
+            self.input_blocked = false;
+            self.decode_input(now, out);
+        }
+    }
+
+    /// Answers every parked frame ACK RETRY (parsing each alone, to learn
+    /// its seq, and dropping it at once).
+    fn retry_parked(&mut self, retry_after_ms: u64, message: &str, out: &mut Vec<Action>) -> usize {
+        let parked = std::mem::take(&mut self.parked);
+        let count = parked.len();
+        self.parked_bytes = 0;
+        self.parked_since = None;
+        for p in parked {
+            if self.state == State::Closed {
+                break;
+            }
+            self.retry_unaccepted(&p.header, p.payload, retry_after_ms, message, out);
+        }
+        count
+    }
+
+    /// Parses a BATCH frame only to answer it ACK RETRY.
+    fn retry_unaccepted(
+        &mut self,
+        header: &Header,
+        payload: Bytes,
+        retry_after_ms: u64,
+        message: &str,
+        out: &mut Vec<Action>,
+    ) {
+        match Frame::parse(header, payload, &self.decode_limits) {
+            Ok(Frame::Batch(batch)) => {
+                let seq = batch.seq();
+                if self.inflight.contains_key(&seq) {
+                    let message = format!("seq {seq} is already in flight on this connection");
+                    return self.fail(ErrorCode::WindowExceeded, &message, out);
+                }
+                self.ack(Ack::retry(seq, retry_after_ms, message), out);
+            }
+            Ok(other) => self.fail(
+                ErrorCode::Internal,
+                &format!("{} parsed as a BATCH", other.frame_type()),
+                out,
+            ),
+            Err(e) => self.fail(e.code(), &e.to_string(), out),
+        }
+    }
+
+    /// Parses, decodes and checks a BATCH that has its budget: Store, or ACK REJECTED.
+    fn accept(&mut self, header: Header, payload: Bytes, permit: BudgetPermit, now: Now, out: &mut Vec<Action>) {
+        let batch = match Frame::parse(&header, payload, &self.decode_limits) {
+            Ok(Frame::Batch(batch)) => batch,
+            Ok(other) => {
+                return self.fail(
+                    ErrorCode::Internal,
+                    &format!("{} parsed as a BATCH", other.frame_type()),
+                    out,
+                );
+            }
+            Err(e) => return self.fail(e.code(), &e.to_string(), out),
+        };
+        let seq = batch.seq();
+        if self.inflight.contains_key(&seq) {
+            let message = format!("seq {seq} is already in flight on this connection");
+            return self.fail(ErrorCode::WindowExceeded, &message, out);
+        }
+        let Some(peer) = &self.peer else {
+            return self.fail(ErrorCode::Internal, "no session", out);
+        };
+        let expires_at = peer.tenant.expires_at(now.unix_ms);
+        match AcceptedBatch::accept(
+            peer.origin.clone(),
+            seq,
+            now.unix_ms,
+            expires_at,
+            own_content(&batch),
+            &self.decode_limits,
+        ) {
+            Ok(accepted) => {
+                telemetry::global().records_received(accepted.record_count());
                 self.inflight.insert(seq, now.mono);
                 out.push(Action::Store {
-                    seq,
                     tenant: peer.tenant.clone(),
-                    items,
+                    batch: accepted,
+                    permit,
                 });
             }
             Err(e) => {
-                tracing::info!(tenant = %peer.tenant.id, device = %peer.device_id, seq, error = %e, "batch rejected");
+                tracing::info!(tenant = %peer.tenant.id, device = %peer.origin.device_id, seq, error = %e, "batch rejected");
                 self.ack(Ack::rejected(seq, &e.to_string()), out);
             }
         }
@@ -393,7 +619,7 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        metrics::histogram!("awp_ack_latency_seconds").record(arrived.elapsed());
+        telemetry::global().ack_latency(arrived.elapsed());
         let ack = match outcome {
             BatchOutcome::Stored => Ack::ok(seq),
             BatchOutcome::Retry(message) => Ack::retry(seq, self.settings.retry_after_ms, &message),
@@ -402,18 +628,9 @@ impl Session {
         self.close_if_done(out);
     }
 
-    /// The gateway is not reading (backpressure): time spent so is not the
-    /// client's silence, so the idle and frame deadlines move on with it.
-    pub fn hold(&mut self, now: Now) {
-        self.last_heard = now.mono;
-        if self.frame_started.is_some() {
-            self.frame_started = Some(now.mono);
-        }
-    }
-
     /// Starts draining for shutdown: GOAWAY, then close once in-flight
-    /// batches are acknowledged.
-    pub fn drain(&mut self, out: &mut Vec<Action>) {
+    /// batches are acknowledged. Parked batches are answered ACK RETRY.
+    pub fn drain(&mut self, now: Now, out: &mut Vec<Action>) {
         match self.state {
             State::AwaitPreamble | State::AwaitHello => {
                 self.state = State::Closed;
@@ -425,16 +642,33 @@ impl Session {
                     "server shutting down",
                 ))));
                 self.state = State::Draining;
+                self.retry_parked(self.settings.goaway_reconnect_ms, "server is draining", out);
+                self.resume_input(now, out);
                 self.close_if_done(out);
             }
             State::Draining | State::Closing | State::Closed => {}
         }
     }
 
-    /// Checks the deadlines: no HELLO in time, or nothing heard for three
-    /// heartbeats, closes with IDLE_TIMEOUT.
+    /// Checks the deadlines: a batch that waited too long for budget gets
+    /// ACK RETRY; no HELLO in time, or nothing heard for three heartbeats,
+    /// closes with IDLE_TIMEOUT.
     pub fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
         if self.state == State::Closed || now.mono < self.deadline() {
+            return;
+        }
+        if self
+            .parked_since
+            .is_some_and(|since| now.mono >= since + self.settings.budget_wait)
+        {
+            let message = format!(
+                "gateway busy: no memory for this batch within {} ms",
+                self.settings.budget_wait.as_millis()
+            );
+            let answered = self.retry_parked(self.settings.retry_after_ms, &message, out);
+            telemetry::global().budget_timeouts(answered);
+            self.resume_input(now, out);
+            self.close_if_done(out);
             return;
         }
         let idle_ms = 3 * self.settings.heartbeat.as_millis();
@@ -453,12 +687,13 @@ impl Session {
         self.fail(ErrorCode::IdleTimeout, &message, out);
     }
 
-    /// The client closed its sending side. Batches in flight are still
-    /// answered (the client may be waiting for their ACKs, as after BYE);
-    /// with none, the session ends.
+    /// The client closed its sending side. Batches in flight or parked are
+    /// still answered (the client may be waiting for their ACKs, as after
+    /// BYE); with none, the session ends.
     pub fn eof(&mut self, out: &mut Vec<Action>) {
+        let pending = !self.inflight.is_empty() || !self.parked.is_empty();
         match self.state {
-            State::Ready | State::Draining | State::Closing if !self.inflight.is_empty() => {
+            State::Ready | State::Draining | State::Closing if pending => {
                 self.state = State::Closing;
                 self.half_closed = true;
             }
@@ -476,23 +711,38 @@ impl Session {
     }
 
     fn ack(&mut self, ack: Ack, out: &mut Vec<Action>) {
-        metrics::counter!("awp_acks_total", "status" => ack.status.name()).increment(1);
+        telemetry::global().ack_sent(ack.status);
         out.push(Action::Send(Frame::Ack(ack)));
     }
 
     fn close_if_done(&mut self, out: &mut Vec<Action>) {
-        if matches!(self.state, State::Draining | State::Closing) && self.inflight.is_empty() {
+        if matches!(self.state, State::Draining | State::Closing) && self.inflight.is_empty() && self.parked.is_empty()
+        {
             self.state = State::Closed;
             out.push(Action::Close);
         }
     }
 
     fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<Action>) {
-        metrics::counter!("awp_errors_total", "code" => code.name()).increment(1);
+        telemetry::global().error_sent(code);
         tracing::info!(code = code.name(), message, "session error");
         out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
         out.push(Action::Close);
         self.state = State::Closed;
+        self.parked.clear();
+        self.parked_bytes = 0;
+        self.parked_since = None;
+    }
+}
+
+/// The batch's inflated content, in an allocation of its own: a compressed
+/// batch was inflated into one, an uncompressed one is copied out of the
+/// read buffer, so a held batch never keeps a (larger) read buffer alive
+/// and the budget counts what is really held.
+fn own_content(batch: &BatchFrame) -> Bytes {
+    match batch.compression() {
+        Compression::None => Bytes::copy_from_slice(batch.content()),
+        _ => batch.content().clone(),
     }
 }
 
@@ -503,21 +753,11 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use awp_protocol::{AckStatus, Frame, Limits, MAGIC};
-    use bytes::BytesMut;
-    use serde_json::Value;
 
     use super::*;
 
     fn vector(name: &str) -> Vec<u8> {
-        let all: Value = serde_json::from_str(include_str!("../../protocol/tests/vectors.json")).unwrap();
-        let v = all["valid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(all["invalid"].as_array().unwrap())
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("no vector {name}"));
-        hex::decode(v["hex"].as_str().unwrap()).unwrap()
+        awp_testkit::vectors().bytes(name).to_vec()
     }
 
     fn settings() -> Arc<SessionSettings> {
@@ -528,31 +768,40 @@ mod tests {
             hello_timeout: Duration::from_millis(500),
             retry_after_ms: 250,
             goaway_reconnect_ms: 1500,
+            budget_wait: Duration::from_millis(2000),
         })
     }
 
+    /// Enough budget for anything the tests send.
+    const PLENTY: usize = 64 << 20;
+
     struct Harness {
         session: Session,
+        budget: Arc<MemoryBudget>,
         t0: Instant,
         unix_ms: u64,
-        /// The connection's read buffer: partial frames stay in it between feeds.
-        buf: BytesMut,
     }
 
     impl Harness {
         fn new() -> Harness {
+            Harness::with_budget(PLENTY)
+        }
+
+        /// A session of tenant `acme`, whose share of the budget is `bytes`.
+        fn with_budget(bytes: usize) -> Harness {
             let mut tenants = Tenants::default();
             tenants.insert(Tenant::with_secrets("acme", &["acme-secret-1"]));
+            let budget = Arc::new(MemoryBudget::new(bytes, bytes, ["acme".to_owned()]));
             let t0 = Instant::now();
             let now = Now {
                 mono: t0,
                 unix_ms: 1_764_000_000_000,
             };
             Harness {
-                session: Session::new(settings(), Arc::new(tenants), [7; 16], None, now),
+                session: Session::new(settings(), Arc::new(tenants), budget.clone(), [7; 16], None, now),
+                budget,
                 t0,
                 unix_ms: now.unix_ms,
-                buf: BytesMut::new(),
             }
         }
 
@@ -563,11 +812,13 @@ mod tests {
             }
         }
 
+        /// `bytes` arrive at `ms`, as one read.
         fn feed_at(&mut self, ms: u64, bytes: &[u8]) -> Vec<Action> {
-            self.buf.extend_from_slice(bytes);
+            let mut buf = self.session.take_input();
+            buf.extend_from_slice(bytes);
             let mut out = Vec::new();
             let now = self.at(ms);
-            self.session.receive(&mut self.buf, now, &mut out);
+            self.session.received(buf, bytes.len(), now, &mut out);
             out
         }
 
@@ -577,10 +828,14 @@ mod tests {
 
         /// Preamble and the vectors' Android HELLO: expects WELCOME.
         fn welcomed() -> Harness {
-            let mut h = Harness::new();
-            let mut bytes = MAGIC.to_vec();
-            bytes.extend(vector("hello_token_android"));
-            let out = h.feed(&bytes);
+            Harness::welcomed_with_budget(PLENTY)
+        }
+
+        fn welcomed_with_budget(bytes: usize) -> Harness {
+            let mut h = Harness::with_budget(bytes);
+            let mut hello = MAGIC.to_vec();
+            hello.extend(vector("hello_token_android"));
+            let out = h.feed(&hello);
             assert!(matches!(&out[..], [Action::Send(Frame::Welcome(_))]), "{out:?}");
             h
         }
@@ -607,7 +862,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Store { seq, .. } => Some(*seq),
+                Action::Store { batch, .. } => Some(batch.seq()),
                 _ => None,
             })
             .collect()
@@ -634,16 +889,14 @@ mod tests {
     #[test]
     fn the_preamble_may_arrive_a_byte_at_a_time() {
         let mut h = Harness::new();
-        let mut buf = BytesMut::new();
         let mut out = Vec::new();
         let mut bytes = MAGIC.to_vec();
         bytes.extend(vector("hello_token_android"));
         for b in bytes {
-            buf.extend_from_slice(&[b]);
-            h.session.receive(&mut buf, h.at(0), &mut out);
+            out.extend(h.feed(&[b]));
         }
         assert!(matches!(&out[..], [Action::Send(Frame::Welcome(_))]), "{out:?}");
-        assert!(buf.is_empty());
+        assert!(h.session.input.bytes().is_empty());
     }
 
     #[test]
@@ -698,11 +951,12 @@ mod tests {
     fn a_batch_is_stored_then_acked_ok() {
         let mut h = Harness::welcomed();
         let out = h.feed(&vector("batch_one_location"));
-        let [Action::Store { seq: 1, tenant, items }] = &out[..] else {
+        let [Action::Store { tenant, batch, .. }] = &out[..] else {
             panic!("{out:?}")
         };
         assert_eq!(tenant.id, "acme");
-        assert_eq!(items.len(), 1);
+        assert_eq!((batch.seq(), batch.record_count()), (1, 1));
+        assert_eq!(batch.device_id(), "dev-0001");
         assert_eq!(h.session.inflight(), 1);
         let mut out = Vec::new();
         h.session.batch_done(1, BatchOutcome::Stored, &mut out);
@@ -899,7 +1153,7 @@ mod tests {
         let mut h = Harness::welcomed();
         h.feed(&vector("batch_one_location"));
         let mut out = Vec::new();
-        h.session.drain(&mut out);
+        h.session.drain(h.at(0), &mut out);
         let [Action::Send(Frame::GoAway(g))] = &out[..] else {
             panic!("{out:?}")
         };
@@ -937,5 +1191,179 @@ mod tests {
         };
         assert_eq!(e.code, ErrorCode::IdleTimeout as u16);
         assert!(e.message.contains("HELLO"));
+    }
+
+    /// The budget a plain vector BATCH costs.
+    fn cost_of(name: &str) -> usize {
+        vector(name).len() - HEADER_LEN + crate::budget::PER_BATCH_OVERHEAD
+    }
+
+    fn awaits_budget(actions: &[Action]) -> Option<u32> {
+        actions.iter().find_map(|a| match a {
+            Action::AwaitBudget(r) => Some(r.bytes()),
+            _ => None,
+        })
+    }
+
+    /// A permit from a budget of its own: the test's stand-in for budget
+    /// that the connection waited for.
+    fn spare_permit() -> BudgetPermit {
+        let budget = MemoryBudget::new(PLENTY, PLENTY, ["acme".to_owned()]);
+        budget.tenant("acme").unwrap().try_take(10).unwrap()
+    }
+
+    #[test]
+    fn a_batch_without_budget_parks_and_ping_is_still_answered() {
+        // Room for one batch_one_location, not two.
+        let mut h = Harness::welcomed_with_budget(cost_of("batch_one_location") + 10);
+        let mut out = h.feed(&vector("batch_one_location"));
+        let Some(Action::Store { permit, .. }) = out.pop() else {
+            panic!("{out:?}")
+        };
+        // The second batch finds no budget: it parks, and the connection must wait in line.
+        let out = h.feed(&vector("batch_mixed_kinds"));
+        assert_eq!(
+            awaits_budget(&out),
+            Some(cost_of("batch_mixed_kinds") as u32),
+            "{out:?}"
+        );
+        assert!(stored(&out).is_empty());
+        assert!(h.session.awaiting_budget());
+        assert!(h.session.wants_input(), "one parked frame leaves room to read on");
+        // PING behind it is answered at once.
+        let out = h.feed(&vector("ping"));
+        assert!(matches!(&out[..], [Action::Send(Frame::Pong(_))]), "{out:?}");
+        // The first write completes: its budget comes back and the parked batch goes on.
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        drop(permit);
+        h.session.budget_granted(spare_permit(), h.at(5), &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
+        assert_eq!(stored(&out), [77]);
+        assert!(!h.session.awaiting_budget());
+    }
+
+    #[test]
+    fn bye_behind_a_parked_batch_waits_for_it() {
+        let mut h = Harness::welcomed_with_budget(100);
+        let out = h.feed(&vector("batch_one_location"));
+        assert!(awaits_budget(&out).is_some());
+        let out = h.feed(&vector("bye"));
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!h.session.is_closed(), "the parked batch was received before BYE");
+        let mut out = Vec::new();
+        h.session.budget_granted(spare_permit(), h.at(1), &mut out);
+        assert_eq!(stored(&out), [1]);
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn a_batch_that_waits_too_long_for_budget_is_retried() {
+        let mut h = Harness::welcomed_with_budget(100);
+        let out = h.feed_at(0, &vector("batch_one_location"));
+        assert!(awaits_budget(&out).is_some());
+        let mut out = Vec::new();
+        h.session.tick(h.at(1999), &mut out);
+        assert!(out.is_empty());
+        h.session.tick(h.at(2000), &mut out);
+        let [Action::Send(Frame::Ack(ack))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((ack.seq, ack.status, ack.retry_after_ms), (1, AckStatus::Retry, 250));
+        assert!(ack.message.contains("no memory"), "{}", ack.message);
+        assert!(!h.session.awaiting_budget());
+        assert!(!h.session.is_closed(), "the session goes on");
+        // A late grant finds nothing parked and is simply dropped.
+        let mut out = Vec::new();
+        h.session.budget_granted(spare_permit(), h.at(2001), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn parked_batches_count_in_the_window() {
+        let mut h = Harness::welcomed_with_budget(100);
+        assert!(awaits_budget(&h.feed(&vector("batch_one_location"))).is_some());
+        assert!(
+            h.feed(&vector("batch_mixed_kinds")).is_empty(),
+            "parks behind the first"
+        );
+        // max_inflight is 2: a third is over the window even though none is in flight.
+        let out = h.feed(&vector("batch_max_seq"));
+        assert_eq!(error_code(&out), Some(ErrorCode::WindowExceeded as u16));
+    }
+
+    #[test]
+    fn parked_frames_beyond_their_room_stop_the_reading_until_budget_comes() {
+        let settings = Arc::new(SessionSettings {
+            max_inflight: 8,
+            limits: Limits {
+                max_frame_len: 65_536,
+                ..Limits::DEFAULT
+            },
+            ..(*settings()).clone()
+        });
+        let mut h = Harness::with_budget(100);
+        h.session = Session::new(
+            settings,
+            h.session.tenants.clone(),
+            h.budget.clone(),
+            [7; 16],
+            None,
+            h.at(0),
+        );
+        let mut input = MAGIC.to_vec();
+        input.extend(vector("hello_token_android"));
+        h.feed(&input);
+        // Three batches of about 28 KB: two fit the parked frames' 64 KiB of room, the third waits.
+        let mut input = bytes::BytesMut::new();
+        for seq in 1..=3 {
+            awp_benches::typical_batch(seq, 1000, 3)
+                .encode(Compression::None, &Limits::DEFAULT, &mut input)
+                .unwrap();
+        }
+        assert!(input.len() > 3 * 25_000 && input.len() < 3 * 32_000, "{}", input.len());
+        input.extend_from_slice(&vector("ping"));
+        let out = h.feed(&input);
+        assert!(awaits_budget(&out).is_some());
+        assert!(!h.session.wants_input(), "the third batch waits in the buffer");
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Send(Frame::Pong(_)))),
+            "{out:?}"
+        );
+        // Budget for the first: the third is read and parks, and the PING behind it is answered.
+        let mut out = Vec::new();
+        h.session.budget_granted(spare_permit(), h.at(1), &mut out);
+        assert_eq!(stored(&out), [1]);
+        assert!(awaits_budget(&out).is_some(), "{out:?}");
+        assert!(out.iter().any(|a| matches!(a, Action::Send(Frame::Pong(_)))), "{out:?}");
+        assert!(h.session.wants_input());
+    }
+
+    #[test]
+    fn drain_retries_parked_batches() {
+        let mut h = Harness::welcomed_with_budget(100);
+        assert!(awaits_budget(&h.feed(&vector("batch_one_location"))).is_some());
+        let mut out = Vec::new();
+        h.session.drain(h.at(0), &mut out);
+        assert!(matches!(&out[0], Action::Send(Frame::GoAway(_))), "{out:?}");
+        assert_eq!(acks(&out), [(1, AckStatus::Retry)]);
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn a_compressed_batch_costs_its_declared_size() {
+        let mut h = Harness::welcomed_with_budget(100);
+        let out = h.feed(&vector("batch_mixed_zstd"));
+        let declared = {
+            let v = vector("batch_mixed_zstd");
+            u32::from_be_bytes(v[HEADER_LEN..HEADER_LEN + 4].try_into().unwrap())
+        };
+        assert_eq!(
+            awaits_budget(&out),
+            Some(declared + crate::budget::PER_BATCH_OVERHEAD as u32)
+        );
     }
 }

@@ -34,7 +34,8 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// A tenant with token secrets only (tests and the development default).
+    /// A tenant with token secrets only (tests).
+    #[cfg(test)]
     pub fn with_secrets(id: &str, secrets: &[&str]) -> Tenant {
         Tenant {
             id: id.to_owned(),
@@ -96,11 +97,6 @@ impl Tenants {
     pub fn insert(&mut self, tenant: Tenant) {
         self.max_secrets = self.max_secrets.max(tenant.secrets.len()).max(1);
         self.by_id.insert(tenant.id.clone(), Arc::new(tenant));
-    }
-
-    /// A tenant by id.
-    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
-        self.by_id.get(id)
     }
 
     /// All tenants.

@@ -128,8 +128,6 @@ pub enum TlsError {
 /// A tenant's client CA, for tenants that allow HELLO `auth_method` 2.
 #[derive(Clone, Debug)]
 pub struct TenantCa {
-    /// The tenant id.
-    pub tenant_id: String,
     /// The tenant's client CA certificates (see [`load_ca`]).
     pub roots: Arc<RootCertStore>,
 }
@@ -366,10 +364,7 @@ mod tests {
     fn tenant_ca(pki: &TestPki, tenant: &str) -> (super::test_certs::ClientCa, TenantCa) {
         let ca = pki.tenant_ca(tenant);
         let roots = load_ca(&ca.path, &format!("tenants[{tenant}].client_ca")).unwrap();
-        let tenant_ca = TenantCa {
-            tenant_id: tenant.to_string(),
-            roots: Arc::new(roots),
-        };
+        let tenant_ca = TenantCa { roots: Arc::new(roots) };
         (ca, tenant_ca)
     }
 

@@ -3,8 +3,6 @@
 //! tenants are isolated, and with a proxy injecting throttling, 500s,
 //! UnprocessedItems and an outage, nothing acknowledged is lost.
 
-#[path = "support/dynalite.rs"]
-mod dynalite;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
@@ -15,8 +13,8 @@ use awp_protocol::{
     AckStatus, Batch, Compression, CompressionSet, Frame, Hello, HelloAuth, Limits, Location, MAGIC, Platform, Record,
     RecordBody,
 };
+use awp_testkit::dynalite::{Dynalite, Fault, FaultProxy};
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynalite::{Dynalite, Fault, FaultProxy};
 use serde_json::Value;
 use support::{Client, TestServer, vector};
 
@@ -77,7 +75,7 @@ async fn query(client: &aws_sdk_dynamodb::Client, table: &str, device: &str) -> 
         .collect::<Result<Vec<_>, _>>()
         .await
         .unwrap();
-    items.iter().map(dynalite::to_json).collect()
+    items.iter().map(awp_store::dynamodb::attributes_to_json).collect()
 }
 
 fn without_received_at(mut items: Vec<Value>) -> Vec<Value> {

@@ -7,29 +7,28 @@ mod support;
 
 use std::time::Duration;
 
-use awp_protocol::{AckStatus, ErrorCode, Frame, MAGIC};
+use awp_protocol::{AckStatus, Compression, ErrorCode, Frame, Limits, MAGIC};
 use serde_json::Value;
-use support::{TestServer, vector, vectors};
+use support::{TestServer, vector};
 
 #[tokio::test]
 async fn every_valid_client_vector_is_answered() {
     let t = TestServer::start(|_| {}).await;
     let mut c = t.welcomed().await;
-    for v in vectors()["valid"].as_array().unwrap() {
-        let bytes = hex::decode(v["hex"].as_str().unwrap()).unwrap();
-        let seq = v["frame"]["seq"].as_u64();
-        match v["frame"]["type"].as_str().unwrap() {
+    for v in &awp_testkit::vectors().valid {
+        let seq = v.frame["seq"].as_u64();
+        match v.frame["type"].as_str().unwrap() {
             "BATCH" => {
-                c.send(&bytes).await;
+                c.send(&v.bytes).await;
                 match c.next().await {
                     Some(Frame::Ack(a)) => {
-                        assert_eq!((Some(a.seq), a.status), (seq, AckStatus::Ok), "{}", v["name"]);
+                        assert_eq!((Some(a.seq), a.status), (seq, AckStatus::Ok), "{}", v.name);
                     }
-                    other => panic!("{}: expected ACK, got {other:?}", v["name"]),
+                    other => panic!("{}: expected ACK, got {other:?}", v.name),
                 }
             }
             "PING" => {
-                c.send(&bytes).await;
+                c.send(&v.bytes).await;
                 assert!(matches!(c.next().await, Some(Frame::Pong(72623859790382856))));
             }
             _ => {}
@@ -56,35 +55,29 @@ async fn every_valid_client_vector_is_answered() {
 #[tokio::test]
 async fn every_invalid_vector_gets_its_answer() {
     let t = TestServer::start(|_| {}).await;
-    let invalid = vectors()["invalid"].as_array().unwrap().clone();
-    for v in &invalid {
+    let invalid = &awp_testkit::vectors().invalid;
+    for v in invalid {
         support::check_invalid_vector(t.connect().await, v).await;
     }
     assert_eq!(invalid.len(), 56);
     t.server.shutdown().await;
 }
 
-/// The stored rows, as DynamoDB JSON objects without `received_at`.
+/// The stored rows of the vectors' device, in key order, as DynamoDB JSON
+/// objects without `received_at`.
 fn stored_items(dir: &std::path::Path) -> Vec<Value> {
-    let db = rusqlite::Connection::open(dir.join("acme.sqlite3")).unwrap();
-    let mut stmt = db
-        .prepare("SELECT device, rk, item FROM items ORDER BY device, rk")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    let db = awp_store::sqlite::open_read_only(dir, "acme").unwrap();
+    let rows = awp_store::sqlite::device_items(&db, "dev-0001").unwrap();
+    rows.into_iter()
+        .map(|(rk, item)| {
+            let mut item: Value = serde_json::from_str(&item).unwrap();
+            assert_eq!(item["device"]["S"], "dev-0001");
+            assert_eq!(item["rk"]["S"], rk);
+            assert!(item["received_at"]["N"].is_string(), "received_at is stored");
+            item.as_object_mut().unwrap().remove("received_at");
+            item
         })
-        .unwrap();
-    rows.map(|r| {
-        let (device, rk, item) = r.unwrap();
-        let mut item: Value = serde_json::from_str(&item).unwrap();
-        assert_eq!(item["device"]["S"], device);
-        assert_eq!(item["rk"]["S"], rk);
-        assert!(item["received_at"]["N"].is_string(), "received_at is stored");
-        item.as_object_mut().unwrap().remove("received_at");
-        item
-    })
-    .collect()
+        .collect()
 }
 
 #[tokio::test]
@@ -116,9 +109,9 @@ async fn sqlite_holds_each_vector_item_once_however_often_it_is_sent() {
     t.server.shutdown().await;
 }
 
-/// A pipeline that holds batches ~300 ms before writing, so they stay in flight.
+/// A pipeline that lingers ~300 ms before writing, so batches stay in flight.
 fn slow_pipeline(c: &mut awp_gateway::config::Config) {
-    c.pipeline.max_delay_ms = 300;
+    c.pipeline.linger_ms = 300;
     c.pipeline.max_items = 1_000_000;
     c.server.max_inflight = 2;
 }
@@ -232,10 +225,23 @@ async fn frames_delivered_a_byte_at_a_time_work() {
     t.server.shutdown().await;
 }
 
+/// A plain BATCH of 1,000 typical records (about 28 KB), under `seq`.
+fn big_batch(seq: u64) -> Vec<u8> {
+    let mut buf = bytes::BytesMut::new();
+    awp_benches::typical_batch(seq, 1000, 5)
+        .encode(Compression::None, &Limits::DEFAULT, &mut buf)
+        .unwrap();
+    buf.to_vec()
+}
+
 #[tokio::test]
-async fn a_full_queue_holds_the_agent_back_and_a_failing_sink_answers_retry() {
+async fn a_full_budget_holds_batches_back_pings_are_answered_and_a_failing_sink_answers_retry() {
     let t = TestServer::start(|c| {
-        c.pipeline.queue_depth = 1;
+        // The smallest frames the protocol allows, and a tenant share of
+        // exactly one such frame: two 28 KB batches fit, a third waits.
+        c.server.max_frame_len = 65_536;
+        c.server.max_batch_bytes = 65_536;
+        c.pipeline.budget_bytes = 2 * (65_536 + 512);
         c.pipeline.write_timeout_ms = 700;
         c.server.max_inflight = 8;
     })
@@ -244,37 +250,40 @@ async fn a_full_queue_holds_the_agent_back_and_a_failing_sink_answers_retry() {
     let db = rusqlite::Connection::open(t.dir.path().join("acme.sqlite3")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let mut c = t.welcomed().await;
-    c.send(&vector("batch_one_location")).await; // taken by the writer, blocks on the lock
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    c.send(&vector("batch_mixed_kinds")).await; // queued: the queue is now full
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send(&vector("batch_max_seq")).await; // not read until the queue has room
+    let mut input = Vec::new();
+    for seq in 1..=3 {
+        input.extend(big_batch(seq));
+    }
+    input.extend(vector("ping"));
+    c.send(&input).await;
+    // The third batch waits for budget, yet the PING behind it is answered
+    // before any batch is.
+    assert!(matches!(c.next().await, Some(Frame::Pong(_))), "PONG first");
     let mut acks = Vec::new();
     for _ in 0..3 {
         match c.next().await {
-            Some(Frame::Ack(a)) => acks.push((a.seq, a.status, a.retry_after_ms, a.message)),
+            Some(Frame::Ack(a)) => acks.push((a.seq, a.status, a.retry_after_ms)),
             other => panic!("expected ACK, got {other:?}"),
         }
     }
-    // The blocked write times out first: nothing is acked OK while the store
-    // is locked, every batch is answered RETRY, and the held-back batch is
-    // answered only after room was made (so never before the first).
-    assert_eq!(acks[0].0, 1, "{acks:?}");
+    // The blocked write times out: nothing is acked OK while the store is
+    // locked, and every batch, the one that waited for budget too, is
+    // answered RETRY.
     assert!(
         acks.iter()
-            .all(|(_, st, after, _)| *st == AckStatus::Retry && *after == 1000),
+            .all(|(_, st, after)| *st == AckStatus::Retry && *after == 1000),
         "{acks:?}"
     );
     let mut seqs: Vec<u64> = acks.iter().map(|a| a.0).collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, [1, 77, u64::MAX]);
+    assert_eq!(seqs, [1, 2, 3]);
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
     // Once the store is free again (and the late write has ended), a resend
     // is stored: resend after each RETRY, as an agent does.
     let mut ok = false;
     for _ in 0..50 {
-        c.send(&vector("batch_one_location")).await;
+        c.send(&big_batch(1)).await;
         match c.next().await {
             Some(Frame::Ack(a)) if a.seq == 1 && a.status == AckStatus::Ok => {
                 ok = true;

@@ -152,8 +152,7 @@ async fn a_silent_tls_client_is_dropped_at_the_handshake_deadline() {
 #[tokio::test]
 async fn every_invalid_vector_gets_its_answer_over_tls() {
     let setup = tls_server().await;
-    let invalid = support::vectors()["invalid"].as_array().unwrap().clone();
-    for v in &invalid {
+    for v in &awp_testkit::vectors().invalid {
         let c = connect(&setup, client_config(&setup.pki.ca_pem, None, true)).await;
         support::check_invalid_vector(c, v).await;
     }

@@ -5,22 +5,14 @@ use awp_protocol::codec::{AwpCodec, CodecError};
 use awp_protocol::{Ack, Decoded, ErrorCode, Frame, Limits, MAGIC, decode};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 fn valid_vectors() -> Vec<(String, Vec<u8>)> {
-    let all: Value = serde_json::from_str(include_str!("vectors.json")).unwrap();
-    all["valid"]
-        .as_array()
-        .unwrap()
+    awp_testkit::vectors()
+        .valid
         .iter()
-        .map(|v| {
-            (
-                v["name"].as_str().unwrap().to_owned(),
-                hex::decode(v["hex"].as_str().unwrap()).unwrap(),
-            )
-        })
+        .map(|v| (v.name.clone(), v.bytes.clone()))
         .collect()
 }
 

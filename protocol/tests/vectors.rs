@@ -14,46 +14,72 @@ use awp_protocol::token::verify_device_token;
 use awp_protocol::{
     Decoded, ErrorCode, Frame, FrameType, HEADER_LEN, HelloAuth, Limits, SUPPORTED_VERSIONS, check, decode,
 };
+use awp_testkit::{InvalidVector, ValidVector};
 use bytes::Bytes;
-use serde_json::Value;
 
-const VECTORS: &str = include_str!("vectors.json");
 /// The vectors were made with this secret for tenant `acme`.
 const ACME_SECRETS: &[&str] = &["acme-secret-1"];
 /// A fixed "now" for token expiry: 2026-11-25.
 const NOW: u64 = 1_795_000_000;
 
-fn vectors(section: &str) -> Vec<Value> {
-    let all: Value = serde_json::from_str(VECTORS).expect("vectors.json parses");
-    all[section].as_array().expect("section is an array").clone()
+fn valid() -> &'static [ValidVector] {
+    &awp_testkit::vectors().valid
 }
 
-fn bytes_of(v: &Value) -> Bytes {
-    Bytes::from(hex::decode(v["hex"].as_str().unwrap()).unwrap())
+fn invalid() -> &'static [InvalidVector] {
+    &awp_testkit::vectors().invalid
 }
 
-fn name(v: &Value) -> &str {
-    v["name"].as_str().unwrap()
+/// What every vector has: a name and bytes.
+trait Vector {
+    fn name(&self) -> &str;
+    fn raw(&self) -> &[u8];
+}
+
+impl Vector for ValidVector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn raw(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Vector for InvalidVector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn raw(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+fn bytes_of(v: &dyn Vector) -> Bytes {
+    Bytes::copy_from_slice(v.raw())
+}
+
+fn name(v: &dyn Vector) -> &str {
+    v.name()
 }
 
 #[test]
 fn the_copy_in_the_repo_has_every_vector() {
-    assert_eq!(vectors("valid").len(), 17);
-    assert_eq!(vectors("invalid").len(), 56);
+    assert_eq!(valid().len(), 17);
+    assert_eq!(invalid().len(), 56);
 }
 
 #[test]
 fn valid_vectors_decode_to_their_frame() {
     let limits = Limits::DEFAULT;
-    for v in vectors("valid") {
-        let bytes = bytes_of(&v);
-        let Decoded::Complete(frame, used) = decode(&bytes, &limits).unwrap_or_else(|e| panic!("{}: {e}", name(&v)))
+    for v in valid() {
+        let bytes = bytes_of(v);
+        let Decoded::Complete(frame, used) = decode(&bytes, &limits).unwrap_or_else(|e| panic!("{}: {e}", name(v)))
         else {
-            panic!("{}: incomplete", name(&v));
+            panic!("{}: incomplete", name(v));
         };
-        assert_eq!(used, bytes.len(), "{}: frame length", name(&v));
-        let json = frame_to_json(&frame, &limits).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
-        assert_eq!(json, v["frame"], "{}", name(&v));
+        assert_eq!(used, bytes.len(), "{}: frame length", name(v));
+        let json = frame_to_json(&frame, &limits).unwrap_or_else(|e| panic!("{}: {e}", name(v)));
+        assert_eq!(json, v.frame, "{}", name(v));
     }
 }
 
@@ -61,19 +87,19 @@ fn valid_vectors_decode_to_their_frame() {
 fn valid_vectors_encode_to_their_bytes() {
     let limits = Limits::DEFAULT;
     let mut exact = 0;
-    for v in vectors("valid") {
-        let frame = frame_from_json(&v["frame"]).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
-        let encoded = frame.encode(&limits).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
-        if v["encode_exact"] == Value::Bool(true) {
-            assert_eq!(hex::encode(&encoded), v["hex"].as_str().unwrap(), "{}", name(&v));
+    for v in valid() {
+        let frame = frame_from_json(&v.frame).unwrap_or_else(|e| panic!("{}: {e}", name(v)));
+        let encoded = frame.encode(&limits).unwrap_or_else(|e| panic!("{}: {e}", name(v)));
+        if v.encode_exact {
+            assert_eq!(encoded, v.bytes, "{}", name(v));
             exact += 1;
         } else {
             // Compressed bytes differ between encoders: what must hold is
             // that ours decode to the same frame.
             let Decoded::Complete(again, _) = decode(&encoded.freeze(), &limits).unwrap() else {
-                panic!("{}: incomplete", name(&v));
+                panic!("{}: incomplete", name(v));
             };
-            assert_eq!(frame_to_json(&again, &limits).unwrap(), v["frame"], "{}", name(&v));
+            assert_eq!(frame_to_json(&again, &limits).unwrap(), v.frame, "{}", name(v));
         }
     }
     assert_eq!(exact, 15, "every encode_exact vector was compared byte for byte");
@@ -82,13 +108,13 @@ fn valid_vectors_encode_to_their_bytes() {
 #[test]
 fn decoded_frames_re_encode_canonically() {
     let limits = Limits::DEFAULT;
-    for v in vectors("valid") {
-        let bytes = bytes_of(&v);
+    for v in valid() {
+        let bytes = bytes_of(v);
         let Decoded::Complete(frame, _) = decode(&bytes, &limits).unwrap() else {
             unreachable!()
         };
         let Frame::Batch(batch) = &frame else {
-            assert_eq!(frame.to_bytes().unwrap(), bytes, "{}", name(&v));
+            assert_eq!(frame.to_bytes().unwrap(), bytes, "{}", name(v));
             continue;
         };
         let content = batch.decode(&limits).unwrap();
@@ -99,11 +125,11 @@ fn decoded_frames_re_encode_canonically() {
         let mut again = bytes::BytesMut::new();
         frame.encode(&mut again).unwrap();
         let Decoded::Complete(Frame::Batch(re), _) = decode(&again.freeze(), &limits).unwrap() else {
-            panic!("{}: not a batch", name(&v));
+            panic!("{}: not a batch", name(v));
         };
-        assert_eq!(re.decode(&limits).unwrap(), content, "{}", name(&v));
+        assert_eq!(re.decode(&limits).unwrap(), content, "{}", name(v));
         if batch.compression() == awp_protocol::Compression::None {
-            assert_eq!(plain.freeze(), bytes, "{}", name(&v));
+            assert_eq!(plain.freeze(), bytes, "{}", name(v));
         }
     }
 }
@@ -150,10 +176,10 @@ fn answer(bytes: &Bytes, after_welcome: bool) -> String {
 #[test]
 fn invalid_vectors_get_their_answer() {
     let mut failures = Vec::new();
-    let invalid = vectors("invalid");
-    for v in &invalid {
-        let got = answer(&bytes_of(v), v["after_welcome"].as_bool().unwrap());
-        let expect = v["expect"].as_str().unwrap();
+    let invalid = invalid();
+    for v in invalid {
+        let got = answer(&bytes_of(v), v.after_welcome);
+        let expect = v.expect.as_str();
         if got != expect {
             failures.push(format!("{}: expected {expect}, got {got}", name(v)));
         }
@@ -169,9 +195,9 @@ fn invalid_vectors_get_their_answer() {
 
 #[test]
 fn the_valid_hellos_are_accepted_or_need_a_certificate() {
-    let answers: Vec<String> = vectors("valid")
+    let answers: Vec<String> = valid()
         .iter()
-        .filter(|v| v["frame"]["type"] == "HELLO")
+        .filter(|v| v.frame["type"] == "HELLO")
         .map(|v| answer(&bytes_of(v), false))
         .collect();
     assert_eq!(answers, ["WELCOME", "WELCOME", "CLIENT_CERT"]);
@@ -179,11 +205,8 @@ fn the_valid_hellos_are_accepted_or_need_a_certificate() {
 
 #[test]
 fn an_oversized_header_is_refused_before_its_payload() {
-    let v = vectors("invalid")
-        .into_iter()
-        .find(|v| name(v) == "oversize_header_only")
-        .unwrap();
-    let bytes = bytes_of(&v);
+    let v = awp_testkit::vectors().invalid("oversize_header_only");
+    let bytes = bytes_of(v);
     assert_eq!(bytes.len(), HEADER_LEN, "the vector is the header alone");
     assert_eq!(
         check(&bytes, &Limits::DEFAULT).unwrap_err().code(),
@@ -221,9 +244,8 @@ fn rejections_name_the_record_and_the_rule() {
         ("app_empty", "record 0: app length 0 out of range 1..=256"),
         ("network_5", "record 0: network unknown value 5"),
     ];
-    let invalid = vectors("invalid");
     for (vector, message) in expected {
-        let v = invalid.iter().find(|v| name(v) == vector).unwrap();
+        let v = awp_testkit::vectors().invalid(vector);
         let bytes = bytes_of(v);
         let Decoded::Complete(Frame::Batch(batch), _) = decode(&bytes, &limits).unwrap() else {
             panic!("{vector}: not a batch");
@@ -246,14 +268,14 @@ fn bad_preambles_are_explained() {
 
 #[test]
 fn json_round_trip_of_every_valid_frame() {
-    for v in vectors("valid") {
-        let parsed = frame_from_json(&v["frame"]).unwrap();
+    for v in valid() {
+        let parsed = frame_from_json(&v.frame).unwrap();
         let limits = Limits::DEFAULT;
         let json = match &parsed {
             JsonFrame::Frame(f) => frame_to_json(f, &limits).unwrap(),
             JsonFrame::Batch(b, c) => awp_protocol::json::batch_to_json(b, *c),
         };
-        assert_eq!(json, v["frame"], "{}", name(&v));
+        assert_eq!(json, v.frame, "{}", name(v));
     }
 }
 
@@ -263,7 +285,11 @@ fn json_round_trip_of_every_valid_frame() {
 fn walking_records_agrees_with_collecting_them() {
     let limits = Limits::DEFAULT;
     let mut walked = 0;
-    for v in vectors("valid").iter().chain(vectors("invalid").iter()) {
+    let all = valid()
+        .iter()
+        .map(|v| v as &dyn Vector)
+        .chain(invalid().iter().map(|v| v as &dyn Vector));
+    for v in all {
         let bytes = bytes_of(v);
         let Ok(Decoded::Complete(Frame::Batch(batch), _)) = decode(&bytes, &limits) else {
             continue;
@@ -288,11 +314,8 @@ fn walking_records_agrees_with_collecting_them() {
 #[test]
 fn prepared_batches_encode_under_any_seq() {
     let limits = Limits::DEFAULT;
-    let v = vectors("valid")
-        .into_iter()
-        .find(|v| name(v) == "batch_mixed_kinds")
-        .unwrap();
-    let bytes = bytes_of(&v);
+    let v = awp_testkit::vectors().valid("batch_mixed_kinds");
+    let bytes = bytes_of(v);
     let Decoded::Complete(Frame::Batch(frame), _) = decode(&bytes, &limits).unwrap() else {
         unreachable!()
     };

@@ -1,8 +1,5 @@
 //! A real local DynamoDB (dynalite, from npm, pinned in tools/dynalite) for
 //! tests, and a fault-injecting HTTP proxy to put in front of it.
-//!
-//! Include with `#[path = "support/dynalite.rs"] mod dynalite;`.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -273,9 +270,4 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
             return;
         }
     }
-}
-
-/// An item read back from DynamoDB, in DynamoDB JSON (the vectors' form).
-pub fn to_json(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Value {
-    awp_gateway::sink::dynamodb::attributes_to_json(item)
 }

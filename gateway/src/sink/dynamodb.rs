@@ -1,7 +1,8 @@
 //! A tenant's items in its own DynamoDB table, written with BatchWriteItem.
 //!
 //! One [`TenantSink::write`] call holds many agents' batches (the pipeline
-//! gathers them). It is split into BatchWriteItem requests of at most 25
+//! gathers them); their records are rendered into the SDK's attribute maps
+//! (`awp_store::dynamodb`) and split into BatchWriteItem requests of at most 25
 //! items and 16 MB, sent several at a time with an adaptive concurrency
 //! limit (additive increase on success, halving on throttling, between 1 and
 //! `max_concurrency`). A request's `UnprocessedItems` are resent; throttling,
@@ -26,6 +27,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use awp_store::batch::StoredRecords;
+use awp_store::dynamodb::AttributeItems;
+use awp_store::{AcceptedBatch, ItemSizer, RangeKey};
+
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -33,14 +38,13 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::{SinkError, TenantSink};
 use crate::config::DynamoConfig;
-use crate::item::{Item, ItemValue};
+use crate::telemetry::{DynamoErrorKind, DynamoMetrics};
 
 /// BatchWriteItem's limits.
 const MAX_REQUEST_ITEMS: usize = 25;
@@ -96,6 +100,7 @@ pub struct DynamoSink {
     client: Client,
     limit: AdaptiveLimit,
     give_up_after: Duration,
+    metrics: DynamoMetrics,
 }
 
 impl DynamoSink {
@@ -108,85 +113,102 @@ impl DynamoSink {
             client: client(config).await,
             limit: AdaptiveLimit::new(config.max_concurrency),
             give_up_after,
+            metrics: DynamoMetrics::new(tenant),
         }
     }
 }
 
-/// An attribute value as the SDK wants it.
-pub fn attribute_value(value: &ItemValue) -> AttributeValue {
-    match value {
-        ItemValue::S(s) => AttributeValue::S(s.clone()),
-        ItemValue::N(n) => AttributeValue::N(n.clone()),
-        ItemValue::B(b) => AttributeValue::B(Blob::new(b.clone())),
-        ItemValue::Bool(b) => AttributeValue::Bool(*b),
-        ItemValue::Null => AttributeValue::Null(true),
-        ItemValue::M(m) => AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), attribute_value(v))).collect()),
-    }
+/// The batches' items as BatchWriteItem requests, rendered one request at a
+/// time as the write loop asks for them (so a write holds the attribute maps
+/// of the requests in flight, not of all its items): ≤ 25 items, ≤ 16 MB,
+/// each key once (the later copy of a key wins; order among distinct keys
+/// is kept).
+struct Requests<'a> {
+    batches: std::slice::Iter<'a, AcceptedBatch>,
+    /// Per (device, key), the number of its last copy among all the items.
+    last: HashMap<(&'a str, RangeKey), usize>,
+    /// The batch being rendered: its records, attribute builder and sizer.
+    current: Option<(&'a AcceptedBatch, StoredRecords<'a>, AttributeItems, ItemSizer)>,
+    /// Items seen so far, copies included.
+    seen: usize,
+    /// An item that did not fit the last request, with its size.
+    carried: Option<(WriteRequest, usize)>,
 }
 
-/// An item as the SDK wants it.
-pub fn attribute_map(item: &Item) -> HashMap<String, AttributeValue> {
-    let mut map = HashMap::with_capacity(item.attrs.len() + 2);
-    map.insert("device".to_owned(), AttributeValue::S(item.device.clone()));
-    map.insert("rk".to_owned(), AttributeValue::S(item.rk.clone()));
-    for (name, value) in &item.attrs {
-        map.insert((*name).to_owned(), attribute_value(value));
-    }
-    map
-}
-
-/// An item read back from DynamoDB as DynamoDB JSON (the form of the
-/// vectors' `items` and of the SQLite sink's `item` column).
-pub fn attributes_to_json(item: &HashMap<String, AttributeValue>) -> serde_json::Value {
-    fn value(v: &AttributeValue) -> serde_json::Value {
-        use serde_json::json;
-        match v {
-            AttributeValue::S(s) => json!({"S": s}),
-            AttributeValue::N(n) => json!({"N": n}),
-            AttributeValue::B(b) => json!({"B": crate::item::base64(b.as_ref())}),
-            AttributeValue::Bool(b) => json!({"BOOL": b}),
-            AttributeValue::Null(_) => json!({"NULL": true}),
-            AttributeValue::M(m) => {
-                json!({"M": m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<serde_json::Map<_, _>>()})
+impl<'a> Requests<'a> {
+    fn new(batches: &'a [AcceptedBatch]) -> Result<Requests<'a>, SinkError> {
+        let mut last = HashMap::new();
+        let mut n = 0usize;
+        for batch in batches {
+            for record in batch.records() {
+                last.insert((batch.device_id(), record?.key), n);
+                n += 1;
             }
-            // Types the gateway never writes; shown, not dropped.
-            other => json!({"UNSUPPORTED": format!("{other:?}")}),
         }
+        Ok(Requests {
+            batches: batches.iter(),
+            last,
+            current: None,
+            seen: 0,
+            carried: None,
+        })
     }
-    serde_json::Value::Object(item.iter().map(|(k, v)| (k.clone(), value(v))).collect())
-}
 
-/// Splits items into BatchWriteItem requests: ≤ 25 items, ≤ 16 MB, each key once.
-fn requests(items: Vec<Item>) -> Vec<Vec<WriteRequest>> {
-    // The later copy of a key wins; order among distinct keys is kept.
-    let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        last.insert((item.device.as_str(), item.rk.as_str()), i);
-    }
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for (i, item) in items.iter().enumerate() {
-        if last.get(&(item.device.as_str(), item.rk.as_str())) != Some(&i) {
-            continue;
+    /// The next item to write and its size, skipping copies of keys that
+    /// come again later; `None` when all are rendered.
+    fn next_item(&mut self) -> Result<Option<(WriteRequest, usize)>, SinkError> {
+        if let Some(item) = self.carried.take() {
+            return Ok(Some(item));
         }
-        let size = item.size_bytes();
-        if current.len() == MAX_REQUEST_ITEMS || (bytes + size > MAX_REQUEST_BYTES && !current.is_empty()) {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
+        loop {
+            if self.current.is_none() {
+                let Some(batch) = self.batches.next() else {
+                    return Ok(None);
+                };
+                self.current = Some((
+                    batch,
+                    batch.records(),
+                    AttributeItems::new(batch),
+                    ItemSizer::new(batch),
+                ));
+            }
+            let Some((batch, records, items, sizer)) = &mut self.current else {
+                continue;
+            };
+            let Some(record) = records.next() else {
+                self.current = None;
+                continue;
+            };
+            let record = record?;
+            let this = self.seen;
+            self.seen += 1;
+            if self.last.get(&(batch.device_id(), record.key)) != Some(&this) {
+                continue;
+            }
+            let size = sizer.item_size(&record.key, &record.record);
+            let put = PutRequest::builder()
+                .set_item(Some(items.item(&record)))
+                .build()
+                .map_err(|e| SinkError::Fatal(format!("cannot build a PutRequest: {e}")))?;
+            return Ok(Some((WriteRequest::builder().put_request(put).build(), size)));
         }
-        let put = PutRequest::builder().set_item(Some(attribute_map(item))).build();
-        match put {
-            Ok(put) => current.push(WriteRequest::builder().put_request(put).build()),
-            // Unreachable: `item` is always set. Skipping would lose data, so it is not skipped silently.
-            Err(e) => tracing::error!(error = %e, "cannot build a PutRequest"),
+    }
+
+    /// The next request, or `None` when every item is in one.
+    fn next_request(&mut self) -> Result<Option<Vec<WriteRequest>>, SinkError> {
+        let mut request = Vec::with_capacity(MAX_REQUEST_ITEMS);
+        let mut bytes = 0;
+        while request.len() < MAX_REQUEST_ITEMS {
+            let Some((item, size)) = self.next_item()? else { break };
+            if bytes + size > MAX_REQUEST_BYTES && !request.is_empty() {
+                self.carried = Some((item, size));
+                break;
+            }
+            request.push(item);
+            bytes += size;
         }
-        bytes += size;
+        Ok((!request.is_empty()).then_some(request))
     }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 /// How a failed request is handled.
@@ -248,8 +270,10 @@ struct AdaptiveLimit {
 
 impl AdaptiveLimit {
     fn new(max: usize) -> AdaptiveLimit {
+        // Never below 1: with nothing allowed in flight a write would never end.
+        let max = max.max(1);
         AdaptiveLimit {
-            current: AtomicUsize::new(max.div_ceil(2).max(1)),
+            current: AtomicUsize::new(max.div_ceil(2)),
             max,
         }
     }
@@ -283,42 +307,35 @@ impl DynamoSink {
     async fn send(&self, requests: Vec<WriteRequest>) -> Attempt {
         let started = Instant::now();
         let count = requests.len();
-        metrics::gauge!("awp_dynamodb_inflight_requests", "tenant" => self.tenant.clone()).increment(1.0);
+        self.metrics.request_started();
         let result = self
             .client
             .batch_write_item()
             .request_items(self.table.clone(), requests.clone())
             .send()
             .await;
-        metrics::gauge!("awp_dynamodb_inflight_requests", "tenant" => self.tenant.clone()).decrement(1.0);
-        metrics::histogram!("awp_dynamodb_request_seconds", "tenant" => self.tenant.clone()).record(started.elapsed());
-        metrics::counter!("awp_dynamodb_requests_total", "tenant" => self.tenant.clone()).increment(1);
         match result {
             Ok(out) => {
                 let unprocessed = out
                     .unprocessed_items
                     .and_then(|mut m| m.remove(&self.table))
                     .unwrap_or_default();
-                let written = count - unprocessed.len();
-                metrics::counter!("awp_dynamodb_items_written_total", "tenant" => self.tenant.clone())
-                    .increment(written as u64);
+                self.metrics
+                    .request_done(started.elapsed(), count - unprocessed.len(), unprocessed.len());
                 if unprocessed.is_empty() {
                     Attempt::Done
                 } else {
-                    metrics::counter!("awp_dynamodb_unprocessed_items_total", "tenant" => self.tenant.clone())
-                        .increment(unprocessed.len() as u64);
                     Attempt::Unprocessed(unprocessed)
                 }
             }
             Err(e) => {
                 let (retry, message) = classify(&e);
                 let kind = match retry {
-                    Retry::Throttled => "throttled",
-                    Retry::Transient => "transient",
-                    Retry::Never => "fatal",
+                    Retry::Throttled => DynamoErrorKind::Throttled,
+                    Retry::Transient => DynamoErrorKind::Transient,
+                    Retry::Never => DynamoErrorKind::Fatal,
                 };
-                metrics::counter!("awp_dynamodb_errors_total", "tenant" => self.tenant.clone(), "type" => kind)
-                    .increment(1);
+                self.metrics.request_failed(started.elapsed(), kind);
                 Attempt::Failed(retry, message, requests)
             }
         }
@@ -326,23 +343,31 @@ impl DynamoSink {
 }
 
 impl TenantSink for DynamoSink {
-    async fn write(&mut self, items: Vec<Item>) -> Result<(), SinkError> {
+    async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.give_up_after;
-        let mut waiting: Vec<(Vec<WriteRequest>, u32)> = requests(items).into_iter().map(|r| (r, 0)).collect();
+        let mut fresh = Requests::new(&batches)?;
+        // Requests to send again, with their attempt number.
+        let mut retries: Vec<(Vec<WriteRequest>, u32)> = Vec::new();
         let mut inflight = FuturesUnordered::new();
         loop {
-            while inflight.len() < self.limit.current()
-                && let Some((request, attempt)) = waiting.pop()
-            {
+            while inflight.len() < self.limit.current() {
+                let (request, attempt) = match retries.pop() {
+                    Some(r) => r,
+                    None => match fresh.next_request()? {
+                        Some(request) => (request, 0),
+                        None => break,
+                    },
+                };
                 let this = &*self;
                 inflight.push(async move {
                     if attempt > 0 {
-                        metrics::counter!("awp_dynamodb_retries_total", "tenant" => this.tenant.clone()).increment(1);
+                        this.metrics.retry();
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                     (this.send(request).await, attempt)
                 });
             }
+            // The limit is at least 1, so with requests left one is in flight.
             let Some((outcome, attempt)) = inflight.next().await else {
                 return Ok(());
             };
@@ -360,7 +385,7 @@ impl TenantSink for DynamoSink {
                     return Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
                 }
                 Retry::Throttled => {
-                    metrics::counter!("awp_dynamodb_throttles_total", "tenant" => self.tenant.clone()).increment(1);
+                    self.metrics.throttled();
                     self.limit.on_throttle();
                 }
                 Retry::Transient => {}
@@ -370,58 +395,90 @@ impl TenantSink for DynamoSink {
                 return Err(SinkError::Retryable(format!("table {}: {message}", self.table)));
             }
             tracing::debug!(tenant = %self.tenant, error = %message, attempt, "retrying a BatchWriteItem");
-            waiting.push((rest, attempt + 1));
+            retries.push((rest, attempt + 1));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::item::ItemValue;
+    use std::sync::Arc;
 
-    fn item(device: &str, rk: &str, payload: usize) -> Item {
-        Item {
-            device: device.into(),
-            rk: rk.into(),
-            attrs: vec![("kind", ItemValue::S("x".repeat(payload)))],
+    use awp_protocol::{Limits, Platform, Record, RecordBody, Unknown};
+    use awp_store::Origin;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    /// A batch of `count` unknown-kind records of `payload` bytes each, all at
+    /// the same time, from `device`, under `seq`.
+    fn batch(device: &str, seq: u64, count: usize, payload: usize) -> AcceptedBatch {
+        let body = vec![7u8; payload];
+        let b = awp_protocol::Batch {
+            seq,
+            base_time_ms: 1_764_000_000_000,
+            records: (0..count)
+                .map(|_| Record {
+                    time_offset_ms: 0,
+                    body: RecordBody::Unknown(Unknown {
+                        kind: 9,
+                        body: body.as_slice().into(),
+                    }),
+                })
+                .collect(),
+        };
+        let limits = Limits {
+            max_frame_len: u32::MAX,
+            max_batch_bytes: u32::MAX,
+            ..Limits::DEFAULT
+        };
+        let content = awp_protocol::PreparedBatch::new(&b, &limits).unwrap().content().clone();
+        let origin = Arc::new(Origin {
+            device_id: device.into(),
+            platform: Platform::Linux,
+            agent_version: String::new(),
+        });
+        AcceptedBatch::accept(origin, seq, 1, None, content, &limits).unwrap()
+    }
+
+    /// Every request of a write, rendered.
+    fn requests(batches: &[AcceptedBatch]) -> Result<Vec<Vec<WriteRequest>>, SinkError> {
+        let mut all = Requests::new(batches)?;
+        let mut out = Vec::new();
+        while let Some(r) = all.next_request()? {
+            out.push(r);
         }
+        Ok(out)
     }
 
     #[test]
     fn requests_hold_at_most_25_items_and_each_key_once() {
-        let mut items: Vec<Item> = (0..60).map(|i| item("d", &format!("{i:05}"), 10)).collect();
-        items.push(item("d", "00003", 99)); // a resend of key 3: the later copy wins
-        let reqs = requests(items);
-        assert_eq!(reqs.iter().map(Vec::len).collect::<Vec<_>>(), [25, 25, 10]);
-        let all: Vec<_> = reqs.iter().flatten().collect();
-        let key3: Vec<_> = all
+        // 60 records of seq 1, then seq 1 again (a resend queued beside the
+        // first copy): its 60 keys are the same, so each is written once.
+        let reqs = requests(&[batch("d", 1, 60, 10), batch("d", 1, 60, 10), batch("e", 1, 3, 10)]).unwrap();
+        assert_eq!(reqs.iter().map(Vec::len).collect::<Vec<_>>(), [25, 25, 13]);
+        let keys: std::collections::HashSet<(String, String)> = reqs
             .iter()
-            .filter(|w| w.put_request().unwrap().item().get("rk") == Some(&AttributeValue::S("00003".into())))
+            .flatten()
+            .map(|w| {
+                let item = w.put_request().unwrap().item();
+                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).unwrap().clone();
+                (s("device"), s("rk"))
+            })
             .collect();
-        assert_eq!(key3.len(), 1);
-        let kind = key3[0]
-            .put_request()
-            .unwrap()
-            .item()
-            .get("kind")
-            .unwrap()
-            .as_s()
-            .unwrap();
-        assert_eq!(kind.len(), 99);
+        assert_eq!(keys.len(), 63);
+        assert!(reqs.iter().flatten().all(|w| {
+            let item = w.put_request().unwrap().item();
+            item.get("body").is_some_and(|b| matches!(b, AttributeValue::B(_)))
+        }));
     }
 
     #[test]
     fn requests_stay_under_16_mb() {
-        let items: Vec<Item> = (0..10).map(|i| item("d", &format!("{i}"), 380_000)).collect();
-        let mut big: Vec<Item> = Vec::new();
-        for i in 0..50 {
-            big.push(item("e", &format!("{i}"), 390_000));
-        }
-        let reqs = requests(big);
+        let reqs = requests(&[batch("e", 1, 50, 390_000)]).unwrap();
         assert!(reqs.iter().all(|r| r.len() <= 25));
         assert!(reqs.len() >= 2, "50 × 390 KB needs more than one request");
-        assert_eq!(requests(items).len(), 1);
+        assert_eq!(requests(&[batch("d", 1, 10, 380_000)]).unwrap().len(), 1);
     }
 
     #[test]
@@ -431,6 +488,15 @@ mod tests {
             assert!(d <= BACKOFF_CAP);
             assert!(d <= BACKOFF_BASE.saturating_mul(1 << attempt.min(16)));
         }
+    }
+
+    #[test]
+    fn a_limit_of_zero_still_lets_one_request_through() {
+        let l = AdaptiveLimit::new(0);
+        assert_eq!(l.current(), 1);
+        l.on_success();
+        l.on_throttle();
+        assert_eq!(l.current(), 1);
     }
 
     #[test]

@@ -1,19 +1,27 @@
-//! Where items go: one sink per tenant, written to by the gateway with many
-//! agents' batches at once (group commit).
+//! Where batches go: one sink per tenant, written to by the tenant's writer
+//! with many agents' batches at once (group commit), each batch still as
+//! bytes; each sink renders the items in its own form (`awp_store`).
 //!
 //! The contract is all or nothing: [`TenantSink::write`] returns `Ok` only
-//! once every item it was given is durable, and ACK OK is sent only then.
-//! On an error nothing of the call counts: the gateway answers ACK RETRY and
-//! the agents resend, which is safe because an item's key is a pure function
-//! of its record (AWP1.md §6), so a rewrite overwrites.
+//! once every item of every batch it was given is durable, and ACK OK is sent
+//! only then. On an error nothing of the call counts: the gateway answers
+//! ACK RETRY and the agents resend, which is safe because an item's key is a
+//! pure function of its record (AWP1.md §6), so a rewrite overwrites.
+//!
+//! [`open`] is the factory: it turns a tenant's configuration into its
+//! [`Sink`].
 
 pub mod dynamodb;
-pub mod null;
-pub mod sqlite;
+pub(crate) mod null;
+pub(crate) mod sqlite;
 
 use std::future::Future;
+use std::time::Duration;
 
-use crate::item::Item;
+use awp_store::AcceptedBatch;
+
+use crate::config::{PipelineConfig, SinkConfig, SinkKind};
+use crate::tenant::Tenant;
 
 /// Why a write failed. Either way the batches are answered with ACK RETRY.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -35,10 +43,101 @@ impl SinkError {
     }
 }
 
+impl From<awp_protocol::BatchError> for SinkError {
+    /// A stored batch's bytes no longer decode: they were checked when the
+    /// batch was accepted, so this is a bug, never a skipped record.
+    fn from(e: awp_protocol::BatchError) -> SinkError {
+        SinkError::Fatal(format!("an accepted batch does not decode: {e}"))
+    }
+}
+
 /// One tenant's store.
 pub trait TenantSink: Send + 'static {
-    /// Stores all `items` durably, or returns an error; nothing partial
-    /// counts. Writing an item whose (`device`, `rk`) is already stored
-    /// replaces it, so a resent batch is stored once.
-    fn write(&mut self, items: Vec<Item>) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Stores every item of `batches` durably, or returns an error; nothing
+    /// partial counts. Writing an item whose (`device`, `rk`) is already
+    /// stored replaces it, so a resent batch is stored once.
+    fn write(&mut self, batches: Vec<AcceptedBatch>) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// A tenant's sink, whichever kind its configuration names.
+pub(crate) enum Sink {
+    /// One SQLite database per tenant.
+    Sqlite(sqlite::SqliteSink),
+    /// The tenant's DynamoDB table.
+    Dynamodb(dynamodb::DynamoSink),
+    /// Renders and counts, stores nothing.
+    Null(null::NullSink),
+}
+
+/// Opens `tenant`'s sink: its own kind if it names one, else the default.
+pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
+    Ok(match tenant.sink.unwrap_or(config.kind) {
+        SinkKind::Sqlite => Sink::Sqlite(sqlite::SqliteSink::open(&config.data_dir, &tenant.id)?),
+        SinkKind::Null => Sink::Null(null::NullSink::new().0),
+        SinkKind::Dynamodb => {
+            let Some(dynamo) = &tenant.dynamodb else {
+                return Err(SinkError::Fatal(format!(
+                    "tenant {}: no [tenants.dynamodb] table",
+                    tenant.id
+                )));
+            };
+            // Give up a little before the pipeline's own timeout, so the
+            // batches get the sink's reason rather than a timeout.
+            let give_up = Duration::from_millis(pipeline.write_timeout_ms * 9 / 10);
+            Sink::Dynamodb(dynamodb::DynamoSink::connect(&tenant.id, dynamo, give_up).await)
+        }
+    })
+}
+
+impl TenantSink for Sink {
+    async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
+        match self {
+            Sink::Sqlite(s) => s.write(batches).await,
+            Sink::Dynamodb(s) => s.write(batches).await,
+            Sink::Null(s) => s.write(batches).await,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Batches of the test vectors, accepted as the session accepts them.
+    use std::sync::Arc;
+
+    use awp_protocol::{Decoded, Frame, Limits, Platform, decode};
+    use awp_store::{AcceptedBatch, Origin};
+    use bytes::Bytes;
+    use serde_json::Value;
+
+    /// A valid BATCH vector from device `dev-0001`, received at `received_at_ms`.
+    pub(crate) fn vector_batch(name: &str, received_at_ms: u64) -> AcceptedBatch {
+        let bytes = Bytes::copy_from_slice(&awp_testkit::vectors().valid(name).bytes);
+        let Ok(Decoded::Complete(Frame::Batch(frame), _)) = decode(&bytes, &Limits::DEFAULT) else {
+            panic!("{name} is not a whole BATCH");
+        };
+        let origin = Arc::new(Origin {
+            device_id: "dev-0001".into(),
+            platform: Platform::Android,
+            agent_version: "4.2.0".into(),
+        });
+        AcceptedBatch::accept(
+            origin,
+            frame.seq(),
+            received_at_ms,
+            None,
+            frame.content().clone(),
+            &Limits::DEFAULT,
+        )
+        .unwrap()
+    }
+
+    /// `batch_mixed_kinds`, received at 1764000009999.
+    pub(crate) fn mixed_kinds_batch() -> AcceptedBatch {
+        vector_batch("batch_mixed_kinds", 1_764_000_009_999)
+    }
+
+    /// The items `batch_mixed_kinds` must become (without `received_at`).
+    pub(crate) fn mixed_kinds_expected() -> Vec<Value> {
+        awp_testkit::vectors().valid("batch_mixed_kinds").items.clone().unwrap()
+    }
 }

@@ -1,27 +1,23 @@
-//! A tenant's items in a local SQLite file: `<data_dir>/<tenant_id>.sqlite3`.
-//!
-//! One table, one row per record, keyed like DynamoDB:
-//!
-//! ```sql
-//! CREATE TABLE items (device TEXT NOT NULL, rk TEXT NOT NULL, item TEXT NOT NULL,
-//!                     PRIMARY KEY (device, rk)) WITHOUT ROWID
-//! ```
-//!
-//! `item` is the whole item in DynamoDB JSON (AWP1.md §7, the form of the
-//! `items` in `protocol/tests/vectors.json`). A row is written with an
-//! upsert on (`device`, `rk`), so a batch delivered twice is stored once.
+//! A tenant's items in a local SQLite file, `<data_dir>/<tenant_id>.sqlite3`,
+//! in the layout of `awp_store::sqlite`: one row per record, `(device, rk,
+//! item)` with `item` the whole item as DynamoDB JSON, unique on
+//! `(device, rk)` and written with an upsert, so a batch delivered twice is
+//! stored once.
 //!
 //! # Durability
 //!
 //! The database runs with `journal_mode=WAL` and `synchronous=FULL`: every
 //! commit appends to the write-ahead log and fsyncs it before `COMMIT`
 //! returns, so a committed write survives a crash or a power loss. Each
-//! [`TenantSink::write`] call is one transaction (group commit: the gateway
-//! batches many agents' batches into one call, so one fsync covers them
-//! all), and returns `Ok` only after its commit, which is what makes ACK OK
+//! [`TenantSink::write`] call is one transaction (group commit: the writer
+//! hands over many agents' batches at once, so one fsync covers them all),
+//! and returns `Ok` only after its commit, which is what makes ACK OK
 //! honest. Readers (the `sqlite3` shell, reports) do not block the gateway
 //! in WAL mode; a writer that holds the lock makes the gateway wait up to
 //! the busy timeout, then answer ACK RETRY.
+//!
+//! Each record is rendered into one reused text buffer and bound to a
+//! cached statement: nothing is allocated per row.
 //!
 //! # Querying
 //!
@@ -48,25 +44,39 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use awp_store::sqlite::{CREATE_TABLE, UPSERT, database_path};
+use awp_store::{AcceptedBatch, JsonItems};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{SinkError, TenantSink};
-use crate::item::Item;
 
 /// How long a write waits for a lock held by another connection (a shell,
 /// a checkpoint) before failing with a retryable error.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS items (device TEXT NOT NULL, rk TEXT NOT NULL, \
-                            item TEXT NOT NULL, PRIMARY KEY (device, rk)) WITHOUT ROWID";
+/// The page size of new databases. Items are about 330 bytes and arrive
+/// in clusters of keys (a device's batches), so large pages take many rows
+/// per page write; measured in `docs/performance.md`.
+const PAGE_SIZE: u32 = 64 * 1024;
 
-const UPSERT: &str = "INSERT INTO items (device, rk, item) VALUES (?1, ?2, ?3) \
-                      ON CONFLICT(device, rk) DO UPDATE SET item = excluded.item";
+/// SQLite's page cache per tenant database: the unique index on
+/// (device, rk) is written at scattered places, and it should stay cached.
+const CACHE_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Checkpoint (copy the WAL into the database) after this much WAL: pages
+/// written again before then are copied once.
+const CHECKPOINT_BYTES: u32 = 128 * 1024 * 1024;
+
+/// The connection and the text buffer its rows are rendered into.
+struct Store {
+    conn: Connection,
+    json: JsonItems,
+}
 
 /// One tenant's SQLite store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteSink {
-    conn: Arc<Mutex<Connection>>,
+    store: Arc<Mutex<Store>>,
     path: PathBuf,
 }
 
@@ -80,15 +90,19 @@ impl SqliteSink {
         }
         std::fs::create_dir_all(data_dir)
             .map_err(|e| SinkError::Fatal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
-        let path = data_dir.join(format!("{tenant_id}.sqlite3"));
+        let path = database_path(data_dir, tenant_id);
         let conn = open_connection(&path).map_err(|e| sink_error(&path, e))?;
         Ok(SqliteSink {
-            conn: Arc::new(Mutex::new(conn)),
+            store: Arc::new(Mutex::new(Store {
+                conn,
+                json: JsonItems::new(),
+            })),
             path,
         })
     }
 
     /// The database file.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -97,6 +111,8 @@ impl SqliteSink {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Takes effect only on a database not yet written (a new file).
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         // Not durable the way the module promises: refuse rather than degrade.
@@ -106,21 +122,51 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
         ));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -(CACHE_BYTES / 1024))?;
+    let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        (CHECKPOINT_BYTES / page_size.max(512)).max(1),
+    )?;
+    // After a checkpoint the WAL file is cut back to this size.
+    conn.pragma_update(None, "journal_size_limit", i64::from(CHECKPOINT_BYTES))?;
     conn.execute_batch(CREATE_TABLE)?;
     Ok(conn)
 }
 
-/// One transaction: every item or none.
-fn write_items(conn: &mut Connection, items: &[Item]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// One transaction: every item of every batch, or none.
+fn write_batches(store: &mut Store, batches: &[AcceptedBatch]) -> Result<(), WriteError> {
+    let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(UPSERT)?;
-        for item in items {
-            let json = item.to_dynamodb_json().to_string();
-            stmt.execute(params![item.device, item.rk, json])?;
+        for batch in batches {
+            store.json.render::<WriteError>(batch, |item| {
+                stmt.execute(params![item.device, item.rk, item.json])?;
+                Ok(())
+            })?;
         }
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(())
+}
+
+/// What can go wrong inside a write.
+enum WriteError {
+    Sqlite(rusqlite::Error),
+    Batch(awp_protocol::BatchError),
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sqlite(e)
+    }
+}
+
+impl From<awp_protocol::BatchError> for WriteError {
+    fn from(e: awp_protocol::BatchError) -> Self {
+        WriteError::Batch(e)
+    }
 }
 
 /// Busy, locked, IO, full disk, out of memory: may succeed later. The rest
@@ -140,17 +186,20 @@ fn sink_error(path: &Path, e: rusqlite::Error) -> SinkError {
 }
 
 impl TenantSink for SqliteSink {
-    async fn write(&mut self, items: Vec<Item>) -> Result<(), SinkError> {
-        if items.is_empty() {
+    async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
+        if batches.is_empty() {
             return Ok(());
         }
-        let conn = Arc::clone(&self.conn);
+        let store = Arc::clone(&self.store);
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             // A panic elsewhere cannot leave a transaction open (Transaction
             // rolls back on drop), so a poisoned lock is still usable.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            write_items(&mut conn, &items).map_err(|e| sink_error(&path, e))
+            let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+            write_batches(&mut store, &batches).map_err(|e| match e {
+                WriteError::Sqlite(e) => sink_error(&path, e),
+                WriteError::Batch(e) => SinkError::from(e),
+            })
         })
         .await
         .map_err(|e| SinkError::Fatal(format!("sqlite write task failed: {e}")))?
@@ -164,7 +213,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::item::tests::{mixed_kinds_expected, mixed_kinds_items};
+    use crate::sink::tests::{mixed_kinds_batch, mixed_kinds_expected, vector_batch};
 
     /// Every row, as rk → item JSON, read with a connection of its own.
     fn rows(path: &Path) -> BTreeMap<String, Value> {
@@ -197,7 +246,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
         assert_eq!(sink.path(), dir.path().join("acme.sqlite3"));
-        sink.write(mixed_kinds_items()).await.unwrap();
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
 
         let stored = rows(sink.path());
         let expected = mixed_kinds_expected();
@@ -212,20 +261,12 @@ mod tests {
     async fn a_resent_batch_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
-        let items = mixed_kinds_items();
-        sink.write(items.clone()).await.unwrap();
-        // The resend arrives later: same keys, a newer received_at.
-        let mut resent = items.clone();
-        for item in &mut resent {
-            for (name, value) in &mut item.attrs {
-                if *name == "received_at" {
-                    *value = crate::item::ItemValue::N("1764000099999".into());
-                }
-            }
-        }
-        sink.write(resent).await.unwrap();
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        // The resend arrives later (a newer received_at), and twice in one write.
+        let resent = vector_batch("batch_mixed_kinds", 1_764_000_099_999);
+        sink.write(vec![resent.clone(), resent]).await.unwrap();
         let stored = rows(sink.path());
-        assert_eq!(stored.len(), items.len());
+        assert_eq!(stored.len(), mixed_kinds_expected().len());
         assert!(stored.values().all(|v| v["received_at"]["N"] == "1764000099999"));
     }
 
@@ -233,22 +274,38 @@ mod tests {
     async fn data_survives_reopening_and_settings_hold() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("nested").join("data");
-        let items = mixed_kinds_items();
         {
             let mut sink = SqliteSink::open(&data_dir, "acme").unwrap();
-            sink.write(items[..3].to_vec()).await.unwrap();
+            sink.write(vec![vector_batch("batch_one_location", 1)]).await.unwrap();
             sink.write(Vec::new()).await.unwrap();
         }
         let mut sink = SqliteSink::open(&data_dir, "acme").unwrap();
-        assert_eq!(rows(sink.path()).len(), 3);
-        sink.write(items[3..].to_vec()).await.unwrap();
-        assert_eq!(rows(sink.path()).len(), items.len());
+        assert_eq!(rows(sink.path()).len(), 1);
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        assert_eq!(rows(sink.path()).len(), 1 + mixed_kinds_expected().len());
 
-        let conn = sink.conn.lock().unwrap();
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let store = sink.store.lock().unwrap();
+        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let sync: i64 = store.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_earlier_layout_is_written_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE items (device TEXT NOT NULL, rk TEXT NOT NULL, item TEXT NOT NULL, \
+                 PRIMARY KEY (device, rk)) WITHOUT ROWID",
+            )
+            .unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        assert_eq!(rows(&path).len(), mixed_kinds_expected().len());
     }
 
     #[tokio::test]
@@ -256,16 +313,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = SqliteSink::open(dir.path(), "acme").unwrap();
         let b = SqliteSink::open(dir.path(), "partner_b").unwrap();
-        a.write(mixed_kinds_items()).await.unwrap();
+        a.write(vec![mixed_kinds_batch()]).await.unwrap();
         assert_eq!(rows(b.path()).len(), 0);
     }
 
     #[test]
     fn configuration_problems_are_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(SqliteSink::open(dir.path(), "../x").unwrap_err().is_fatal());
+        assert!(SqliteSink::open(dir.path(), "../x").err().unwrap().is_fatal());
         std::fs::write(dir.path().join("junk.sqlite3"), vec![0x5a; 8192]).unwrap();
-        let err = SqliteSink::open(dir.path(), "junk").unwrap_err();
+        let err = SqliteSink::open(dir.path(), "junk").err().unwrap();
         assert!(err.is_fatal(), "{err}");
     }
 
@@ -273,17 +330,18 @@ mod tests {
     async fn a_held_lock_is_retryable() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
-        sink.conn
+        sink.store
             .lock()
             .unwrap()
+            .conn
             .busy_timeout(Duration::from_millis(50))
             .unwrap();
         let other = Connection::open(sink.path()).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let err = sink.write(mixed_kinds_items()).await.unwrap_err();
+        let err = sink.write(vec![mixed_kinds_batch()]).await.unwrap_err();
         assert!(!err.is_fatal(), "{err}");
         other.execute_batch("ROLLBACK").unwrap();
-        sink.write(mixed_kinds_items()).await.unwrap();
-        assert_eq!(rows(sink.path()).len(), mixed_kinds_items().len());
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        assert_eq!(rows(sink.path()).len(), mixed_kinds_expected().len());
     }
 }

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use awp_gateway::config::Config;
-use awp_gateway::server::{RunningServer, start};
+use awp_gateway::{RunningServer, start};
 use awp_protocol::{Decoded, Frame, Limits, MAGIC, decode};
+use awp_testkit::InvalidVector;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,21 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// How long a test waits for any one answer before failing.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn vectors() -> Value {
-    serde_json::from_str(include_str!("../../../protocol/tests/vectors.json")).unwrap()
-}
-
 /// A vector's bytes, by name, from either section.
 pub fn vector(name: &str) -> Vec<u8> {
-    let all = vectors();
-    let v = all["valid"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(all["invalid"].as_array().unwrap())
-        .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("no vector {name}"));
-    hex::decode(v["hex"].as_str().unwrap()).unwrap()
+    awp_testkit::vectors().bytes(name).to_vec()
 }
 
 /// The vectors' expected items of the batches the storage tests send
@@ -38,15 +27,8 @@ pub fn vector(name: &str) -> Vec<u8> {
 pub fn expected_vector_items() -> Vec<Value> {
     let mut expected = Vec::new();
     for name in ["batch_one_location", "batch_mixed_kinds"] {
-        let all = vectors();
-        let v = all["valid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap()
-            .clone();
-        expected.extend(v["items"].as_array().unwrap().iter().cloned());
+        let v = awp_testkit::vectors().valid(name);
+        expected.extend(v.items.iter().flatten().cloned());
     }
     expected.sort_by_key(|i| i["rk"]["S"].as_str().unwrap().to_owned());
     expected
@@ -179,16 +161,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 /// Sends one invalid vector on a fresh connection (welcomed first if the
 /// vector says so) and checks the spec's answer: an ERROR with the expected
 /// code and a close, or ACK REJECTED with the connection kept open.
-pub async fn check_invalid_vector<S: AsyncRead + AsyncWrite + Unpin>(mut c: Client<S>, v: &Value) {
-    let name = v["name"].as_str().unwrap();
-    let bytes = hex::decode(v["hex"].as_str().unwrap()).unwrap();
-    if v["after_welcome"].as_bool().unwrap() {
+pub async fn check_invalid_vector<S: AsyncRead + AsyncWrite + Unpin>(mut c: Client<S>, v: &InvalidVector) {
+    let name = &v.name;
+    if v.after_welcome {
         c.hello().await;
     } else {
         c.send(&MAGIC).await;
     }
-    c.send(&bytes).await;
-    match v["expect"].as_str().unwrap() {
+    c.send(&v.bytes).await;
+    match v.expect.as_str() {
         "REJECTED" => {
             match c.next().await {
                 Some(Frame::Ack(a)) => {

@@ -1,0 +1,162 @@
+//! A connection's read buffer, sized to what the connection is doing.
+//!
+//! A quiet connection (most of a fleet, most of the time) holds a small
+//! buffer: reads start at [`MIN_CHUNK`] bytes. A busy one reads in larger
+//! chunks, doubling after every read that filled its room, up to
+//! [`MAX_CHUNK`], and halving after reads that did not. A frame larger than
+//! the room gets room for exactly itself once its header passed the length
+//! check (the session reserves it). After the buffer is consumed it gives its
+//! memory back: an empty buffer larger than twice the chunk is freed, and a
+//! buffer holding a small remainder in a large allocation (after a large
+//! frame) is copied into a small one. So a connection's buffer is at most one
+//! frame plus a chunk while it reads, and about a chunk while it waits.
+
+use bytes::BytesMut;
+
+/// The smallest read, and about what a quiet connection holds while it waits.
+pub const MIN_CHUNK: usize = 512;
+/// The largest read a busy connection makes at once.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct ReadBuffer {
+    buf: BytesMut,
+    chunk: usize,
+    /// Free room before the last read.
+    room: usize,
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        ReadBuffer::new()
+    }
+}
+
+impl ReadBuffer {
+    /// An empty buffer; nothing is allocated until the first read.
+    pub fn new() -> ReadBuffer {
+        ReadBuffer {
+            buf: BytesMut::new(),
+            chunk: MIN_CHUNK,
+            room: 0,
+        }
+    }
+
+    /// The bytes read and not yet consumed.
+    pub fn bytes(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// The buffer to read into, with at least a chunk of free room.
+    pub fn for_read(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < self.chunk {
+            self.buf.reserve(self.chunk);
+        }
+        self.room = self.buf.capacity() - self.buf.len();
+        &mut self.buf
+    }
+
+    /// Takes the buffer out, to read into it while the owner is borrowed
+    /// elsewhere; give it back with [`ReadBuffer::put_back`].
+    pub fn take_for_read(&mut self) -> BytesMut {
+        self.for_read();
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Returns the buffer taken with [`ReadBuffer::take_for_read`].
+    pub fn put_back(&mut self, buf: BytesMut) {
+        self.buf = buf;
+    }
+
+    /// After a read of `n` bytes: grow the chunk if the read filled its room,
+    /// shrink it if it used little of it.
+    pub fn read_done(&mut self, n: usize) {
+        if n >= self.room {
+            self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        } else if n < self.chunk / 4 {
+            self.chunk = (self.chunk / 2).max(MIN_CHUNK);
+        }
+    }
+
+    /// After the consumer took what it could: give back memory that only a
+    /// larger read or frame needed.
+    pub fn settle(&mut self) {
+        let capacity = self.buf.capacity();
+        if self.buf.is_empty() {
+            if capacity > 2 * self.chunk {
+                self.buf = BytesMut::new();
+            }
+        } else if capacity > 4 * self.buf.len().max(self.chunk) {
+            let mut smaller = BytesMut::with_capacity(self.buf.len().max(self.chunk));
+            smaller.extend_from_slice(&self.buf);
+            self.buf = smaller;
+        }
+    }
+
+    /// The buffer's allocation, bytes.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_connection_keeps_a_small_buffer() {
+        let mut r = ReadBuffer::new();
+        assert_eq!(r.capacity(), 0);
+        let buf = r.for_read();
+        assert!(buf.capacity() >= MIN_CHUNK && buf.capacity() < 2 * MIN_CHUNK);
+        buf.extend_from_slice(&[0; 100]);
+        r.read_done(100);
+        r.bytes().clear();
+        r.settle();
+        assert!(r.capacity() < 2 * MIN_CHUNK);
+    }
+
+    #[test]
+    fn busy_reads_grow_the_chunk_and_quiet_ones_shrink_it() {
+        let mut r = ReadBuffer::new();
+        for _ in 0..12 {
+            let room = {
+                let buf = r.for_read();
+                buf.capacity() - buf.len()
+            };
+            r.bytes().extend_from_slice(&vec![0; room]);
+            r.read_done(room);
+            r.bytes().clear();
+            r.settle();
+        }
+        assert_eq!(r.chunk, MAX_CHUNK);
+        for _ in 0..12 {
+            r.for_read().extend_from_slice(&[0; 10]);
+            r.read_done(10);
+            r.bytes().clear();
+            r.settle();
+        }
+        assert_eq!(r.chunk, MIN_CHUNK);
+        assert!(r.capacity() <= 2 * MIN_CHUNK);
+    }
+
+    #[test]
+    fn a_large_frame_leaves_no_large_buffer_behind() {
+        let mut r = ReadBuffer::new();
+        r.for_read();
+        // The session reserves room for a 1 MiB frame, which arrives whole
+        // with 100 bytes of the next frame behind it.
+        r.bytes().reserve(1 << 20);
+        r.bytes().extend_from_slice(&vec![1; (1 << 20) + 100]);
+        let frame = r.bytes().split_to(1 << 20);
+        drop(frame);
+        r.settle();
+        assert_eq!(r.bytes().len(), 100);
+        assert!(r.capacity() < 4 * 1024, "{}", r.capacity());
+        r.bytes().clear();
+        r.settle();
+        assert!(r.capacity() <= 2 * MIN_CHUNK);
+    }
+}

@@ -1,0 +1,630 @@
+//! Every metric the gateway exports, in one place: each name is a constant
+//! of [`METRICS`] (the table `docs/architecture.md` must match, checked by a
+//! test), and each is recorded through a method here, never by a name
+//! string elsewhere.
+//!
+//! Handles are made once: the process-wide ones on first use
+//! ([`global`]), a tenant's when its writer starts ([`TenantMetrics`],
+//! [`DynamoMetrics`]), so recording on the per-batch path allocates no
+//! label strings and looks nothing up. The Prometheus recorder is installed
+//! before the first handle is made ([`install`]), and a thread runs its
+//! upkeep every few seconds, so histogram samples are folded into buckets
+//! whether or not anybody scrapes `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use awp_protocol::{AckStatus, ErrorCode, FrameType};
+use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// How often the recorder's upkeep runs (drains histogram samples).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// What a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution (Prometheus buckets).
+    Histogram,
+}
+
+/// One exported metric: name, kind, labels, meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The Prometheus name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Label names.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the docs check reads them"))]
+    pub labels: &'static [&'static str],
+    /// What it counts.
+    pub help: &'static str,
+}
+
+const fn metric(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use Kind::{Counter as C, Gauge as G, Histogram as H};
+
+/// Every metric, in the order of the table in `docs/architecture.md`.
+pub const METRICS: &[Metric] = &[
+    metric("awp_connections", G, &[], "open connections"),
+    metric("awp_connections_total", C, &["tls"], "accepted connections"),
+    metric(
+        "awp_connections_refused_total",
+        C,
+        &[],
+        "connections refused at the connection limit",
+    ),
+    metric(
+        "awp_tls_handshake_failures_total",
+        C,
+        &[],
+        "failed or timed-out TLS handshakes",
+    ),
+    metric("awp_frames_received_total", C, &["type"], "frames received, by type"),
+    metric("awp_frames_sent_total", C, &["type"], "frames sent, by type"),
+    metric("awp_bytes_received_total", C, &[], "bytes of frames received"),
+    metric("awp_bytes_sent_total", C, &[], "bytes sent"),
+    metric("awp_records_received_total", C, &[], "records in accepted batches"),
+    metric(
+        "awp_acks_total",
+        C,
+        &["status"],
+        "ACKs sent, by status (ok, retry, rejected)",
+    ),
+    metric("awp_errors_total", C, &["code"], "ERROR frames sent, by code"),
+    metric("awp_auth_failures_total", C, &[], "failed HELLO authentications"),
+    metric("awp_ack_latency_seconds", H, &[], "BATCH received to ACK sent"),
+    metric(
+        "awp_budget_bytes",
+        G,
+        &[],
+        "the memory budget for batches held (configured)",
+    ),
+    metric(
+        "awp_budget_used_bytes",
+        G,
+        &["tenant"],
+        "budget held by a tenant's batches (read at each scrape)",
+    ),
+    metric(
+        "awp_budget_waits_total",
+        C,
+        &[],
+        "batches that waited for memory budget",
+    ),
+    metric(
+        "awp_budget_timeouts_total",
+        C,
+        &[],
+        "batches answered ACK RETRY after waiting too long for budget",
+    ),
+    metric(
+        "awp_queue_depth",
+        G,
+        &["tenant"],
+        "batches queued for the tenant's writer",
+    ),
+    metric(
+        "awp_queue_expired_total",
+        C,
+        &["tenant"],
+        "batches answered ACK RETRY after waiting too long in the queue",
+    ),
+    metric(
+        "awp_batch_durable_seconds",
+        H,
+        &["tenant"],
+        "batch queued to its sink write done",
+    ),
+    metric("awp_sink_write_seconds", H, &["tenant"], "duration of a sink write"),
+    metric("awp_sink_write_items", H, &["tenant"], "items per sink write"),
+    metric(
+        "awp_sink_writes_total",
+        C,
+        &["tenant", "outcome"],
+        "sink writes, by outcome (ok, error)",
+    ),
+    metric("awp_items_written_total", C, &["tenant"], "items durably written"),
+    metric(
+        "awp_dynamodb_requests_total",
+        C,
+        &["tenant"],
+        "BatchWriteItem requests sent",
+    ),
+    metric(
+        "awp_dynamodb_items_written_total",
+        C,
+        &["tenant"],
+        "items written by BatchWriteItem (unprocessed ones excluded)",
+    ),
+    metric(
+        "awp_dynamodb_unprocessed_items_total",
+        C,
+        &["tenant"],
+        "items returned as UnprocessedItems",
+    ),
+    metric(
+        "awp_dynamodb_retries_total",
+        C,
+        &["tenant"],
+        "BatchWriteItem requests resent",
+    ),
+    metric(
+        "awp_dynamodb_throttles_total",
+        C,
+        &["tenant"],
+        "throttled requests and unprocessed-item responses",
+    ),
+    metric(
+        "awp_dynamodb_errors_total",
+        C,
+        &["tenant", "type"],
+        "failed requests, by type (throttled, transient, fatal)",
+    ),
+    metric(
+        "awp_dynamodb_request_seconds",
+        H,
+        &["tenant"],
+        "BatchWriteItem request latency",
+    ),
+    metric(
+        "awp_dynamodb_inflight_requests",
+        G,
+        &["tenant"],
+        "BatchWriteItem requests in flight",
+    ),
+];
+
+/// Installs the process-wide Prometheus recorder (once) and starts its
+/// upkeep; returns the handle that renders `/metrics`. If another recorder
+/// is already installed (a test harness), a standalone one is returned.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let seconds = &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            let items = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), seconds)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_items".into()), items));
+            let handle = match builder.map(|b| b.install_recorder()) {
+                Ok(Ok(handle)) => handle,
+                _ => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            for m in METRICS {
+                let unit = if m.name.ends_with("_seconds") {
+                    Some(Unit::Seconds)
+                } else if m.name.ends_with("_bytes") {
+                    Some(Unit::Bytes)
+                } else {
+                    None
+                };
+                match (m.kind, unit) {
+                    (C, _) => metrics::describe_counter!(m.name, m.help),
+                    (G, Some(u)) => metrics::describe_gauge!(m.name, u, m.help),
+                    (G, None) => metrics::describe_gauge!(m.name, m.help),
+                    (H, Some(u)) => metrics::describe_histogram!(m.name, u, m.help),
+                    (H, None) => metrics::describe_histogram!(m.name, m.help),
+                }
+            }
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the metrics upkeep thread; histograms grow until scraped");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The process-wide metrics (the recorder is installed first).
+pub fn global() -> &'static Global {
+    static GLOBAL: OnceLock<Global> = OnceLock::new();
+    GLOBAL.get_or_init(|| {
+        install();
+        Global::new()
+    })
+}
+
+/// Handles of the metrics without a tenant label.
+#[derive(Debug)]
+pub struct Global {
+    connections: Gauge,
+    connections_plain: Counter,
+    connections_tls: Counter,
+    connections_refused: Counter,
+    tls_handshake_failures: Counter,
+    frames_received: [Counter; 9],
+    frames_sent: [Counter; 9],
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    records_received: Counter,
+    acks: [Counter; 3],
+    errors: [Counter; 11],
+    auth_failures: Counter,
+    ack_latency: Histogram,
+    budget: Gauge,
+    budget_waits: Counter,
+    budget_timeouts: Counter,
+}
+
+const FRAME_TYPES: [FrameType; 9] = [
+    FrameType::Hello,
+    FrameType::Welcome,
+    FrameType::Batch,
+    FrameType::Ack,
+    FrameType::Ping,
+    FrameType::Pong,
+    FrameType::GoAway,
+    FrameType::Error,
+    FrameType::Bye,
+];
+const ACK_STATUSES: [AckStatus; 3] = [AckStatus::Ok, AckStatus::Retry, AckStatus::Rejected];
+
+impl Global {
+    fn new() -> Global {
+        let by_type = |name: &'static str| FRAME_TYPES.map(|t| metrics::counter!(name, "type" => t.name()));
+        Global {
+            connections: metrics::gauge!("awp_connections"),
+            connections_plain: metrics::counter!("awp_connections_total", "tls" => "no"),
+            connections_tls: metrics::counter!("awp_connections_total", "tls" => "yes"),
+            connections_refused: metrics::counter!("awp_connections_refused_total"),
+            tls_handshake_failures: metrics::counter!("awp_tls_handshake_failures_total"),
+            frames_received: by_type("awp_frames_received_total"),
+            frames_sent: by_type("awp_frames_sent_total"),
+            bytes_received: metrics::counter!("awp_bytes_received_total"),
+            bytes_sent: metrics::counter!("awp_bytes_sent_total"),
+            records_received: metrics::counter!("awp_records_received_total"),
+            acks: ACK_STATUSES.map(|s| metrics::counter!("awp_acks_total", "status" => s.name())),
+            errors: ErrorCode::ALL.map(|c| metrics::counter!("awp_errors_total", "code" => c.name())),
+            auth_failures: metrics::counter!("awp_auth_failures_total"),
+            ack_latency: metrics::histogram!("awp_ack_latency_seconds"),
+            budget: metrics::gauge!("awp_budget_bytes"),
+            budget_waits: metrics::counter!("awp_budget_waits_total"),
+            budget_timeouts: metrics::counter!("awp_budget_timeouts_total"),
+        }
+    }
+
+    /// A connection was accepted (before any handshake).
+    pub fn connection_opened(&self, tls: bool) {
+        self.connections.increment(1.0);
+        if tls {
+            self.connections_tls.increment(1);
+        } else {
+            self.connections_plain.increment(1);
+        }
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        self.connections.decrement(1.0);
+    }
+
+    /// A connection was refused at the connection limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.increment(1);
+    }
+
+    /// A TLS handshake failed or timed out.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.increment(1);
+    }
+
+    /// A whole frame of `bytes` bytes (header included) arrived.
+    pub fn frame_received(&self, frame_type: FrameType, bytes: usize) {
+        self.frames_received[frame_type as usize - 1].increment(1);
+        self.bytes_received.increment(bytes as u64);
+    }
+
+    /// A frame was encoded for sending.
+    pub fn frame_sent(&self, frame_type: FrameType) {
+        self.frames_sent[frame_type as usize - 1].increment(1);
+    }
+
+    /// Bytes written to agents.
+    pub fn bytes_sent(&self, bytes: usize) {
+        self.bytes_sent.increment(bytes as u64);
+    }
+
+    /// A batch of `records` records was accepted for storage.
+    pub fn records_received(&self, records: u32) {
+        self.records_received.increment(u64::from(records));
+    }
+
+    /// An ACK was sent.
+    pub fn ack_sent(&self, status: AckStatus) {
+        self.acks[status as usize].increment(1);
+    }
+
+    /// How long a stored batch took from arrival to its ACK.
+    pub fn ack_latency(&self, latency: Duration) {
+        self.ack_latency.record(latency);
+    }
+
+    /// An ERROR frame was sent.
+    pub fn error_sent(&self, code: ErrorCode) {
+        self.errors[code as usize - 1].increment(1);
+    }
+
+    /// A HELLO failed authentication.
+    pub fn auth_failed(&self) {
+        self.auth_failures.increment(1);
+    }
+
+    /// The configured memory budget.
+    pub fn budget(&self, bytes: usize) {
+        self.budget.set(bytes as f64);
+    }
+
+    /// A batch had to wait for memory budget.
+    pub fn budget_wait(&self) {
+        self.budget_waits.increment(1);
+    }
+
+    /// Batches were answered ACK RETRY after waiting too long for budget.
+    pub fn budget_timeouts(&self, batches: usize) {
+        self.budget_timeouts.increment(batches as u64);
+    }
+}
+
+/// One tenant's pipeline and sink metrics.
+#[derive(Debug, Clone)]
+pub struct TenantMetrics {
+    budget_used: Gauge,
+    queue_depth: Gauge,
+    queue_expired: Counter,
+    batch_durable: Histogram,
+    write_seconds: Histogram,
+    write_items: Histogram,
+    writes_ok: Counter,
+    writes_failed: Counter,
+    items_written: Counter,
+}
+
+impl TenantMetrics {
+    /// Handles labelled with `tenant`.
+    pub fn new(tenant: &str) -> TenantMetrics {
+        global();
+        let t = tenant.to_owned();
+        TenantMetrics {
+            budget_used: metrics::gauge!("awp_budget_used_bytes", "tenant" => t.clone()),
+            queue_depth: metrics::gauge!("awp_queue_depth", "tenant" => t.clone()),
+            queue_expired: metrics::counter!("awp_queue_expired_total", "tenant" => t.clone()),
+            batch_durable: metrics::histogram!("awp_batch_durable_seconds", "tenant" => t.clone()),
+            write_seconds: metrics::histogram!("awp_sink_write_seconds", "tenant" => t.clone()),
+            write_items: metrics::histogram!("awp_sink_write_items", "tenant" => t.clone()),
+            writes_ok: metrics::counter!("awp_sink_writes_total", "tenant" => t.clone(), "outcome" => "ok"),
+            writes_failed: metrics::counter!("awp_sink_writes_total", "tenant" => t.clone(), "outcome" => "error"),
+            items_written: metrics::counter!("awp_items_written_total", "tenant" => t),
+        }
+    }
+
+    /// Budget held by the tenant's batches now.
+    pub fn budget_used(&self, bytes: usize) {
+        self.budget_used.set(bytes as f64);
+    }
+
+    /// Batches waiting for the writer now.
+    pub fn queue_depth(&self, batches: usize) {
+        self.queue_depth.set(batches as f64);
+    }
+
+    /// Batches dropped from the queue (ACK RETRY) for waiting too long.
+    pub fn queue_expired(&self, batches: usize) {
+        self.queue_expired.increment(batches as u64);
+    }
+
+    /// A sink write of `items` items ended after `took`.
+    pub fn write_done(&self, items: usize, took: Duration, ok: bool) {
+        self.write_seconds.record(took);
+        self.write_items.record(items as f64);
+        if ok {
+            self.writes_ok.increment(1);
+            self.items_written.increment(items as u64);
+        } else {
+            self.writes_failed.increment(1);
+        }
+    }
+
+    /// A batch was answered after `waited` since it was queued.
+    pub fn batch_durable(&self, waited: Duration) {
+        self.batch_durable.record(waited);
+    }
+}
+
+/// One tenant's DynamoDB request metrics.
+#[derive(Debug, Clone)]
+pub struct DynamoMetrics {
+    requests: Counter,
+    items_written: Counter,
+    unprocessed: Counter,
+    retries: Counter,
+    throttles: Counter,
+    errors_throttled: Counter,
+    errors_transient: Counter,
+    errors_fatal: Counter,
+    request_seconds: Histogram,
+    inflight: Gauge,
+}
+
+/// How a DynamoDB request failed, for `awp_dynamodb_errors_total{type}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DynamoErrorKind {
+    /// Throttled.
+    Throttled,
+    /// 5xx, timeout, connection.
+    Transient,
+    /// Will not succeed by retrying.
+    Fatal,
+}
+
+impl DynamoMetrics {
+    /// Handles labelled with `tenant`.
+    pub fn new(tenant: &str) -> DynamoMetrics {
+        global();
+        let t = tenant.to_owned();
+        let error =
+            |kind: &'static str| metrics::counter!("awp_dynamodb_errors_total", "tenant" => t.clone(), "type" => kind);
+        DynamoMetrics {
+            errors_throttled: error("throttled"),
+            errors_transient: error("transient"),
+            errors_fatal: error("fatal"),
+            requests: metrics::counter!("awp_dynamodb_requests_total", "tenant" => t.clone()),
+            items_written: metrics::counter!("awp_dynamodb_items_written_total", "tenant" => t.clone()),
+            unprocessed: metrics::counter!("awp_dynamodb_unprocessed_items_total", "tenant" => t.clone()),
+            retries: metrics::counter!("awp_dynamodb_retries_total", "tenant" => t.clone()),
+            throttles: metrics::counter!("awp_dynamodb_throttles_total", "tenant" => t.clone()),
+            request_seconds: metrics::histogram!("awp_dynamodb_request_seconds", "tenant" => t.clone()),
+            inflight: metrics::gauge!("awp_dynamodb_inflight_requests", "tenant" => t),
+        }
+    }
+
+    /// A request is being sent.
+    pub fn request_started(&self) {
+        self.inflight.increment(1.0);
+    }
+
+    /// A request came back after `took`, `written` of its items written
+    /// and `unprocessed` returned.
+    pub fn request_done(&self, took: Duration, written: usize, unprocessed: usize) {
+        self.inflight.decrement(1.0);
+        self.request_seconds.record(took);
+        self.requests.increment(1);
+        self.items_written.increment(written as u64);
+        self.unprocessed.increment(unprocessed as u64);
+    }
+
+    /// A request failed after `took`.
+    pub fn request_failed(&self, took: Duration, kind: DynamoErrorKind) {
+        self.inflight.decrement(1.0);
+        self.request_seconds.record(took);
+        self.requests.increment(1);
+        match kind {
+            DynamoErrorKind::Throttled => self.errors_throttled.increment(1),
+            DynamoErrorKind::Transient => self.errors_transient.increment(1),
+            DynamoErrorKind::Fatal => self.errors_fatal.increment(1),
+        }
+    }
+
+    /// A request is being resent.
+    pub fn retry(&self) {
+        self.retries.increment(1);
+    }
+
+    /// DynamoDB throttled (an error or unprocessed items).
+    pub fn throttled(&self) {
+        self.throttles.increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// (name, label names) of each metric in a doc's metrics table, whose
+    /// rows start with the name(s) in backquotes and then the labels, e.g.
+    /// ``| `awp_acks_total` | `status` | ... |``.
+    fn documented(doc: &str) -> BTreeSet<(String, Vec<String>)> {
+        let names = |cell: &str| -> Vec<String> {
+            cell.split(',')
+                .map(|n| n.trim().trim_matches('`').to_owned())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        doc.lines()
+            .filter(|l| l.starts_with("| `awp_"))
+            .flat_map(|l| {
+                let cells: Vec<&str> = l.split('|').collect();
+                // The labels cell: backquoted names, then any explanation in parentheses.
+                let labels: Vec<String> = cells[2].split('`').skip(1).step_by(2).map(str::to_owned).collect();
+                names(cells[1]).into_iter().map(move |n| (n, labels.clone()))
+            })
+            .collect()
+    }
+
+    fn exported() -> BTreeSet<(String, Vec<String>)> {
+        METRICS
+            .iter()
+            .map(|m| (m.name.to_owned(), m.labels.iter().map(|l| (*l).to_owned()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn the_architecture_doc_lists_every_metric_and_no_other() {
+        let doc = documented(include_str!("../../docs/architecture.md"));
+        let code = exported();
+        let missing: Vec<_> = code.difference(&doc).collect();
+        let extra: Vec<_> = doc.difference(&code).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "docs/architecture.md's metrics table and telemetry::METRICS differ:\n not documented: {missing:?}\n not exported: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn the_dynamodb_doc_names_only_real_metrics() {
+        let doc = documented(include_str!("../../docs/dynamodb.md"));
+        let code = exported();
+        assert!(!doc.is_empty());
+        assert!(
+            doc.is_subset(&code),
+            "not exported: {:?}",
+            doc.difference(&code).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_follow_the_conventions() {
+        let mut seen = BTreeSet::new();
+        for m in METRICS {
+            assert!(seen.insert(m.name), "{} twice", m.name);
+            assert!(m.name.starts_with("awp_"));
+            if m.kind == Kind::Counter {
+                assert!(m.name.ends_with("_total"), "{}", m.name);
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_metrics_render() {
+        let handle = install();
+        let g = global();
+        g.frame_received(FrameType::Batch, 100);
+        g.ack_sent(AckStatus::Ok);
+        g.error_sent(ErrorCode::Internal);
+        TenantMetrics::new("telemetry-test").write_done(3, Duration::from_millis(2), true);
+        let text = handle.render();
+        for needle in [
+            "awp_frames_received_total{type=\"BATCH\"}",
+            "awp_acks_total{status=\"ok\"}",
+            "awp_errors_total{code=\"INTERNAL\"}",
+            "awp_items_written_total{tenant=\"telemetry-test\"}",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+}
