@@ -19,7 +19,8 @@
 //!        │                       ──▶ report.txt / report.json / report.html
 //!        ▼
 //!  verify (optional): every acked record read back from SQLite or DynamoDB
-//!                     and compared with the gateway's own item mapping
+//!                     and compared with the items the storage mapping
+//!                     (awp-store, which the gateway's sinks use) renders
 //! ```
 #![forbid(unsafe_code)]
 

@@ -14,10 +14,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::budget::{BudgetPermit, MemoryBudget};
-use crate::pipeline::{Outcome, Pipeline, SubmitError};
+use crate::pipeline::{Answers, Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
 use crate::telemetry;
 use crate::tenant::Tenants;
@@ -44,14 +44,14 @@ type BudgetWait = Pin<Box<dyn Future<Output = BudgetPermit> + Send>>;
 enum Event {
     Budget(BudgetPermit),
     Shutdown,
-    Outcome(Outcome),
+    Answers,
     Read(std::io::Result<usize>),
     Deadline,
 }
 
 /// Runs one connection to its end.
 pub async fn serve<S>(
-    stream: S,
+    mut stream: S,
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
@@ -71,10 +71,10 @@ pub async fn serve<S>(
         peer_certs,
         Now::read(),
     );
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Reads and writes never overlap (the loop writes, then waits), so the
+    // stream is not split.
     let mut wbuf = BytesMut::new();
-    // One answer per batch in flight: it never fills.
-    let (outcome_tx, mut outcomes) = mpsc::channel::<Outcome>(ctx.settings.max_inflight as usize);
+    let answers = Arc::new(Answers::default());
     let mut budget_wait: Option<BudgetWait> = None;
     let mut actions = Vec::new();
     let mut closing = false;
@@ -96,7 +96,7 @@ pub async fn serve<S>(
                     }
                     Action::Store { tenant, batch, permit } => {
                         let seq = batch.seq();
-                        if let Err(SubmitError::Closed) = ctx.pipeline.submit(&tenant.id, batch, permit, &outcome_tx) {
+                        if let Err(SubmitError::Closed) = ctx.pipeline.submit(&tenant.id, batch, permit, &answers) {
                             session.batch_done(seq, BatchOutcome::Retry("gateway stopping".into()), &mut actions);
                         }
                     }
@@ -108,16 +108,14 @@ pub async fn serve<S>(
         if !wbuf.is_empty() {
             // Flush too: a TLS stream may hold records back until flushed.
             let write = async {
-                writer.write_all(&wbuf).await?;
-                writer.flush().await
+                stream.write_all(&wbuf).await?;
+                stream.flush().await
             };
             match tokio::time::timeout(ctx.write_timeout, write).await {
                 Ok(Ok(())) => {
                     telemetry::global().bytes_sent(wbuf.len());
-                    wbuf.clear();
-                    if wbuf.capacity() > WBUF_KEEP {
-                        wbuf = BytesMut::new();
-                    }
+                    // Freed, not kept: most connections are idle most of the time.
+                    wbuf = BytesMut::new();
                 }
                 Ok(Err(_)) | Err(_) => break,
             }
@@ -140,8 +138,8 @@ pub async fn serve<S>(
                 }
             } => Event::Budget(permit),
             _ = shutdown.changed(), if !draining => Event::Shutdown,
-            Some(outcome) = outcomes.recv() => Event::Outcome(outcome),
-            read = reader.read_buf(&mut input), if reading => Event::Read(read),
+            _ = answers.arrived() => Event::Answers,
+            read = stream.read_buf(&mut input), if reading => Event::Read(read),
             _ = tokio::time::sleep_until(deadline) => Event::Deadline,
         };
         let now = Now::read();
@@ -163,10 +161,9 @@ pub async fn serve<S>(
                         draining = true;
                         session.drain(now, &mut actions);
                     }
-                    Event::Outcome(outcome) => {
-                        outcome_done(&mut session, outcome, &mut actions);
-                        // Answer every outcome that is ready with one write.
-                        while let Ok(outcome) = outcomes.try_recv() {
+                    // Every answer that is ready, with one write.
+                    Event::Answers => {
+                        for outcome in answers.take() {
                             outcome_done(&mut session, outcome, &mut actions);
                         }
                     }
@@ -175,15 +172,11 @@ pub async fn serve<S>(
             }
         }
     }
-    let _ = tokio::time::timeout(ctx.write_timeout, writer.shutdown()).await;
+    let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
     if !session.half_closed() {
-        linger(&mut reader).await;
+        linger(&mut stream).await;
     }
 }
-
-/// A write buffer larger than this is freed after use (a burst of ACKs);
-/// smaller ones are kept for the next.
-const WBUF_KEEP: usize = 4 * 1024;
 
 fn outcome_done(session: &mut Session, outcome: Outcome, actions: &mut Vec<Action>) {
     let result = match outcome.result {

@@ -19,11 +19,11 @@
 //! so one tenant's trouble does not stall the others.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use awp_store::AcceptedBatch;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::budget::BudgetPermit;
@@ -44,9 +44,34 @@ pub struct Outcome {
     pub result: WriteResult,
 }
 
-/// Where a connection hears how its batches ended. It holds at most
-/// `max_inflight` answers, one per batch in flight.
-pub type OutcomeSender = mpsc::Sender<Outcome>;
+/// Where a connection hears how its batches ended: the writers put
+/// answers in, the connection takes them out. It holds at most one answer
+/// per batch in flight (`max_inflight`), and no allocation at all while the
+/// connection is idle, which matters with many mostly idle agents (a tokio
+/// channel would keep a block of 32 slots for every connection).
+#[derive(Debug, Default)]
+pub struct Answers {
+    ready: Mutex<Vec<Outcome>>,
+    arrived: Notify,
+}
+
+impl Answers {
+    fn put(&self, outcome: Outcome) {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner).push(outcome);
+        self.arrived.notify_one();
+    }
+
+    /// Resolves when answers may be ready (an answer put in while nobody
+    /// waited is remembered).
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
+    }
+
+    /// Every answer put in so far.
+    pub fn take(&self) -> Vec<Outcome> {
+        std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// Why a batch was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +83,7 @@ pub enum SubmitError {
 
 struct Submission {
     batch: AcceptedBatch,
-    reply: OutcomeSender,
+    reply: Arc<Answers>,
     permit: BudgetPermit,
     queued_at: Instant,
 }
@@ -66,28 +91,24 @@ struct Submission {
 /// A submission after its batch went to the sink: what answering it takes.
 struct Waiter {
     seq: u64,
-    reply: OutcomeSender,
+    /// Taken when the answer is given: a batch is answered once.
+    reply: Option<Arc<Answers>>,
     queued_at: Instant,
-    /// Given back when the waiter is dropped, after its answer.
+    /// Given back when the waiter is dropped: once the batch's bytes are no
+    /// longer held, which for a write that ran late is after it ended, not
+    /// when its batches were answered.
     _permit: BudgetPermit,
 }
 
 impl Waiter {
-    fn answer(self, result: &WriteResult, metrics: &TenantMetrics) {
+    fn answer(&mut self, result: &WriteResult, metrics: &TenantMetrics) {
+        let Some(reply) = self.reply.take() else { return };
         metrics.batch_durable(self.queued_at.elapsed());
-        let outcome = Outcome {
+        // Put in even if the connection is gone: the answer goes with it.
+        reply.put(Outcome {
             seq: self.seq,
             result: result.clone(),
-        };
-        // Full cannot happen (one answer per batch in flight, and the channel
-        // holds max_inflight); closed means the connection is gone and the
-        // agent will resend.
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.reply.try_send(outcome) {
-            tracing::error!(
-                seq = self.seq,
-                "a connection's outcome channel is full; its batch goes unanswered"
-            );
-        }
+        });
     }
 }
 
@@ -148,7 +169,7 @@ impl Pipeline {
         tenant: &str,
         batch: AcceptedBatch,
         permit: BudgetPermit,
-        reply: &OutcomeSender,
+        reply: &Arc<Answers>,
     ) -> Result<(), SubmitError> {
         let queue = self.queues.get(tenant).ok_or(SubmitError::Closed)?;
         let submission = Submission {
@@ -193,7 +214,7 @@ impl Writer {
                         "sink write took over {} ms",
                         write_timeout.as_millis()
                     )));
-                    self.answer(std::mem::take(&mut waiters), &late);
+                    self.answer(&mut waiters, &late);
                     let busy = Err(SinkError::Retryable("sink busy with a late write".into()));
                     loop {
                         tokio::select! {
@@ -202,7 +223,7 @@ impl Writer {
                                 break;
                             }
                             next = self.rx.recv() => match next {
-                                Some(s) => self.answer(vec![waiter(s)], &busy),
+                                Some(s) => self.answer(&mut [waiter(s)], &busy),
                                 None => {
                                     let _ = (&mut write).await;
                                     break;
@@ -217,7 +238,8 @@ impl Writer {
             if let Err(e) = &result {
                 tracing::warn!(tenant = %self.tenant, items, error = %e, "sink write failed; batches get ACK RETRY");
             }
-            self.answer(waiters, &result);
+            // Batches answered when the write ran late keep that answer.
+            self.answer(&mut waiters, &result);
         }
     }
 
@@ -259,11 +281,11 @@ impl Writer {
         if !expired.is_empty() {
             self.metrics.queue_expired(expired.len());
             let message = format!("waited over {} ms for the store", max_wait.as_millis());
-            self.answer(expired, &Err(SinkError::Retryable(message)));
+            self.answer(&mut expired, &Err(SinkError::Retryable(message)));
         }
     }
 
-    fn answer(&self, waiters: Vec<Waiter>, result: &WriteResult) {
+    fn answer(&self, waiters: &mut [Waiter], result: &WriteResult) {
         for w in waiters {
             w.answer(result, &self.metrics);
         }
@@ -274,7 +296,7 @@ impl Writer {
 fn split(s: Submission) -> (AcceptedBatch, Waiter) {
     let waiter = Waiter {
         seq: s.batch.seq(),
-        reply: s.reply,
+        reply: Some(s.reply),
         queued_at: s.queued_at,
         _permit: s.permit,
     };

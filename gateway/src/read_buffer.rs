@@ -1,20 +1,22 @@
 //! A connection's read buffer, sized to what the connection is doing.
 //!
-//! A quiet connection (most of a fleet, most of the time) holds a small
-//! buffer: reads start at [`MIN_CHUNK`] bytes. A busy one reads in larger
-//! chunks, doubling after every read that filled its room, up to
-//! [`MAX_CHUNK`], and halving after reads that did not. A frame larger than
-//! the room gets room for exactly itself once its header passed the length
-//! check (the session reserves it). After the buffer is consumed it gives its
-//! memory back: an empty buffer larger than twice the chunk is freed, and a
-//! buffer holding a small remainder in a large allocation (after a large
-//! frame) is copied into a small one. So a connection's buffer is at most one
-//! frame plus a chunk while it reads, and about a chunk while it waits.
+//! A connection between frames (most of a fleet, most of the time) holds a
+//! small buffer: a read into an empty buffer gets [`MIN_CHUNK`] bytes of
+//! room, enough for a frame header, after which the session reserves room
+//! for the whole frame once its header passed the length check. A buffer
+//! holding part of a frame reads in chunks that double after every read that
+//! filled its room, up to [`MAX_CHUNK`], and halve after reads that used
+//! little of it, so a busy connection reads many frames per call. After the
+//! session took what it could, the buffer gives memory back: an empty one
+//! is freed, and a small remainder in a large allocation (after a large
+//! frame) is moved to a small one. So a
+//! connection's buffer is at most one frame plus a chunk while it reads, and
+//! [`MIN_CHUNK`] while it waits.
 
 use bytes::BytesMut;
 
-/// The smallest read, and about what a quiet connection holds while it waits.
-pub const MIN_CHUNK: usize = 512;
+/// The room of a read into an empty buffer: what a connection holds while it waits.
+pub const MIN_CHUNK: usize = 128;
 /// The largest read a busy connection makes at once.
 pub const MAX_CHUNK: usize = 64 * 1024;
 
@@ -48,10 +50,12 @@ impl ReadBuffer {
         &mut self.buf
     }
 
-    /// The buffer to read into, with at least a chunk of free room.
+    /// The buffer to read into: [`MIN_CHUNK`] of room if it is empty, else
+    /// at least a chunk.
     pub fn for_read(&mut self) -> &mut BytesMut {
-        if self.buf.capacity() - self.buf.len() < self.chunk {
-            self.buf.reserve(self.chunk);
+        let want = if self.buf.is_empty() { MIN_CHUNK } else { self.chunk };
+        if self.buf.capacity() - self.buf.len() < want {
+            self.buf.reserve(want);
         }
         self.room = self.buf.capacity() - self.buf.len();
         &mut self.buf
@@ -84,9 +88,9 @@ impl ReadBuffer {
     pub fn settle(&mut self) {
         let capacity = self.buf.capacity();
         if self.buf.is_empty() {
-            if capacity > 2 * self.chunk {
-                self.buf = BytesMut::new();
-            }
+            // Always freed: its room may be the tail of a larger allocation
+            // (a frame's), which a later reserve would take back whole.
+            self.buf = BytesMut::new();
         } else if capacity > 4 * self.buf.len().max(self.chunk) {
             let mut smaller = BytesMut::with_capacity(self.buf.len().max(self.chunk));
             smaller.extend_from_slice(&self.buf);
@@ -103,6 +107,8 @@ impl ReadBuffer {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Buf;
+
     use super::*;
 
     #[test]
@@ -121,6 +127,7 @@ mod tests {
     #[test]
     fn busy_reads_grow_the_chunk_and_quiet_ones_shrink_it() {
         let mut r = ReadBuffer::new();
+        // Reads that fill their room, each leaving part of a frame behind.
         for _ in 0..12 {
             let room = {
                 let buf = r.for_read();
@@ -128,18 +135,29 @@ mod tests {
             };
             r.bytes().extend_from_slice(&vec![0; room]);
             r.read_done(room);
-            r.bytes().clear();
+            let keep = r.bytes().len() - 1;
+            r.bytes().advance(keep);
             r.settle();
         }
         assert_eq!(r.chunk, MAX_CHUNK);
+        assert!(
+            r.for_read().capacity() >= MAX_CHUNK,
+            "a partial frame reads a whole chunk"
+        );
         for _ in 0..12 {
             r.for_read().extend_from_slice(&[0; 10]);
             r.read_done(10);
-            r.bytes().clear();
+            let keep = r.bytes().len() - 1;
+            r.bytes().advance(keep);
             r.settle();
         }
         assert_eq!(r.chunk, MIN_CHUNK);
+        r.bytes().clear();
+        r.settle();
         assert!(r.capacity() <= 2 * MIN_CHUNK);
+        // Between frames, whatever the chunk, a read gets a small room.
+        r.chunk = MAX_CHUNK;
+        assert!(r.for_read().capacity() < 2 * MIN_CHUNK);
     }
 
     #[test]

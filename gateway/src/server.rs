@@ -228,15 +228,25 @@ async fn accept_loop(a: AcceptLoop) {
         // Reap finished connections so the set stays the size of the live ones.
         while connections.try_join_next().is_some() {}
         match permit {
+            // One task per connection, whose future is the session itself:
+            // with many mostly idle agents, every byte of it counts.
             Some(permit) => {
-                connections.spawn(handle(
-                    stream,
-                    permit,
-                    a.acceptor.clone(),
-                    a.handshake_timeout,
-                    a.ctx.clone(),
-                    a.shutdown.clone(),
-                ));
+                let open = OpenConnection::new(permit, a.acceptor.is_some());
+                let (ctx, shutdown) = (a.ctx.clone(), a.shutdown.clone());
+                match a.acceptor.clone() {
+                    None => connections.spawn(async move {
+                        serve(stream, None, ctx, shutdown).await;
+                        drop(open);
+                    }),
+                    Some(acceptor) => connections.spawn(tls_connection(
+                        stream,
+                        acceptor,
+                        a.handshake_timeout,
+                        ctx,
+                        shutdown,
+                        open,
+                    )),
+                };
             }
             None => {
                 let Ok(refusal) = a.refusals.clone().try_acquire_owned() else {
@@ -254,34 +264,62 @@ async fn accept_loop(a: AcceptLoop) {
     }
 }
 
-async fn handle(
+/// A connection that holds a permit of the connection limit: counted
+/// while it lives, its permit given back when it ends.
+struct OpenConnection {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(permit: OwnedSemaphorePermit, tls: bool) -> OpenConnection {
+        telemetry::global().connection_opened(tls);
+        OpenConnection { _permit: permit }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        telemetry::global().connection_closed();
+    }
+}
+
+/// A TLS connection: the handshake (in a box of its own, freed once done),
+/// then the session.
+async fn tls_connection(
     stream: TcpStream,
-    permit: OwnedSemaphorePermit,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     ctx: Arc<ConnContext>,
     shutdown: watch::Receiver<bool>,
+    open: OpenConnection,
 ) {
-    telemetry::global().connection_opened(acceptor.is_some());
-    match acceptor {
-        None => serve(stream, None, ctx, shutdown).await,
-        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
-                let certs = crate::tls::peer_certificates(tls.get_ref().1);
-                serve(tls, certs, ctx, shutdown).await;
-            }
-            Ok(Err(e)) => {
-                telemetry::global().tls_handshake_failed();
-                tracing::info!(error = %e, "TLS handshake failed");
-            }
-            Err(_) => {
-                telemetry::global().tls_handshake_failed();
-                tracing::info!("TLS handshake timed out");
-            }
-        },
+    if let Some(tls) = Box::pin(handshake(stream, &acceptor, handshake_timeout)).await {
+        let certs = crate::tls::peer_certificates(tls.get_ref().1);
+        serve(tls, certs, ctx, shutdown).await;
     }
-    telemetry::global().connection_closed();
-    drop(permit);
+    drop(open);
+}
+
+/// The TLS handshake under its deadline; the stream on the heap, so that the
+/// session's future holds a pointer to it.
+async fn handshake(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    timeout: Duration,
+) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(e)) => {
+            telemetry::global().tls_handshake_failed();
+            tracing::info!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            telemetry::global().tls_handshake_failed();
+            tracing::info!("TLS handshake timed out");
+            None
+        }
+    }
 }
 
 async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, timeout: Duration) {
@@ -311,4 +349,64 @@ async fn send_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     }
     let _ = stream.shutdown().await;
     crate::conn::linger(&mut stream).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::session::SessionSettings;
+
+    /// Each connection is one task whose future is the session: with tens of
+    /// thousands of mostly idle agents its size is the gateway's memory per
+    /// agent (docs/performance.md), so it must not grow unnoticed (an
+    /// inline TLS stream, a buffer in the future, a large stage kept).
+    #[tokio::test]
+    async fn a_connections_task_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::development(dir.path().to_path_buf(), "0123456789abcdef".into());
+        let tenants = Arc::new(Tenants::default());
+        let settings = Arc::new(SessionSettings {
+            limits: Limits::DEFAULT,
+            max_inflight: 32,
+            heartbeat: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
+            retry_after_ms: 1000,
+            goaway_reconnect_ms: 1000,
+            budget_wait: Duration::from_secs(10),
+        });
+        let (pipeline, _writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline).await.unwrap();
+        let ctx = Arc::new(ConnContext {
+            settings,
+            tenants,
+            budget: Arc::new(MemoryBudget::new(1 << 20, 1 << 20, [])),
+            pipeline,
+            write_timeout: Duration::from_secs(1),
+        });
+        let (_tx, shutdown) = watch::channel(false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let permits = Arc::new(Semaphore::new(1));
+
+        let plain = serve(stream, None, ctx.clone(), shutdown.clone());
+        assert!(
+            std::mem::size_of_val(&plain) <= 1024,
+            "{}",
+            std::mem::size_of_val(&plain)
+        );
+        drop(plain);
+
+        let pki = crate::tls::test_certs::TestPki::new();
+        let acceptor = TlsAcceptor::from(crate::tls::server_config(&pki.server_cert, &pki.server_key, &[]).unwrap());
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let open = OpenConnection::new(permits.try_acquire_owned().unwrap(), true);
+        let tls = tls_connection(stream, acceptor, Duration::from_secs(1), ctx, shutdown, open);
+        // The TLS stream itself (about 1.2 KiB) lives in a box of its own.
+        assert!(std::mem::size_of_val(&tls) <= 1152, "{}", std::mem::size_of_val(&tls));
+    }
 }

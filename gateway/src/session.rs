@@ -28,7 +28,7 @@
 //! wire bytes with parked frames than without. A batch parked longer than
 //! `budget_wait` is answered ACK RETRY.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -161,7 +161,7 @@ pub struct Session {
     /// What the client sent and the session has not consumed yet.
     input: ReadBuffer,
     /// Batches handed out for storage, with when each arrived (for ack latency).
-    inflight: HashMap<u64, Instant>,
+    inflight: InFlight,
     /// BATCH frames waiting for budget, oldest first, and their wire bytes.
     parked: VecDeque<Parked>,
     parked_bytes: usize,
@@ -203,7 +203,7 @@ impl Session {
             decode_limits,
             peer: None,
             input: ReadBuffer::new(),
-            inflight: HashMap::new(),
+            inflight: InFlight::default(),
             parked: VecDeque::new(),
             parked_bytes: 0,
             parked_since: None,
@@ -550,7 +550,7 @@ impl Session {
         match Frame::parse(header, payload, &self.decode_limits) {
             Ok(Frame::Batch(batch)) => {
                 let seq = batch.seq();
-                if self.inflight.contains_key(&seq) {
+                if self.inflight.contains(seq) {
                     let message = format!("seq {seq} is already in flight on this connection");
                     return self.fail(ErrorCode::WindowExceeded, &message, out);
                 }
@@ -579,7 +579,7 @@ impl Session {
             Err(e) => return self.fail(e.code(), &e.to_string(), out),
         };
         let seq = batch.seq();
-        if self.inflight.contains_key(&seq) {
+        if self.inflight.contains(seq) {
             let message = format!("seq {seq} is already in flight on this connection");
             return self.fail(ErrorCode::WindowExceeded, &message, out);
         }
@@ -613,7 +613,7 @@ impl Session {
 
     /// Reports how storing batch `seq` ended; answers it with an ACK.
     pub fn batch_done(&mut self, seq: u64, outcome: BatchOutcome, out: &mut Vec<Action>) {
-        let Some(arrived) = self.inflight.remove(&seq) else {
+        let Some(arrived) = self.inflight.remove(seq) else {
             return;
         };
         if self.state == State::Closed {
@@ -732,6 +732,41 @@ impl Session {
         self.parked.clear();
         self.parked_bytes = 0;
         self.parked_since = None;
+    }
+}
+
+/// The batches of a connection handed out for storage, with when each
+/// arrived. At most `max_inflight` (32 by default), so a list searched in
+/// order does; it gives its memory back whenever it empties, since most
+/// connections spend most of their time with nothing in flight.
+#[derive(Debug, Default)]
+struct InFlight(Vec<(u64, Instant)>);
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        self.0.iter().any(|(s, _)| *s == seq)
+    }
+
+    fn insert(&mut self, seq: u64, arrived: Instant) {
+        self.0.push((seq, arrived));
+    }
+
+    /// Removes `seq`; returns when it arrived.
+    fn remove(&mut self, seq: u64) -> Option<Instant> {
+        let at = self.0.iter().position(|(s, _)| *s == seq)?;
+        let (_, arrived) = self.0.swap_remove(at);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(arrived)
     }
 }
 

@@ -349,7 +349,7 @@ pub fn peer_certificates(conn: &rustls::ServerConnection) -> Option<Vec<Certific
 
 #[cfg(test)]
 #[path = "../tests/support/certs.rs"]
-mod test_certs;
+pub(crate) mod test_certs;
 
 #[cfg(test)]
 mod tests {

@@ -243,6 +243,9 @@ async fn a_full_budget_holds_batches_back_pings_are_answered_and_a_failing_sink_
         c.server.max_batch_bytes = 65_536;
         c.pipeline.budget_bytes = 2 * (65_536 + 512);
         c.pipeline.write_timeout_ms = 700;
+        // The late write holds its batches' budget until SQLite gives up on
+        // the lock (5 s): the third batch stops waiting for it after 1 s.
+        c.pipeline.budget_wait_ms = 1000;
         c.server.max_inflight = 8;
     })
     .await;
@@ -266,9 +269,9 @@ async fn a_full_budget_holds_batches_back_pings_are_answered_and_a_failing_sink_
             other => panic!("expected ACK, got {other:?}"),
         }
     }
-    // The blocked write times out: nothing is acked OK while the store is
-    // locked, and every batch, the one that waited for budget too, is
-    // answered RETRY.
+    // The blocked write times out, and the batch waiting for budget stops
+    // waiting: nothing is acked OK while the store is locked, and every
+    // batch is answered RETRY.
     assert!(
         acks.iter()
             .all(|(_, st, after)| *st == AckStatus::Retry && *after == 1000),

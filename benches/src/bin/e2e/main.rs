@@ -13,7 +13,7 @@
 //!   loop, against the floor server (`floor.rs`: acks every BATCH unread)
 //!   and the gateway with the null sink, plain and TLS: records/s, server
 //!   CPU per record, ack p50/p99, gateway ÷ floor.
-//! - `light`: 1 agent, window 1: ack latency.
+//! - `light`: 1 agent, window 1, batches of 100 and of 10 records: ack latency.
 //! - `idle`: 10,000 connected, nearly idle agents (one 20-record batch every
 //!   20 s each): gateway RSS per agent, plain and TLS.
 //! - `sqlite`: the SQLite sink at full load, verified afterwards.
@@ -352,32 +352,35 @@ impl Bench {
             }
         }
         if self.wants("light") {
-            self.say("\n## Light load: 1 agent, window 1, 100-record batches, null sink, plain\n");
-            self.say("| server | records/s | ack p50 | ack p99 |");
-            self.say("|---|---:|---:|---:|");
-            let load = [
-                "--agents",
-                "1",
-                "--window",
-                "1",
-                "--records",
-                "100",
-                "--duration",
-                &seconds,
-            ];
-            for (who, server, addr) in [
-                ("floor", &floor, floor_addrs.plain),
-                ("gateway", &gateway, gw_addrs.plain),
-            ] {
-                let (r, cpu) = self.measured(&format!("light-{who}"), server, addr, false, &load)?;
-                let row = format!(
-                    "| {who} | {:.0} | {:.1} µs | {:.1} µs |",
-                    r.records_per_s(),
-                    r.ack_p50_ms * 1000.0,
-                    r.ack_p99_ms * 1000.0
-                );
-                self.say(&row);
-                self.record(&format!("light_{who}"), &r, Some(cpu));
+            self.say("\n## Light load: 1 agent, window 1, null sink, plain\n");
+            self.say("| records per batch | server | records/s | ack p50 | ack p99 |");
+            self.say("|---:|---|---:|---:|---:|");
+            for records in [100, 10] {
+                let records_s = records.to_string();
+                let load = [
+                    "--agents",
+                    "1",
+                    "--window",
+                    "1",
+                    "--records",
+                    &records_s,
+                    "--duration",
+                    &seconds,
+                ];
+                for (who, server, addr) in [
+                    ("floor", &floor, floor_addrs.plain),
+                    ("gateway", &gateway, gw_addrs.plain),
+                ] {
+                    let (r, cpu) = self.measured(&format!("light-{who}-{records}"), server, addr, false, &load)?;
+                    let row = format!(
+                        "| {records} | {who} | {:.0} | {:.1} µs | {:.1} µs |",
+                        r.records_per_s(),
+                        r.ack_p50_ms * 1000.0,
+                        r.ack_p99_ms * 1000.0
+                    );
+                    self.say(&row);
+                    self.record(&format!("light_{who}_{records}"), &r, Some(cpu));
+                }
             }
         }
         drop(floor);
