@@ -78,30 +78,16 @@ async fn query(client: &aws_sdk_dynamodb::Client, table: &str, device: &str) -> 
     items.iter().map(awp_store::dynamodb::attributes_to_json).collect()
 }
 
-fn without_received_at(mut items: Vec<Value>) -> Vec<Value> {
-    for i in &mut items {
-        assert!(i["received_at"]["N"].is_string());
-        i.as_object_mut().unwrap().remove("received_at");
-        canonical_numbers(i);
-    }
+/// Items read back, made comparable with the vectors' (which have no
+/// `received_at`; DynamoDB keeps numbers, not their spelling).
+fn comparable(items: Vec<Value>) -> Vec<Value> {
     items
-}
-
-/// DynamoDB stores numbers, not their spelling (dynalite gives -2.5E-100
-/// back as -0.000…025): compare N values as numbers.
-fn canonical_numbers(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            if let Some(Value::String(n)) = map.get_mut("N")
-                && n.parse::<i128>().is_err()
-            {
-                *n = format!("{:e}", n.parse::<f64>().unwrap());
-            }
-            map.values_mut().for_each(canonical_numbers);
-        }
-        Value::Array(items) => items.iter_mut().for_each(canonical_numbers),
-        _ => {}
-    }
+        .into_iter()
+        .map(|i| {
+            assert!(i["received_at"]["N"].is_string());
+            awp_store::compare::comparable(i)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -130,12 +116,11 @@ async fn vector_batches_become_exactly_their_items_once() {
         dropped.send(&vector("batch_one_location")).await;
         drop(dropped);
     }
-    let mut expected = support::expected_vector_items();
-    expected.iter_mut().for_each(canonical_numbers);
-    assert_eq!(
-        without_received_at(query(&client, "awp-acme", "dev-0001").await),
-        expected
-    );
+    let expected: Vec<Value> = support::expected_vector_items()
+        .into_iter()
+        .map(awp_store::compare::comparable)
+        .collect();
+    assert_eq!(comparable(query(&client, "awp-acme", "dev-0001").await), expected);
     t.server.shutdown().await;
 }
 

@@ -298,3 +298,77 @@ mod tests {
         assert_eq!(items[0]["title"], json!({"S": "line\nbreak \u{1}"}));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever a valid record holds, its item is valid JSON that says the
+    //! same: strings of any characters, any integers, any storable floats,
+    //! any bytes.
+    use std::borrow::Cow;
+
+    use awp_protocol::{AppUsage, Attr, AttrValue, Event, RecordBody, is_storable_float};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::text::base64;
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<char>(), 1..max).prop_map(|c| {
+            let mut s: String = c.into_iter().collect();
+            while s.len() > 256 {
+                s.pop();
+            }
+            s
+        })
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        any::<f64>().prop_filter("storable", |v| is_storable_float(*v))
+    }
+
+    fn render_one(body: RecordBody<'static>) -> Value {
+        let batch = crate::tests::accept_records("dev-0001", vec![body]);
+        let mut out = None;
+        JsonItems::new()
+            .render::<BatchError>(&batch, |item| {
+                out = Some(serde_json::from_str(item.json).expect("valid JSON"));
+                Ok(())
+            })
+            .unwrap();
+        out.unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn strings_survive(app in text(64), title in text(64)) {
+            let item = render_one(RecordBody::AppUsage(AppUsage {
+                app: Cow::Owned(app.clone()),
+                title: Cow::Owned(title.clone()),
+                foreground_ms: 1,
+            }));
+            prop_assert_eq!(item["app"]["S"].as_str(), Some(app.as_str()));
+            prop_assert_eq!(item["title"]["S"].as_str(), Some(title.as_str()));
+        }
+
+        #[test]
+        fn event_values_survive(int in any::<i64>(), f in float(), s in text(32), b in prop::collection::vec(any::<u8>(), 0..64)) {
+            let item = render_one(RecordBody::Event(Event {
+                name: Cow::Borrowed("e"),
+                attrs: vec![
+                    Attr { key: Cow::Borrowed("i"), value: AttrValue::Int(int) },
+                    Attr { key: Cow::Borrowed("f"), value: AttrValue::Float(f) },
+                    Attr { key: Cow::Borrowed("s"), value: AttrValue::String(Cow::Owned(s.clone())) },
+                    Attr { key: Cow::Borrowed("b"), value: AttrValue::Bytes(Cow::Owned(b.clone())) },
+                ],
+            }));
+            let attrs = &item["attrs"]["M"];
+            prop_assert_eq!(attrs["i"]["N"].as_str().unwrap().parse::<i64>().unwrap(), int);
+            let text = attrs["f"]["N"].as_str().unwrap();
+            prop_assert_eq!(text.parse::<f64>().unwrap(), f, "{}", text);
+            prop_assert_eq!(attrs["s"]["S"].as_str(), Some(s.as_str()));
+            let encoded = base64(&b);
+            prop_assert_eq!(attrs["b"]["B"].as_str(), Some(encoded.as_str()));
+        }
+    }
+}

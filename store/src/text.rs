@@ -147,9 +147,13 @@ pub fn push_f64(out: &mut String, v: f64) {
     }
     let mut ryu = ryu::Buffer::new();
     let d = Digits::of(ryu.format_finite(v.abs()));
-    let digits = d.as_str();
-    let exp = d.exp;
-    if v < 0.0 {
+    push_decimal(out, v < 0.0, d.as_str(), d.exp);
+}
+
+/// Appends `±d.ddd × 10^exp` (`digits` without leading or trailing zeros)
+/// plain when `exp` is in -6..=20, else as `<mantissa>E<exponent>`.
+fn push_decimal(out: &mut String, negative: bool, digits: &str, exp: i32) {
+    if negative {
         out.push('-');
     }
     if (0..=20).contains(&exp) {
@@ -321,39 +325,16 @@ mod tests {
         }
     }
 
-    /// The same text made the slow way, from Rust's own shortest digits.
+    /// The same text from Rust's own shortest digits (`{:e}`).
     fn reference_f64(v: f64) -> String {
         if v == 0.0 {
             return "0".into();
         }
-        let sci = format!("{v:e}");
+        let sci = format!("{:e}", v.abs());
         let (mantissa, exp) = sci.split_once('e').unwrap();
-        let exp: i32 = exp.parse().unwrap();
-        let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
         let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-        let mut out = sign.to_owned();
-        if (0..=20).contains(&exp) {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                out.push_str(&digits);
-                out.extend(std::iter::repeat_n('0', int_len - digits.len()));
-            } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
-            }
-        } else if (-6..0).contains(&exp) {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', (-exp - 1) as usize));
-            out.push_str(&digits);
-        } else {
-            out.push_str(&digits[..1]);
-            if digits.len() > 1 {
-                out.push('.');
-                out.push_str(&digits[1..]);
-            }
-            out.push_str(&format!("E{exp}"));
-        }
+        let mut out = String::new();
+        push_decimal(&mut out, v < 0.0, &digits, exp.parse().unwrap());
         out
     }
 

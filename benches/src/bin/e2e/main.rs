@@ -46,6 +46,8 @@ use serde_json::{Value, json};
 use crate::procs::{Server, SimResult, agent_sim, free_port, fresh_dir};
 
 const TENANT: &str = "bench";
+/// The full load of issue 8: 16 agents × 32 batches in flight × 100 records.
+const FULL_LOAD: [&str; 6] = ["--agents", "16", "--window", "32", "--records", "100"];
 const SECRET: &str = "bench-secret-0123456789abcdef";
 
 #[derive(Parser, Debug)]
@@ -307,16 +309,8 @@ impl Bench {
             self.say("\n## Full load: 16 agents × 32 in flight × 100-record batches, closed loop, null sink\n");
             self.say("| transport | server | records/s | server CPU | CPU µs/record | ack p50 | ack p99 | retries | gateway ÷ floor |");
             self.say("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-            let load = [
-                "--agents",
-                "16",
-                "--window",
-                "32",
-                "--records",
-                "100",
-                "--duration",
-                &seconds,
-            ];
+            let mut load = FULL_LOAD.to_vec();
+            load.extend(["--duration", &seconds]);
             for tls in [false, true] {
                 let transport = if tls { "TLS" } else { "plain" };
                 let pick = |a: &Addrs| if tls { a.tls } else { a.plain };
@@ -472,18 +466,8 @@ impl Bench {
         let (gateway, data) = self.start_gateway("sqlite", "sqlite", &a)?;
         let seconds = self.args.seconds.to_string();
         let data_s = data.display().to_string();
-        let load = [
-            "--agents",
-            "16",
-            "--window",
-            "32",
-            "--records",
-            "100",
-            "--duration",
-            &seconds,
-            "--verify-sqlite",
-            &data_s,
-        ];
+        let mut load = FULL_LOAD.to_vec();
+        load.extend(["--duration", &seconds, "--verify-sqlite", &data_s]);
         let (r, cpu) = self.measured("sqlite", &gateway, a.plain, false, &load)?;
         let verify = match r.verify {
             Some((ok, found, expected)) => format!("{} {found} of {expected}", if ok { "OK" } else { "FAILED" }),
