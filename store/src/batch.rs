@@ -78,7 +78,8 @@ impl AcceptedBatch {
             content,
             record_count: 0,
         };
-        let mut sizer = ItemSizer::new(&batch);
+        // Made for the first record of an unknown kind only: most batches have none.
+        let mut sizer: Option<ItemSizer> = None;
         let mut records = Records::new(&batch.content, limits)?;
         let mut index = 0u32;
         while let Some(record) = records.next() {
@@ -92,6 +93,7 @@ impl AcceptedBatch {
                     seq,
                     index,
                 };
+                let sizer = sizer.get_or_insert_with(|| ItemSizer::new(&batch));
                 if sizer.item_size(&key, &record) > MAX_ITEM_BYTES {
                     return Err(BatchError {
                         index: Some(index),
