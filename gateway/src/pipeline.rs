@@ -11,8 +11,8 @@
 //! gathered into the next write, up to `max_items` items or `max_bytes`
 //! inflated bytes (with an optional `linger_ms` to wait for more). One sink
 //! call (one SQLite transaction, one group of BatchWriteItem requests)
-//! stores them all; then every batch is answered on its connection's
-//! outcome channel and its budget is given back. A batch that waited in
+//! stores them all; then every batch is answered to its connection
+//! ([`Answers`]) and its budget is given back. A batch that waited in
 //! the queue longer than `write_timeout_ms` is answered ACK RETRY without
 //! being written, so under overload no agent waits more than about twice
 //! that for an answer. A tenant's writer only ever waits on its own sink,
