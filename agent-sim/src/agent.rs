@@ -152,7 +152,7 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
             End::GoAway(ms) => {
                 agent.ctx.stats.error("goaway");
                 failures = 0;
-                Duration::from_millis(ms)
+                jittered(ms, &mut agent.rng)
             }
             End::Abandoned => Duration::ZERO,
             End::Error(code) => {
@@ -177,6 +177,14 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
         acked: agent.acked,
         unacked,
     }
+}
+
+/// A delay the gateway asked for (ACK RETRY, GOAWAY), give or take half,
+/// drawn uniformly, as an agent in the field should: agents told to come
+/// back at the same time do not all come back in the same millisecond.
+fn jittered(ms: u64, rng: &mut fastrand::Rng) -> Duration {
+    let half = ms / 2;
+    Duration::from_millis(half + rng.u64(0..=half.saturating_mul(2)))
 }
 
 /// Reconnect backoff with full jitter, 50 ms doubling to 2 s.
@@ -468,7 +476,7 @@ impl Agent {
                     seq: ack.seq,
                     template: sent.template,
                     intended: sent.intended,
-                    ready_at: Instant::now() + Duration::from_millis(ack.retry_after_ms),
+                    ready_at: Instant::now() + jittered(ack.retry_after_ms, &mut self.rng),
                     resend: true,
                 });
             }
@@ -491,4 +499,19 @@ fn tracing_error(stats: &Stats, name: &str, error: &dyn std::fmt::Display) {
         eprintln!("agent-sim: {name}: {error}");
     }
     stats.error(name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_asked_for_are_spread_by_half() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let waits: Vec<Duration> = (0..1000).map(|_| jittered(1000, &mut rng)).collect();
+        assert!(waits.iter().all(|w| (500..=1500).contains(&w.as_millis())));
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 500, "{} distinct waits", distinct.len());
+        assert_eq!(jittered(0, &mut rng), Duration::ZERO);
+    }
 }

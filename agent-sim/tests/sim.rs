@@ -17,6 +17,7 @@ async fn gateway(dir: &std::path::Path, sink: SinkKind) -> awp_gateway::RunningS
     ))
     .unwrap();
     config.sink.kind = sink;
+    config.sink.allow_null = sink == SinkKind::Null;
     awp_gateway::start(&config).await.unwrap()
 }
 

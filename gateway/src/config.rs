@@ -10,11 +10,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The shortest tenant secret accepted. Secrets are HMAC keys chosen by
 /// operators; 32 random characters are recommended, 8 is the floor.
 pub const MIN_SECRET_LEN: usize = 8;
+
+/// The most records in one BATCH: a record's index in `rk` has five digits.
+pub const MAX_BATCH_RECORDS: u32 = 99_999;
 
 /// A configuration problem: the field (as a TOML path) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +194,9 @@ pub struct SinkConfig {
     pub kind: SinkKind,
     /// Where the SQLite databases live.
     pub data_dir: PathBuf,
+    /// The null sink acknowledges every batch and stores nothing: it is
+    /// refused unless this is set (benchmarks).
+    pub allow_null: bool,
 }
 
 impl Default for SinkConfig {
@@ -197,20 +204,33 @@ impl Default for SinkConfig {
         SinkConfig {
             kind: SinkKind::Sqlite,
             data_dir: PathBuf::from("data"),
+            allow_null: false,
         }
     }
 }
 
 /// The sink records go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     /// One SQLite database per tenant.
     Sqlite,
-    /// Build items, count them, store nothing.
+    /// Render items, store nothing, acknowledge everything (benchmarks;
+    /// needs `sink.allow_null`).
     Null,
     /// The tenant's DynamoDB table (`[tenants.dynamodb]`).
     Dynamodb,
+}
+
+impl SinkKind {
+    /// The name in configuration and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkKind::Sqlite => "sqlite",
+            SinkKind::Null => "null",
+            SinkKind::Dynamodb => "dynamodb",
+        }
+    }
 }
 
 /// `[tenants.dynamodb]`: where a tenant's items go in DynamoDB.
@@ -234,9 +254,9 @@ pub struct DynamoConfig {
     /// Static credentials, for local endpoints only (dynalite ignores them).
     #[serde(default)]
     pub access_key_id: Option<String>,
-    /// See `access_key_id`.
+    /// See `access_key_id`. Never printed (`Debug` shows it redacted).
     #[serde(default)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<SecretString>,
     /// The most BatchWriteItem requests in flight for this table; the
     /// gateway adapts below it when DynamoDB throttles.
     #[serde(default = "default_dynamo_concurrency")]
@@ -253,9 +273,10 @@ fn default_dynamo_concurrency() -> usize {
 pub struct TenantConfig {
     /// The tenant id agents send in HELLO.
     pub id: String,
-    /// Token secrets; several at once during rotation.
+    /// Token secrets; several at once during rotation. Never printed
+    /// (`Debug` shows them redacted).
     #[serde(default)]
-    pub secrets: Vec<String>,
+    pub secrets: Vec<SecretString>,
     /// PEM CA whose client certificates authenticate this tenant's devices.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
@@ -315,8 +336,11 @@ impl Config {
                 "must be at least 65536 (AWP/1 §4.2)",
             ));
         }
-        if s.max_batch_records == 0 {
-            return Err(ConfigError::new("server.max_batch_records", "must be at least 1"));
+        if s.max_batch_records == 0 || s.max_batch_records > MAX_BATCH_RECORDS {
+            return Err(ConfigError::new(
+                "server.max_batch_records",
+                format!("must be 1 to {MAX_BATCH_RECORDS} (a record's index in rk has five digits)"),
+            ));
         }
         if s.max_batch_bytes < s.max_frame_len {
             return Err(ConfigError::new(
@@ -393,7 +417,7 @@ impl Config {
                     "at least one secret (or a client_ca) is required",
                 ));
             }
-            if let Some(j) = t.secrets.iter().position(|s| s.len() < MIN_SECRET_LEN) {
+            if let Some(j) = t.secrets.iter().position(|s| s.expose_secret().len() < MIN_SECRET_LEN) {
                 return Err(ConfigError::new(
                     format!("tenants[{i}].secrets[{j}]"),
                     format!("must be at least {MIN_SECRET_LEN} characters (32 random ones recommended)"),
@@ -411,8 +435,54 @@ impl Config {
                     "must be at least 1 (or left out)",
                 ));
             }
+            if let Some(d) = &t.dynamodb {
+                if d.max_concurrency == 0 {
+                    return Err(ConfigError::new(
+                        field("dynamodb.max_concurrency"),
+                        "must be at least 1",
+                    ));
+                }
+                let same_table = |o: &TenantConfig| {
+                    o.dynamodb
+                        .as_ref()
+                        .is_some_and(|e| e.table == d.table && e.region == d.region && e.endpoint == d.endpoint)
+                };
+                if let Some(other) = self.tenants[..i].iter().find(|o| same_table(o)) {
+                    return Err(ConfigError::new(
+                        field("dynamodb.table"),
+                        format!(
+                            "tenant {:?} writes to the same table as tenant {:?} (same table, region and endpoint); \
+                             device ids are not prefixed by tenant, so their items would overwrite each other",
+                            t.id, other.id
+                        ),
+                    ));
+                }
+            }
+            if t.sink.unwrap_or(self.sink.kind) == SinkKind::Null && !self.sink.allow_null {
+                let field = if t.sink.is_some() {
+                    field("sink")
+                } else {
+                    "sink.kind".to_owned()
+                };
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "the null sink acknowledges every batch and stores nothing (tenant {:?}); \
+                         set sink.allow_null = true (or --allow-null-sink) to use it for benchmarks",
+                        t.id
+                    ),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The tenants whose records go nowhere (the null sink), for a warning at start.
+    pub fn null_sink_tenants(&self) -> impl Iterator<Item = &str> {
+        self.tenants
+            .iter()
+            .filter(|t| t.sink.unwrap_or(self.sink.kind) == SinkKind::Null)
+            .map(|t| t.id.as_str())
     }
 
     /// The embedded default: loopback only, SQLite under `data_dir`, one
@@ -425,10 +495,11 @@ impl Config {
             sink: SinkConfig {
                 kind: SinkKind::Sqlite,
                 data_dir,
+                allow_null: false,
             },
             tenants: vec![TenantConfig {
                 id: "dev".into(),
-                secrets: vec![secret],
+                secrets: vec![secret.into()],
                 client_ca: None,
                 retention_days: None,
                 sink: None,
@@ -436,6 +507,28 @@ impl Config {
             }],
         }
     }
+}
+
+/// The development tenant's secret, kept in `data_dir/dev-tenant.secret`
+/// so agents keep working across restarts; made at random the first time,
+/// in a file only the gateway's user can read (in a directory only it can
+/// enter, if the directory is new).
+pub fn development_secret(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("dev-tenant.secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= 16 {
+            return Ok(secret);
+        }
+        // Too short to be ours: replaced.
+        std::fs::remove_file(&path)?;
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(format!("no randomness for the dev secret: {e}")))?;
+    let secret = hex::encode(raw);
+    crate::files::create_private_dir(data_dir)?;
+    crate::files::write_private_file(&path, format!("{secret}\n").as_bytes())?;
+    Ok(secret)
 }
 
 /// The dotted path of the TOML key whose value starts at `offset` (best effort,
@@ -474,7 +567,7 @@ tls_listen = []                      # e.g. ["0.0.0.0:7701"]; needs [tls]
 admin_listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz
 max_connections = 10000              # beyond: ERROR(SERVER_BUSY)
 max_frame_len = 1048576              # advertised in WELCOME
-max_batch_records = 1000             # advertised in WELCOME
+max_batch_records = 1000             # advertised in WELCOME; at most 99999
 max_batch_bytes = 4194304            # largest decompressed BATCH
 max_inflight = 32                    # advertised in WELCOME
 heartbeat_ms = 30000                 # advertised; silence for 3x closes with IDLE_TIMEOUT
@@ -502,6 +595,7 @@ budget_wait_ms = 10000               # a batch waiting longer for budget: ACK RE
 [sink]
 kind = "sqlite"                      # or "dynamodb" (each tenant's table), "null" (benchmarks)
 data_dir = "data"                    # one <tenant>.sqlite3 per tenant
+allow_null = false                   # "null" stores nothing and acks everything: refused unless true
 
 [[tenants]]
 id = "acme"
@@ -534,6 +628,53 @@ mod tests {
     }
 
     #[test]
+    fn the_same_table_in_another_region_or_endpoint_is_another_table() {
+        let two = |second: &str| {
+            format!(
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\ntable = \"t\"\n\
+                 region = \"eu-west-1\"\n[[tenants]]\nid = \"b\"\nsecrets = [\"0123456789abcdef\"]\n\
+                 [tenants.dynamodb]\ntable = \"t\"\n{second}\n"
+            )
+        };
+        assert!(Config::parse(&two("region = \"us-east-1\"")).is_ok());
+        assert!(Config::parse(&two("region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:8000\"")).is_ok());
+        assert!(Config::parse(&two("region = \"eu-west-1\"")).is_err());
+    }
+
+    #[test]
+    fn the_null_sink_is_taken_only_when_allowed() {
+        let config = Config::parse(
+            "[sink]\nkind = \"null\"\nallow_null = true\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.null_sink_tenants().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let config = Config::parse(
+            "[[tenants]]\nid = \"a\"\nsecrets = [\"tenant-secret-one\", \"tenant-secret-two\"]\n\
+             [tenants.dynamodb]\ntable = \"t\"\nregion = \"eu-west-1\"\naccess_key_id = \"AKIDEXAMPLE\"\n\
+             secret_access_key = \"aws-secret-key-value\"\n",
+        )
+        .unwrap();
+        let printed = format!(
+            "{config:?} {:?}",
+            crate::tenant::Tenants::from_config(&config.tenants).unwrap()
+        );
+        for secret in ["tenant-secret-one", "tenant-secret-two", "aws-secret-key-value"] {
+            assert!(!printed.contains(secret), "{secret} printed in {printed}");
+        }
+        // A secret's bytes are not printed either.
+        assert!(!printed.contains(&format!("{:?}", b"tenant-secret-one")), "{printed}");
+        assert!(
+            printed.contains("REDACTED") || printed.contains("redacted"),
+            "{printed}"
+        );
+        assert!(printed.contains("AKIDEXAMPLE"), "the key id is not a secret");
+    }
+
+    #[test]
     fn errors_name_the_field_on_one_line() {
         let cases = [
             (
@@ -559,6 +700,28 @@ mod tests {
             (
                 "[sink]\nkind = \"dynamo\"\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
                 "sink.kind: ",
+            ),
+            (
+                "[server]\nmax_batch_records = 100000\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "server.max_batch_records: must be 1 to 99999",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\ntable = \"t\"\n\
+                 region = \"eu-west-1\"\nmax_concurrency = 0\n",
+                "tenants[0].dynamodb.max_concurrency: must be at least 1",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\ntable = \"t\"\nregion = \"eu-west-1\"\n\
+                 [[tenants]]\nid = \"b\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\ntable = \"t\"\nregion = \"eu-west-1\"\n",
+                "tenants[1].dynamodb.table: tenant \"b\" writes to the same table as tenant \"a\"",
+            ),
+            (
+                "[sink]\nkind = \"null\"\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "sink.kind: the null sink acknowledges every batch and stores nothing",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\nsink = \"null\"\n",
+                "tenants[0].sink: the null sink acknowledges every batch and stores nothing",
             ),
         ];
         for (text, expected) in cases {

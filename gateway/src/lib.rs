@@ -48,6 +48,7 @@ mod admin;
 mod budget;
 pub mod config;
 mod conn;
+mod files;
 pub mod inspect;
 mod pipeline;
 mod read_buffer;

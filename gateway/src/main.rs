@@ -7,6 +7,7 @@ use anyhow::Context;
 use awp_gateway::config::{Config, EXAMPLE, SinkKind};
 use awp_gateway::{RunningServer, inspect};
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 /// AWP/1 ingestion gateway.
 ///
@@ -33,6 +34,9 @@ struct Cli {
     /// Data directory of the SQLite sink (replaces the config's).
     #[arg(long, global = true, env = "GATEWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Allow the null sink, which acknowledges every batch and stores nothing (benchmarks).
+    #[arg(long, global = true, env = "GATEWAY_ALLOW_NULL_SINK", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_null_sink: bool,
     /// Log format: text or json. Levels come from RUST_LOG (default info).
     #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -163,7 +167,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         Some(path) => Config::load(path)?,
         None => {
             let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
-            let secret = development_secret(&data_dir)?;
+            let secret = awp_gateway::config::development_secret(&data_dir)
+                .with_context(|| format!("cannot keep the development secret in {}", data_dir.display()))?;
             Config::development(data_dir, secret)
         }
     };
@@ -182,31 +187,16 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(dir) = &cli.data_dir {
         config.sink.data_dir = dir.clone();
     }
+    if cli.allow_null_sink {
+        config.sink.allow_null = true;
+    }
     config.validate()?;
     Ok(config)
 }
 
-/// The development tenant's secret: kept in the data directory so agents
-/// keep working across restarts; made at random the first time.
-fn development_secret(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("dev-tenant.secret");
-    if let Ok(secret) = std::fs::read_to_string(&path) {
-        let secret = secret.trim().to_owned();
-        if secret.len() >= 16 {
-            return Ok(secret);
-        }
-    }
-    let mut raw = [0u8; 24];
-    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness for the dev secret: {e}"))?;
-    let secret = hex::encode(raw);
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    std::fs::write(&path, format!("{secret}\n")).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(secret)
-}
-
 fn print_development_banner(config: &Config, running: &RunningServer) {
     let addr = running.plain_addrs.first().map(ToString::to_string).unwrap_or_default();
-    let secret = &config.tenants[0].secrets[0];
+    let secret = config.tenants[0].secrets[0].expose_secret();
     let dir = config.sink.data_dir.display();
     println!("AWP gateway, development default (loopback only, SQLite under {dir}/)");
     println!("  agents:  {addr}  (plain TCP)");

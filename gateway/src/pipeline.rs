@@ -144,6 +144,7 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         for tenant in tenants.iter() {
             let sink = sink::open(tenant, sink_config, config).await?;
+            crate::telemetry::tenant_sink(&tenant.id, sink.kind().name());
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = Writer {
                 metrics: TenantMetrics::new(&tenant.id),

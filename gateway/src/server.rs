@@ -87,6 +87,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         tenants.iter().map(|t| t.id.clone()),
     ));
     telemetry::global().budget(budget.total());
+    for tenant in config.null_sink_tenants() {
+        tracing::warn!(
+            tenant,
+            "the null sink is on: this tenant's batches are acknowledged and NOT stored"
+        );
+    }
     let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline)
         .await
         .context("sink: cannot open the tenants' stores")?;

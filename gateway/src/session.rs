@@ -56,9 +56,10 @@ pub struct SessionSettings {
     pub heartbeat: Duration,
     /// Time from connect to a complete HELLO.
     pub hello_timeout: Duration,
-    /// `retry_after_ms` for ACK RETRY.
+    /// `retry_after_ms` for ACK RETRY: the mean; each answer draws within ±50%.
     pub retry_after_ms: u64,
-    /// `reconnect_after_ms` for GOAWAY.
+    /// `reconnect_after_ms` for GOAWAY (and ACK RETRY while draining): the
+    /// mean; each answer draws within ±50%.
     pub goaway_reconnect_ms: u64,
     /// How long a BATCH may wait for memory budget before it is answered ACK RETRY.
     pub budget_wait: Duration,
@@ -176,6 +177,8 @@ pub struct Session {
     half_closed: bool,
     /// When the first byte of a frame not yet complete arrived.
     frame_started: Option<Instant>,
+    /// Jitter for the delays the session tells the agent.
+    rng: fastrand::Rng,
 }
 
 impl Session {
@@ -212,7 +215,16 @@ impl Session {
             last_heard: now.mono,
             half_closed: false,
             frame_started: None,
+            rng: fastrand::Rng::with_seed(u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default())),
         }
+    }
+
+    /// `mean` ms, give or take half, drawn uniformly: agents that are told
+    /// to come back later (a failing store, a full budget, a shutdown) do
+    /// not all come back in the same millisecond.
+    fn jittered(&mut self, mean: u64) -> u64 {
+        let half = mean / 2;
+        half + self.rng.u64(0..=half.saturating_mul(2))
     }
 
     /// Whether the connection should read from the client: until the
@@ -453,7 +465,7 @@ impl Session {
     /// RETRY; otherwise it takes its budget and is accepted, or parks.
     fn batch_arrived(&mut self, header: Header, payload: Bytes, now: Now, out: &mut Vec<Action>) {
         if self.state == State::Draining {
-            let retry_after = self.settings.goaway_reconnect_ms;
+            let retry_after = self.jittered(self.settings.goaway_reconnect_ms);
             return self.retry_unaccepted(&header, payload, retry_after, "server is draining", out);
         }
         let Some(peer) = &self.peer else {
@@ -533,6 +545,7 @@ impl Session {
             if self.state == State::Closed {
                 break;
             }
+            let retry_after_ms = self.jittered(retry_after_ms);
             self.retry_unaccepted(&p.header, p.payload, retry_after_ms, message, out);
         }
         count
@@ -622,7 +635,7 @@ impl Session {
         telemetry::global().ack_latency(arrived.elapsed());
         let ack = match outcome {
             BatchOutcome::Stored => Ack::ok(seq),
-            BatchOutcome::Retry(message) => Ack::retry(seq, self.settings.retry_after_ms, &message),
+            BatchOutcome::Retry(message) => Ack::retry(seq, self.jittered(self.settings.retry_after_ms), &message),
         };
         self.ack(ack, out);
         self.close_if_done(out);
@@ -637,8 +650,9 @@ impl Session {
                 out.push(Action::Close);
             }
             State::Ready => {
+                let reconnect_after = self.jittered(self.settings.goaway_reconnect_ms);
                 out.push(Action::Send(Frame::GoAway(GoAway::new(
-                    self.settings.goaway_reconnect_ms,
+                    reconnect_after,
                     "server shutting down",
                 ))));
                 self.state = State::Draining;
@@ -1009,8 +1023,44 @@ mod tests {
         let [Action::Send(Frame::Ack(ack))] = &out[..] else {
             panic!("{out:?}")
         };
-        assert_eq!((ack.status, ack.retry_after_ms), (AckStatus::Retry, 250));
+        assert_eq!(ack.status, AckStatus::Retry);
+        assert!((125..=375).contains(&ack.retry_after_ms), "{}", ack.retry_after_ms);
         assert_eq!(ack.message, "sink throttled");
+    }
+
+    #[test]
+    fn delays_told_to_agents_are_spread_around_the_configured_ones() {
+        let mut seen = std::collections::BTreeSet::new();
+        for id in 0..64u8 {
+            let mut h = Harness::welcomed();
+            h.session = Session::new(
+                settings(),
+                h.session.tenants.clone(),
+                h.budget.clone(),
+                [id; 16],
+                None,
+                h.at(0),
+            );
+            let mut hello = MAGIC.to_vec();
+            hello.extend(vector("hello_token_android"));
+            h.feed(&hello);
+            h.feed(&vector("batch_one_location"));
+            let mut out = Vec::new();
+            h.session.batch_done(1, BatchOutcome::Retry("busy".into()), &mut out);
+            let [Action::Send(Frame::Ack(ack))] = &out[..] else {
+                panic!("{out:?}")
+            };
+            assert!((125..=375).contains(&ack.retry_after_ms), "{}", ack.retry_after_ms);
+            seen.insert(ack.retry_after_ms);
+            let mut out = Vec::new();
+            h.session.drain(h.at(1), &mut out);
+            let Some(Action::Send(Frame::GoAway(g))) = out.first() else {
+                panic!("{out:?}")
+            };
+            assert!((750..=2250).contains(&g.reconnect_after_ms), "{}", g.reconnect_after_ms);
+            seen.insert(g.reconnect_after_ms);
+        }
+        assert!(seen.len() > 100, "64 sessions drew {} different delays", seen.len());
     }
 
     #[test]
@@ -1192,7 +1242,7 @@ mod tests {
         let [Action::Send(Frame::GoAway(g))] = &out[..] else {
             panic!("{out:?}")
         };
-        assert_eq!(g.reconnect_after_ms, 1500);
+        assert!((750..=2250).contains(&g.reconnect_after_ms), "{}", g.reconnect_after_ms);
         let out = h.feed(&vector("batch_mixed_kinds"));
         assert_eq!(acks(&out), [(77, AckStatus::Retry)]);
         let mut out = Vec::new();
@@ -1307,7 +1357,8 @@ mod tests {
         let [Action::Send(Frame::Ack(ack))] = &out[..] else {
             panic!("{out:?}")
         };
-        assert_eq!((ack.seq, ack.status, ack.retry_after_ms), (1, AckStatus::Retry, 250));
+        assert_eq!((ack.seq, ack.status), (1, AckStatus::Retry));
+        assert!((125..=375).contains(&ack.retry_after_ms), "{}", ack.retry_after_ms);
         assert!(ack.message.contains("no memory"), "{}", ack.message);
         assert!(!h.session.awaiting_budget());
         assert!(!h.session.is_closed(), "the session goes on");

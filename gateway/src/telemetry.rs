@@ -112,6 +112,12 @@ pub const METRICS: &[Metric] = &[
         "batches answered ACK RETRY after waiting too long for budget",
     ),
     metric(
+        "awp_tenant_sink",
+        G,
+        &["tenant", "kind"],
+        "1 for the sink each tenant's records go to (sqlite, dynamodb, null)",
+    ),
+    metric(
         "awp_queue_depth",
         G,
         &["tenant"],
@@ -389,6 +395,13 @@ impl Global {
     }
 }
 
+/// Which sink a tenant's records go to: `awp_tenant_sink{tenant, kind} 1`,
+/// so a dashboard shows a tenant on the null sink.
+pub fn tenant_sink(tenant: &str, kind: &'static str) {
+    global();
+    metrics::gauge!("awp_tenant_sink", "tenant" => tenant.to_owned(), "kind" => kind).set(1.0);
+}
+
 /// One tenant's pipeline and sink metrics.
 #[derive(Debug, Clone)]
 pub struct TenantMetrics {
@@ -617,12 +630,14 @@ mod tests {
         g.ack_sent(AckStatus::Ok);
         g.error_sent(ErrorCode::Internal);
         TenantMetrics::new("telemetry-test").write_done(3, Duration::from_millis(2), true);
+        tenant_sink("telemetry-test", "null");
         let text = handle.render();
         for needle in [
             "awp_frames_received_total{type=\"BATCH\"}",
             "awp_acks_total{status=\"ok\"}",
             "awp_errors_total{code=\"INTERNAL\"}",
             "awp_items_written_total{tenant=\"telemetry-test\"}",
+            "awp_tenant_sink{tenant=\"telemetry-test\",kind=\"null\"} 1",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use awp_protocol::{Hello, HelloAuth, token};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
+use secrecy::ExposeSecret;
 
 use crate::config::{ConfigError, DynamoConfig, SinkKind, TenantConfig};
 
@@ -23,7 +24,7 @@ use crate::config::{ConfigError, DynamoConfig, SinkKind, TenantConfig};
 pub struct Tenant {
     /// The tenant id.
     pub id: String,
-    secrets: Vec<Vec<u8>>,
+    secrets: Vec<TokenKey>,
     client_ca: Option<Arc<RootCertStore>>,
     /// Seconds added to `received_at` for `expires_at`, if the tenant has a retention.
     pub retention_secs: Option<u64>,
@@ -39,7 +40,7 @@ impl Tenant {
     pub fn with_secrets(id: &str, secrets: &[&str]) -> Tenant {
         Tenant {
             id: id.to_owned(),
-            secrets: secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            secrets: secrets.iter().map(|s| TokenKey(s.as_bytes().to_vec())).collect(),
             client_ca: None,
             retention_secs: None,
             sink: None,
@@ -55,6 +56,22 @@ impl Tenant {
     /// The client CA, if devices may authenticate with certificates.
     pub fn client_ca(&self) -> Option<&Arc<RootCertStore>> {
         self.client_ca.as_ref()
+    }
+}
+
+/// A token secret's bytes (an HMAC key); `Debug` never shows them.
+#[derive(Clone)]
+struct TokenKey(Vec<u8>);
+
+impl AsRef<[u8]> for TokenKey {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey([REDACTED])")
     }
 }
 
@@ -83,7 +100,11 @@ impl Tenants {
             };
             tenants.insert(Tenant {
                 id: c.id.clone(),
-                secrets: c.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                secrets: c
+                    .secrets
+                    .iter()
+                    .map(|s| TokenKey(s.expose_secret().as_bytes().to_vec()))
+                    .collect(),
                 client_ca,
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
                 sink: c.sink,
@@ -114,7 +135,7 @@ impl Tenants {
         let tenant = self.by_id.get(&hello.tenant_id);
         let ok = match &hello.auth {
             HelloAuth::Token { expiry, token } => {
-                let own: &[Vec<u8>] = tenant.map_or(&[], |t| &t.secrets);
+                let own: &[TokenKey] = tenant.map_or(&[], |t| &t.secrets);
                 let ok =
                     token::verify_device_token(own, &hello.tenant_id, &hello.device_id, *expiry, token, now_unix_secs);
                 // Pad to the same number of HMACs for every tenant, known or not.

@@ -41,6 +41,50 @@ fn check_config_names_the_field_on_one_line() {
 }
 
 #[test]
+fn the_null_sink_needs_an_explicit_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = gateway()
+        .args(["check-config", "--data-dir"])
+        .arg(dir.path())
+        .env("GATEWAY_SINK", "null")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("sink.kind: the null sink acknowledges every batch and stores nothing")
+            && stderr.contains("--allow-null-sink"),
+        "{stderr}"
+    );
+    for opt_in in [&["--allow-null-sink"][..], &[]] {
+        let mut cmd = gateway();
+        cmd.args(["check-config", "--data-dir"]).arg(dir.path()).args(opt_in);
+        if opt_in.is_empty() {
+            cmd.env("GATEWAY_ALLOW_NULL_SINK", "1");
+        }
+        let ok = cmd.env("GATEWAY_SINK", "null").output().unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    }
+}
+
+#[test]
+fn the_development_secret_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("new").join("data");
+    let out = gateway()
+        .args(["check-config", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("dev-tenant.secret")), 0o600);
+}
+
+#[test]
 fn the_example_config_checks_clean() {
     let dir = tempfile::tempdir().unwrap();
     let example = gateway().arg("example-config").output().unwrap();

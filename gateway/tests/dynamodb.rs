@@ -364,3 +364,45 @@ async fn tables_create_is_idempotent_and_describe_reports_them() {
     );
     assert!(awp_gateway::tables::describe(&config, Some("nobody")).await.is_err());
 }
+
+/// A write ends only when every request is written: with no request
+/// allowed in flight (a limit of 0 from the sink's own settings) the writer
+/// used to return Ok after the first requests and drop the rest, while
+/// their batches got ACK OK. The limit is now at least 1, and configuration
+/// refuses 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_stores_every_item_even_with_a_concurrency_of_zero() {
+    use std::sync::Arc;
+
+    use awp_gateway::sink::TenantSink;
+    use awp_gateway::sink::dynamodb::DynamoSink;
+    use awp_protocol::{Limits, Platform, PreparedBatch};
+    use awp_store::{AcceptedBatch, Origin};
+
+    let db = Dynalite::start();
+    let client = create_tables(&db.endpoint, &["acme"]).await;
+    let mut config = dynamo("awp-acme", &db.endpoint);
+    config.max_concurrency = 0;
+    let mut sink = DynamoSink::connect("acme", &config, Duration::from_secs(60)).await;
+    let origin = Arc::new(Origin {
+        device_id: "dev-0001".into(),
+        platform: Platform::Android,
+        agent_version: String::new(),
+    });
+    let batches: Vec<AcceptedBatch> = (1..=6)
+        .map(|seq| {
+            let content = PreparedBatch::new(&awp_benches::typical_batch(seq, 100, seq), &Limits::DEFAULT).unwrap();
+            AcceptedBatch::accept(
+                origin.clone(),
+                seq,
+                1,
+                None,
+                content.content().clone(),
+                &Limits::DEFAULT,
+            )
+            .unwrap()
+        })
+        .collect();
+    sink.write(batches).await.unwrap();
+    assert_eq!(query(&client, "awp-acme", "dev-0001").await.len(), 600);
+}

@@ -184,7 +184,8 @@ async fn shutdown_sends_goaway_acks_what_was_received_and_retries_the_rest() {
     let dir = t.dir;
     let shutdown = tokio::spawn(t.server.shutdown());
     match c.next().await {
-        Some(Frame::GoAway(g)) => assert_eq!(g.reconnect_after_ms, 1000),
+        // The configured 1000 ms, give or take half (jitter).
+        Some(Frame::GoAway(g)) => assert!((500..=1500).contains(&g.reconnect_after_ms), "{g:?}"),
         other => panic!("expected GOAWAY, got {other:?}"),
     }
     c.send(&vector("batch_mixed_kinds")).await;
@@ -274,7 +275,7 @@ async fn a_full_budget_holds_batches_back_pings_are_answered_and_a_failing_sink_
     // batch is answered RETRY.
     assert!(
         acks.iter()
-            .all(|(_, st, after)| *st == AckStatus::Retry && *after == 1000),
+            .all(|(_, st, after)| *st == AckStatus::Retry && (500..=1500).contains(after)),
         "{acks:?}"
     );
     let mut seqs: Vec<u64> = acks.iter().map(|a| a.0).collect();
@@ -346,7 +347,11 @@ async fn admin_endpoints_answer() {
 
 #[tokio::test]
 async fn a_tenant_on_the_null_sink_is_acked_and_nothing_is_written() {
-    let t = TestServer::start(|c| c.tenants[0].sink = Some(awp_gateway::config::SinkKind::Null)).await;
+    let t = TestServer::start(|c| {
+        c.tenants[0].sink = Some(awp_gateway::config::SinkKind::Null);
+        c.sink.allow_null = true;
+    })
+    .await;
     let mut c = t.welcomed().await;
     c.send(&vector("batch_mixed_kinds")).await;
     assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.seq == 77 && a.status == AckStatus::Ok));

@@ -2,7 +2,9 @@
 //! with what every item of it shares.
 //!
 //! [`AcceptedBatch::accept`] decodes and checks every record once (the
-//! session calls it, so a bad record is answered ACK REJECTED there); after
+//! session calls it, so a bad record is answered ACK REJECTED there),
+//! including the two rules of storage: a record time `rk` can hold, and an
+//! item within DynamoDB's 400 KB; after
 //! that the batch travels to the sink as one `Bytes` and one `Arc`, and each
 //! sink walks the bytes again ([`AcceptedBatch::records`]) to render the
 //! items in its own form. Nothing per record is allocated in between.
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use awp_protocol::{BatchError, FieldError, Limits, Platform, Problem, Record, RecordBody, Records};
 use bytes::Bytes;
 
-use crate::key::RangeKey;
+use crate::key::{MAX_TIME_MS, RangeKey};
 use crate::size::{ItemSizer, MAX_ITEM_BYTES};
 
 /// Who sent a batch: the session's part of every item, shared by all the
@@ -84,6 +86,17 @@ impl AcceptedBatch {
         let mut index = 0u32;
         while let Some(record) = records.next() {
             let record = record?;
+            if records.record_time_ms(&record) > MAX_TIME_MS {
+                return Err(BatchError {
+                    index: Some(index),
+                    error: FieldError {
+                        field: "time_offset_ms",
+                        problem: Problem::Rule(
+                            "makes the record time later than 9999999999999 ms (the year 2286), which rk cannot hold",
+                        ),
+                    },
+                });
+            }
             // Of the kinds AWP/1 defines, the largest item (an EVENT of 64
             // attributes of 4 KiB) is about 270 KB; only a record of an
             // unknown kind, kept whole, can reach the limit.
@@ -231,6 +244,35 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 10);
+    }
+
+    #[test]
+    fn a_record_time_beyond_the_key_is_refused() {
+        let body = |offset| Record {
+            time_offset_ms: offset,
+            body: RecordBody::Location(awp_protocol::Location {
+                lat_e7: 0,
+                lon_e7: 0,
+                accuracy_m: 1,
+            }),
+        };
+        let batch = awp_protocol::Batch {
+            seq: 1,
+            base_time_ms: MAX_TIME_MS - 5,
+            records: vec![body(5), body(6)],
+        };
+        let content = awp_protocol::PreparedBatch::new(&batch, &Limits::DEFAULT).unwrap();
+        let err = AcceptedBatch::accept(origin(), 1, 0, None, content.content().clone(), &Limits::DEFAULT).unwrap_err();
+        assert_eq!(
+            err.index,
+            Some(1),
+            "the record at 9999999999999 ms is fine, the next is not"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("record 1: time_offset_ms makes the record time later"),
+            "{err}"
+        );
     }
 
     #[test]

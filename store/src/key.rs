@@ -6,8 +6,10 @@
 
 use crate::text::push_padded;
 
-/// Digits of the record time: unix ms up to 9,999,999,999,999 (the year 2286).
+/// Digits of the record time: unix ms up to [`MAX_TIME_MS`].
 pub const TIME_DIGITS: usize = 13;
+/// The latest record time `rk` can hold: 9,999,999,999,999 ms, in the year 2286.
+pub const MAX_TIME_MS: u64 = 9_999_999_999_999;
 /// Digits of the batch seq: any u64.
 pub const SEQ_DIGITS: usize = 20;
 /// Digits of the index in the batch.

@@ -41,6 +41,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use secrecy::ExposeSecret;
 
 use super::{SinkError, TenantSink};
 use crate::config::DynamoConfig;
@@ -75,7 +76,13 @@ pub async fn client(config: &DynamoConfig) -> Client {
         loader = loader.profile_name(profile);
     }
     if let (Some(key), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "awp-gateway-config"));
+        loader = loader.credentials_provider(Credentials::new(
+            key,
+            secret.expose_secret(),
+            None,
+            None,
+            "awp-gateway-config",
+        ));
     }
     let base = loader.load().await;
     let mut builder = aws_sdk_dynamodb::config::Builder::from(&base);

@@ -89,6 +89,17 @@ pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &Pipeli
     })
 }
 
+impl Sink {
+    /// Which kind it is.
+    pub fn kind(&self) -> SinkKind {
+        match self {
+            Sink::Sqlite(_) => SinkKind::Sqlite,
+            Sink::Dynamodb(_) => SinkKind::Dynamodb,
+            Sink::Null(_) => SinkKind::Null,
+        }
+    }
+}
+
 impl TenantSink for Sink {
     async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
         match self {

@@ -88,9 +88,14 @@ impl SqliteSink {
         if !awp_protocol::is_valid_tenant_id(tenant_id) {
             return Err(SinkError::Fatal(format!("invalid tenant id {tenant_id:?}")));
         }
-        std::fs::create_dir_all(data_dir)
+        crate::files::create_private_dir(data_dir)
             .map_err(|e| SinkError::Fatal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let path = database_path(data_dir, tenant_id);
+        // The records are the agents' users' data: readable by the gateway's
+        // user only. SQLite gives the WAL and shared-memory files the mode
+        // of the database file.
+        crate::files::create_private_file(&path)
+            .map_err(|e| SinkError::Fatal(format!("cannot create {}: {e}", path.display())))?;
         let conn = open_connection(&path).map_err(|e| sink_error(&path, e))?;
         Ok(SqliteSink {
             store: Arc::new(Mutex::new(Store {
@@ -306,6 +311,20 @@ mod tests {
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         assert_eq!(rows(&path).len(), mixed_kinds_expected().len());
+    }
+
+    #[tokio::test]
+    async fn files_are_readable_by_the_gateways_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut sink = SqliteSink::open(&data_dir, "acme").unwrap();
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        assert_eq!(mode(&data_dir), 0o700);
+        for file in ["acme.sqlite3", "acme.sqlite3-wal", "acme.sqlite3-shm"] {
+            assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+        }
     }
 
     #[tokio::test]

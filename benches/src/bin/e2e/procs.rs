@@ -30,6 +30,8 @@ impl Server {
         let child = Command::new(program)
             .args(args)
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            // The benchmark's gateways use the null sink, which must be allowed.
+            .env("GATEWAY_ALLOW_NULL_SINK", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
