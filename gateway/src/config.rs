@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub max_inflight: u32,
     /// Advertised in WELCOME; a client silent for three of these is closed.
     pub heartbeat_ms: u64,
+    /// A frame must arrive at this average rate (bytes per second) or
+    /// faster, after a grace of one heartbeat from its first byte.
+    pub min_frame_rate: u32,
     /// Time allowed from connect to a complete HELLO.
     pub hello_timeout_ms: u64,
     /// Time allowed for a TLS handshake.
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             max_batch_bytes: 4 << 20,
             max_inflight: 32,
             heartbeat_ms: 30_000,
+            min_frame_rate: 1024,
             hello_timeout_ms: 10_000,
             tls_handshake_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
@@ -354,6 +358,12 @@ impl Config {
         if s.heartbeat_ms == 0 {
             return Err(ConfigError::new("server.heartbeat_ms", "must be at least 1"));
         }
+        if s.min_frame_rate == 0 {
+            return Err(ConfigError::new(
+                "server.min_frame_rate",
+                "must be at least 1 byte a second",
+            ));
+        }
         for (i, c) in s.compression.iter().enumerate() {
             if c != "lz4" && c != "zstd" {
                 return Err(ConfigError::new(
@@ -571,6 +581,7 @@ max_batch_records = 1000             # advertised in WELCOME; at most 99999
 max_batch_bytes = 4194304            # largest decompressed BATCH
 max_inflight = 32                    # advertised in WELCOME
 heartbeat_ms = 30000                 # advertised; silence for 3x closes with IDLE_TIMEOUT
+min_frame_rate = 1024                # bytes/s a frame must average after one heartbeat (90 kbit/s cellular is 11250)
 hello_timeout_ms = 10000
 tls_handshake_timeout_ms = 10000
 write_timeout_ms = 10000

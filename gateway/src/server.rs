@@ -80,6 +80,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         retry_after_ms: s.retry_after_ms,
         goaway_reconnect_ms: s.goaway_reconnect_ms,
         budget_wait: Duration::from_millis(config.pipeline.budget_wait_ms),
+        min_frame_rate: s.min_frame_rate,
     });
     let budget = Arc::new(MemoryBudget::new(
         config.pipeline.budget_bytes,
@@ -383,6 +384,7 @@ mod tests {
             retry_after_ms: 1000,
             goaway_reconnect_ms: 1000,
             budget_wait: Duration::from_secs(10),
+            min_frame_rate: 1024,
         });
         let (pipeline, _writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline).await.unwrap();
         let ctx = Arc::new(ConnContext {

@@ -63,6 +63,9 @@ pub struct SessionSettings {
     pub goaway_reconnect_ms: u64,
     /// How long a BATCH may wait for memory budget before it is answered ACK RETRY.
     pub budget_wait: Duration,
+    /// The slowest average rate a frame may arrive at, bytes per second,
+    /// after a grace of one heartbeat from its first byte.
+    pub min_frame_rate: u32,
 }
 
 /// The clock, read once per event by the connection task.
@@ -175,8 +178,10 @@ pub struct Session {
     last_heard: Instant,
     /// The client shut its sending side; stop reading.
     half_closed: bool,
-    /// When the first byte of a frame not yet complete arrived.
+    /// When the first byte of a frame not yet complete arrived, and the
+    /// frame's length once its header is in.
     frame_started: Option<Instant>,
+    partial_frame_len: Option<usize>,
     /// Jitter for the delays the session tells the agent.
     rng: fastrand::Rng,
 }
@@ -215,6 +220,7 @@ impl Session {
             last_heard: now.mono,
             half_closed: false,
             frame_started: None,
+            partial_frame_len: None,
             rng: fastrand::Rng::with_seed(u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default())),
         }
     }
@@ -264,11 +270,12 @@ impl Session {
 
     /// When [`Session::tick`] must next run.
     ///
-    /// Silence counts from the last byte heard; a frame must also complete
-    /// within three heartbeats of its first byte, so that a peer trickling
-    /// bytes cannot hold a frame-sized buffer forever. While the session
-    /// itself stops reading (parked batches full) neither counts: the wait
-    /// for budget has its own deadline.
+    /// Silence counts from the last byte heard. A frame must also arrive at
+    /// an average of at least `min_frame_rate` bytes a second, after a grace
+    /// of one heartbeat from its first byte: a slow cellular link delivers a
+    /// large batch in time, a peer trickling bytes to hold a buffer does not.
+    /// While the session itself stops reading (parked batches full) neither
+    /// counts: the wait for budget has its own deadline.
     pub fn deadline(&self) -> Instant {
         let idle = 3 * self.settings.heartbeat;
         let budget = self.parked_since.map(|since| since + self.settings.budget_wait);
@@ -279,10 +286,17 @@ impl Session {
             State::AwaitPreamble | State::AwaitHello => self.opened + self.settings.hello_timeout,
             _ => self.last_heard + idle,
         };
-        if let Some(started) = self.frame_started {
-            deadline = deadline.min(started + idle);
+        if let Some(due) = self.frame_due() {
+            deadline = deadline.min(due);
         }
         budget.map_or(deadline, |b| deadline.min(b))
+    }
+
+    /// When the frame in progress must be complete, once its length is known.
+    fn frame_due(&self) -> Option<Instant> {
+        let (started, len) = (self.frame_started?, self.partial_frame_len?);
+        let transfer = Duration::from_secs_f64(len as f64 / f64::from(self.settings.min_frame_rate.max(1)));
+        Some(started + self.settings.heartbeat + transfer)
     }
 
     /// Consumes every complete frame the last read completed, given back
@@ -296,6 +310,7 @@ impl Session {
 
     /// Decodes what is in the buffer, then lets it give back memory.
     fn decode_input(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.partial_frame_len = None;
         self.decode_frames(now, out);
         // A partial frame left over: its clock starts at the first byte seen.
         if self.input.bytes().is_empty() {
@@ -347,7 +362,11 @@ impl Session {
             }
             let buf = self.input.bytes();
             if buf.len() < frame_len {
-                buf.reserve(frame_len - buf.len());
+                // Room for the rest of the frame, but for a large one only a
+                // part at a time: the buffer grows as bytes come, so a peer
+                // that sends a large header and trickles holds little.
+                buf.reserve((frame_len - buf.len()).min(MAX_FRAME_RESERVE));
+                self.partial_frame_len = Some(frame_len);
                 return;
             }
             if header.frame_type == FrameType::Batch
@@ -690,12 +709,10 @@ impl Session {
             State::AwaitPreamble | State::AwaitHello => {
                 format!("no HELLO within {} ms", self.settings.hello_timeout.as_millis())
             }
-            _ if self
-                .frame_started
-                .is_some_and(|s| now.mono >= s + 3 * self.settings.heartbeat) =>
-            {
-                format!("a frame was not completed within {idle_ms} ms")
-            }
+            _ if self.frame_due().is_some_and(|due| now.mono >= due) => format!(
+                "a frame arrived slower than {} bytes/s on average",
+                self.settings.min_frame_rate
+            ),
             _ => format!("nothing heard for {idle_ms} ms"),
         };
         self.fail(ErrorCode::IdleTimeout, &message, out);
@@ -748,6 +765,9 @@ impl Session {
         self.parked_since = None;
     }
 }
+
+/// The most room reserved at once for a frame still arriving.
+const MAX_FRAME_RESERVE: usize = 64 * 1024;
 
 /// The batches of a connection handed out for storage, with when each
 /// arrived. At most `max_inflight` (32 by default), so a list searched in
@@ -818,6 +838,7 @@ mod tests {
             retry_after_ms: 250,
             goaway_reconnect_ms: 1500,
             budget_wait: Duration::from_millis(2000),
+            min_frame_rate: 1000,
         })
     }
 
@@ -1212,25 +1233,62 @@ mod tests {
         assert_eq!(error_code(&out), Some(ErrorCode::UnexpectedFrame as u16));
     }
 
+    /// A frame of `records` typical records, under seq 1.
+    fn big_frame(records: usize) -> Vec<u8> {
+        let mut buf = bytes::BytesMut::new();
+        awp_benches::typical_batch(1, records, 9)
+            .encode(Compression::None, &Limits::DEFAULT, &mut buf)
+            .unwrap();
+        buf.to_vec()
+    }
+
     #[test]
-    fn a_trickled_frame_must_complete_within_three_heartbeats() {
+    fn a_trickled_frame_is_cut_off_at_the_minimum_rate() {
         let mut h = Harness::welcomed();
-        let batch = vector("batch_mixed_kinds");
-        // One byte every 500 ms: never silent for long, but the frame drags on.
+        let frame = big_frame(100);
+        // 100 bytes a second, under the 1,000 allowed, never silent for a heartbeat.
         let mut out = Vec::new();
-        for (i, b) in batch[..20].iter().enumerate() {
+        for (i, chunk) in frame.chunks(50).enumerate() {
             let ms = 500 * i as u64;
             h.session.tick(h.at(ms), &mut out);
             if !out.is_empty() {
                 break;
             }
-            out.extend(h.feed_at(ms, &[*b]));
+            out.extend(h.feed_at(ms, chunk));
         }
         let [Action::Send(Frame::Error(e)), Action::Close] = &out[..] else {
             panic!("{out:?}")
         };
         assert_eq!(e.code, ErrorCode::IdleTimeout as u16);
-        assert!(e.message.contains("not completed"), "{}", e.message);
+        assert!(e.message.contains("slower than 1000 bytes/s"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_large_frame_on_a_slow_link_arrives() {
+        let mut h = Harness::welcomed();
+        let frame = big_frame(1000);
+        // A poor cellular link: 90 kbit/s (11,250 bytes a second), in 100 ms steps.
+        let mut out = Vec::new();
+        for (i, chunk) in frame.chunks(1125).enumerate() {
+            let ms = 100 * i as u64;
+            h.session.tick(h.at(ms), &mut out);
+            out.extend(h.feed_at(ms, chunk));
+        }
+        assert_eq!(stored(&out), [1], "{out:?}");
+        assert!(h.session.input.capacity() <= 2 * MAX_FRAME_RESERVE + 64 * 1024);
+    }
+
+    #[test]
+    fn a_large_header_reserves_a_part_of_its_frame() {
+        let mut h = Harness::welcomed();
+        // A BATCH header claiming 1 MiB, then nothing more.
+        let header = [3, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0];
+        assert!(h.feed(&header).is_empty());
+        assert!(
+            h.session.input.capacity() <= MAX_FRAME_RESERVE + 1024,
+            "{}",
+            h.session.input.capacity()
+        );
     }
 
     #[test]
