@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::budget::{BudgetPermit, MemoryBudget};
 use crate::pipeline::{Answers, Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
+use crate::sink::SinkError;
 use crate::telemetry;
 use crate::tenant::Tenants;
 
@@ -181,6 +182,7 @@ pub async fn serve<S>(
 fn outcome_done(session: &mut Session, outcome: Outcome, actions: &mut Vec<Action>) {
     let result = match outcome.result {
         Ok(()) => BatchOutcome::Stored,
+        Err(SinkError::Refused(reason)) => BatchOutcome::Rejected(reason),
         // The details are logged by the writer, not told to agents.
         Err(_) => BatchOutcome::Retry("storage unavailable".into()),
     };

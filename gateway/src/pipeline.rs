@@ -17,6 +17,17 @@
 //! being written, so under overload no agent waits more than about twice
 //! that for an answer. A tenant's writer only ever waits on its own sink,
 //! so one tenant's trouble does not stall the others.
+//!
+//! When the store refuses a write's items ([`SinkError::Refused`]: a value
+//! DynamoDB will not take), the writer writes its batches again one at a
+//! time: the others are stored, and the one at fault is answered ACK
+//! REJECTED (after whatever part of it was stored is removed), so one bad
+//! batch cannot keep a tenant's good ones out. A refusal counts as the
+//! batch's fault only when the store took another batch of the same write
+//! meanwhile; otherwise it may be the store's (a table whose keys do not
+//! match), and the batches get ACK RETRY. (A batch refused alone is retried
+//! until it shares a write with others, which is soon for any active
+//! tenant.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -202,45 +213,95 @@ impl Writer {
             }
             let items: usize = gathered.iter().map(|s| s.batch.record_count() as usize).sum();
             let (batches, mut waiters): (Vec<AcceptedBatch>, Vec<Waiter>) = gathered.drain(..).map(split).unzip();
+            // Kept (cheap clones) to write one at a time if the store refuses them.
+            let copies = batches.clone();
             let started = Instant::now();
-            let mut write = std::pin::pin!(sink.write(batches));
-            let result = match tokio::time::timeout(write_timeout, &mut write).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // Answer now (the agents resend), but let the write finish
-                    // before the next one starts: an abandoned write would keep
-                    // running beside it, and a stuck store would pile them up.
-                    // Batches queued meanwhile are answered RETRY at once.
-                    let late = Err(SinkError::Retryable(format!(
-                        "sink write took over {} ms",
-                        write_timeout.as_millis()
-                    )));
-                    self.answer(&mut waiters, &late);
-                    let busy = Err(SinkError::Retryable("sink busy with a late write".into()));
-                    loop {
-                        tokio::select! {
-                            finished = &mut write => {
-                                tracing::warn!(tenant = %self.tenant, ok = finished.is_ok(), "a timed-out sink write finished");
-                                break;
-                            }
-                            next = self.rx.recv() => match next {
-                                Some(s) => self.answer(&mut [waiter(s)], &busy),
-                                None => {
-                                    let _ = (&mut write).await;
+            // In a block: the write borrows the sink until it is dropped.
+            let result = {
+                let mut write = std::pin::pin!(sink.write(batches));
+                match tokio::time::timeout(write_timeout, &mut write).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Answer now (the agents resend), but let the write finish
+                        // before the next one starts: an abandoned write would keep
+                        // running beside it, and a stuck store would pile them up.
+                        // Batches queued meanwhile are answered RETRY at once.
+                        let late = Err(SinkError::Retryable(format!(
+                            "sink write took over {} ms",
+                            write_timeout.as_millis()
+                        )));
+                        self.answer(&mut waiters, &late);
+                        let busy = Err(SinkError::Retryable("sink busy with a late write".into()));
+                        loop {
+                            tokio::select! {
+                                finished = &mut write => {
+                                    tracing::warn!(tenant = %self.tenant, ok = finished.is_ok(), "a timed-out sink write finished");
                                     break;
                                 }
-                            },
+                                next = self.rx.recv() => match next {
+                                    Some(s) => self.answer(&mut [waiter(s)], &busy),
+                                    None => {
+                                        let _ = (&mut write).await;
+                                        break;
+                                    }
+                                },
+                            }
                         }
+                        late
                     }
-                    late
                 }
             };
             self.metrics.write_done(items, started.elapsed(), result.is_ok());
-            if let Err(e) = &result {
-                tracing::warn!(tenant = %self.tenant, items, error = %e, "sink write failed; batches get ACK RETRY");
+            match &result {
+                Ok(()) => {}
+                Err(SinkError::Refused(reason)) => {
+                    tracing::warn!(tenant = %self.tenant, batches = copies.len(), error = %reason, "the store refused a write; writing its batches one at a time");
+                    self.isolate(&mut sink, copies, &mut waiters).await;
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, items, error = %e, "sink write failed; batches get ACK RETRY");
+                }
             }
-            // Batches answered when the write ran late keep that answer.
+            // Batches answered already (a late write, a refused one) keep that answer.
             self.answer(&mut waiters, &result);
+        }
+    }
+
+    /// Writes the batches of a refused write one at a time and answers each:
+    /// stored (OK), refused while the store took others of them (REJECTED,
+    /// once its stored part is removed), or anything else (RETRY). Bounded
+    /// by one write timeout in all: batches not tried by then get ACK RETRY.
+    async fn isolate(&mut self, sink: &mut Sink, batches: Vec<AcceptedBatch>, waiters: &mut [Waiter]) {
+        let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
+        let deadline = tokio::time::Instant::now() + write_timeout;
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            let result = match tokio::time::timeout_at(deadline, sink.write(vec![batch.clone()])).await {
+                Ok(result) => result,
+                Err(_) => Err(SinkError::Retryable(format!(
+                    "writing a refused write's batches one at a time took over {} ms",
+                    write_timeout.as_millis()
+                ))),
+            };
+            results.push(result);
+        }
+        let store_works = results.iter().any(Result::is_ok);
+        for ((batch, waiter), result) in batches.iter().zip(waiters.iter_mut()).zip(results) {
+            let result = match result {
+                Err(SinkError::Refused(reason)) if store_works => match sink.discard(batch).await {
+                    Ok(()) => {
+                        self.metrics.batch_refused();
+                        tracing::warn!(tenant = %self.tenant, device = %batch.device_id(), seq = batch.seq(), error = %reason, "the store refused a batch: ACK REJECTED");
+                        Err(SinkError::Refused(reason))
+                    }
+                    // Part of it may still be stored: the agent must resend.
+                    Err(e) => Err(e),
+                },
+                // Nothing was taken: the refusal may be the store's (its keys, its settings).
+                Err(SinkError::Refused(reason)) => Err(SinkError::Fatal(reason)),
+                other => other,
+            };
+            waiter.answer(&result, &self.metrics);
         }
     }
 

@@ -120,6 +120,9 @@ pub enum BatchOutcome {
     Stored,
     /// Nothing may be counted as stored: ACK RETRY with this message.
     Retry(String),
+    /// The store refused the batch and nothing of it is stored: ACK
+    /// REJECTED with this reason.
+    Rejected(String),
 }
 
 /// Who is connected, once HELLO is accepted.
@@ -655,6 +658,7 @@ impl Session {
         let ack = match outcome {
             BatchOutcome::Stored => Ack::ok(seq),
             BatchOutcome::Retry(message) => Ack::retry(seq, self.jittered(self.settings.retry_after_ms), &message),
+            BatchOutcome::Rejected(reason) => Ack::rejected(seq, &format!("the store refused this batch: {reason}")),
         };
         self.ack(ack, out);
         self.close_if_done(out);

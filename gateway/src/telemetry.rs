@@ -130,6 +130,12 @@ pub const METRICS: &[Metric] = &[
         "batches answered ACK RETRY after waiting too long in the queue",
     ),
     metric(
+        "awp_batches_refused_total",
+        C,
+        &["tenant"],
+        "batches answered ACK REJECTED because the store refused them",
+    ),
+    metric(
         "awp_batch_durable_seconds",
         H,
         &["tenant"],
@@ -414,6 +420,7 @@ pub struct TenantMetrics {
     writes_ok: Counter,
     writes_failed: Counter,
     items_written: Counter,
+    batches_refused: Counter,
 }
 
 impl TenantMetrics {
@@ -430,6 +437,7 @@ impl TenantMetrics {
             write_items: metrics::histogram!("awp_sink_write_items", "tenant" => t.clone()),
             writes_ok: metrics::counter!("awp_sink_writes_total", "tenant" => t.clone(), "outcome" => "ok"),
             writes_failed: metrics::counter!("awp_sink_writes_total", "tenant" => t.clone(), "outcome" => "error"),
+            batches_refused: metrics::counter!("awp_batches_refused_total", "tenant" => t.clone()),
             items_written: metrics::counter!("awp_items_written_total", "tenant" => t),
         }
     }
@@ -459,6 +467,11 @@ impl TenantMetrics {
         } else {
             self.writes_failed.increment(1);
         }
+    }
+
+    /// The store refused a batch (answered ACK REJECTED).
+    pub fn batch_refused(&self) {
+        self.batches_refused.increment(1);
     }
 
     /// A batch was answered after `waited` since it was queued.

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use awp_gateway::config::{Config, DynamoConfig, SinkKind, TenantConfig};
@@ -405,4 +405,88 @@ async fn a_write_stores_every_item_even_with_a_concurrency_of_zero() {
         .collect();
     sink.write(batches).await.unwrap();
     assert_eq!(query(&client, "awp-acme", "dev-0001").await.len(), 600);
+}
+
+/// A BATCH with one EVENT the store refuses (the proxy refuses any write
+/// that carries its name, as DynamoDB refuses a value it will not store).
+fn poisoned_batch(seq: u64) -> Vec<u8> {
+    let b = Batch {
+        seq,
+        base_time_ms: 1_764_000_000_000 + seq * 10_000,
+        records: vec![Record {
+            time_offset_ms: 0,
+            body: RecordBody::Event(awp_protocol::Event {
+                name: "poison-pill".into(),
+                attrs: Vec::new(),
+            }),
+        }],
+    };
+    let mut buf = bytes::BytesMut::new();
+    b.encode(
+        awp_protocol::Compression::None,
+        &awp_protocol::Limits::DEFAULT,
+        &mut buf,
+    )
+    .unwrap();
+    buf.to_vec()
+}
+
+/// Three batches' ACKs, by seq.
+async fn three_acks(c: &mut Client<tokio::net::TcpStream>) -> BTreeMap<u64, (AckStatus, String)> {
+    let mut acks = BTreeMap::new();
+    while acks.len() < 3 {
+        match c.next().await {
+            Some(Frame::Ack(a)) => {
+                acks.insert(a.seq, (a.status, a.message));
+            }
+            other => panic!("expected ACK, got {other:?}"),
+        }
+    }
+    acks
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_is_rejected_and_the_rest_of_its_write_is_stored() {
+    let db = Dynalite::start();
+    let client = create_tables(&db.endpoint, &["acme"]).await;
+    let proxy = FaultProxy::start(&db.endpoint).await;
+    let endpoint = proxy.endpoint.clone();
+    let t = TestServer::start(move |c| {
+        use_dynamo(c, &endpoint, &[]);
+        // The three batches below share one write.
+        c.pipeline.linger_ms = 300;
+    })
+    .await;
+    proxy.set(Fault::Refuse("poison-pill"));
+    let mut c = agent(t.addr(), "acme", "acme-secret-1", "dev-7").await;
+    for frame in [batch(1, 10), poisoned_batch(2), batch(3, 10)] {
+        c.send(&frame).await;
+    }
+    let acks = three_acks(&mut c).await;
+    assert_eq!(acks[&1].0, AckStatus::Ok, "{acks:?}");
+    assert_eq!(acks[&3].0, AckStatus::Ok, "{acks:?}");
+    let (status, message) = &acks[&2];
+    assert_eq!(*status, AckStatus::Rejected, "{acks:?}");
+    assert!(
+        message.contains("refused") && message.contains("injected refusal"),
+        "{message}"
+    );
+    // The good batches are stored, nothing of the refused one.
+    let items = query(&client, "awp-acme", "dev-7").await;
+    let seqs: BTreeSet<String> = items
+        .iter()
+        .map(|i| i["seq"]["N"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(items.len(), 20);
+    assert_eq!(seqs, BTreeSet::from(["1".to_owned(), "3".to_owned()]));
+
+    // A store that refuses everything is the store's fault, not the batches':
+    // nothing is rejected, everything is retried.
+    proxy.set(Fault::Refuse("RequestItems"));
+    for frame in [batch(4, 10), poisoned_batch(5), batch(6, 10)] {
+        c.send(&frame).await;
+    }
+    let acks = three_acks(&mut c).await;
+    assert!(acks.values().all(|(status, _)| *status == AckStatus::Retry), "{acks:?}");
+    t.server.shutdown().await;
 }

@@ -27,6 +27,9 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS items (device TEXT NO
 pub const UPSERT: &str = "INSERT INTO items (device, rk, item) VALUES (?1, ?2, ?3) \
                           ON CONFLICT(device, rk) DO UPDATE SET item = excluded.item";
 
+/// Removes one item: `?1` device, `?2` rk.
+pub const DELETE: &str = "DELETE FROM items WHERE device = ?1 AND rk = ?2";
+
 /// A device's items: `?1` device; rows of (rk, item).
 pub const DEVICE_ITEMS: &str = "SELECT rk, item FROM items WHERE device = ?1 ORDER BY rk";
 

@@ -75,6 +75,10 @@ pub enum Fault {
     Down,
     /// Each request: a fault with these odds (throttle, 500, unprocessed), else forwarded.
     Random(f64, f64, f64),
+    /// A BatchWriteItem whose body contains this text is refused with a
+    /// ValidationException, as DynamoDB refuses a value it will not store;
+    /// the rest is forwarded.
+    Refuse(&'static str),
 }
 
 /// Counts of what the proxy did.
@@ -85,6 +89,7 @@ pub struct FaultStats {
     pub errors: AtomicU64,
     pub unprocessed: AtomicU64,
     pub dropped: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 /// An HTTP/1.1 proxy on 127.0.0.1 in front of dynalite that injects faults.
@@ -258,7 +263,17 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
                     None => return,
                 }
             }
-            Fault::None | Fault::Unprocessed | Fault::Random(..) => {
+            Fault::Refuse(marker)
+                if is_batch_write && req.body.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
+            {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                response(
+                    "400 Bad Request",
+                    &json!({"__type": "com.amazon.coral.validate#ValidationException",
+                            "message": "One or more parameter values were invalid: injected refusal"}),
+                )
+            }
+            Fault::None | Fault::Unprocessed | Fault::Random(..) | Fault::Refuse(_) => {
                 stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 match forward(&upstream, &req.head, &req.body).await {
                     Some((head, resp)) => [with_content_length(&head, resp.len()).into_bytes(), resp].concat(),

@@ -38,7 +38,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use secrecy::ExposeSecret;
@@ -225,7 +225,10 @@ enum Retry {
     Throttled,
     /// A transient fault (5xx, timeout, connection): back off.
     Transient,
-    /// Will not succeed by retrying (missing table, validation, access).
+    /// The request's items were refused (a validation error): retrying the
+    /// same items cannot help, but other items may be accepted.
+    Refused,
+    /// Will not succeed by retrying (missing table, access).
     Never,
 }
 
@@ -240,8 +243,8 @@ fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> (Retry,
                 | "Throttling"
                 | "TooManyRequestsException" => Retry::Throttled,
                 "InternalServerError" | "ServiceUnavailable" | "InternalFailure" => Retry::Transient,
+                "ValidationException" => Retry::Refused,
                 "ResourceNotFoundException"
-                | "ValidationException"
                 | "AccessDeniedException"
                 | "UnrecognizedClientException"
                 | "MissingAuthenticationTokenException"
@@ -340,7 +343,7 @@ impl DynamoSink {
                 let kind = match retry {
                     Retry::Throttled => DynamoErrorKind::Throttled,
                     Retry::Transient => DynamoErrorKind::Transient,
-                    Retry::Never => DynamoErrorKind::Fatal,
+                    Retry::Refused | Retry::Never => DynamoErrorKind::Fatal,
                 };
                 self.metrics.request_failed(started.elapsed(), kind);
                 Attempt::Failed(retry, message, requests)
@@ -349,10 +352,15 @@ impl DynamoSink {
     }
 }
 
-impl TenantSink for DynamoSink {
-    async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
+impl DynamoSink {
+    /// Sends every request `next` yields, as many at a time as the limit
+    /// allows, retrying what can be retried; `Ok` only when every one of
+    /// them is written.
+    async fn send_all(
+        &mut self,
+        mut next: impl FnMut() -> Result<Option<Vec<WriteRequest>>, SinkError>,
+    ) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.give_up_after;
-        let mut fresh = Requests::new(&batches)?;
         // Requests to send again, with their attempt number.
         let mut retries: Vec<(Vec<WriteRequest>, u32)> = Vec::new();
         let mut inflight = FuturesUnordered::new();
@@ -360,7 +368,7 @@ impl TenantSink for DynamoSink {
             while inflight.len() < self.limit.current() {
                 let (request, attempt) = match retries.pop() {
                     Some(r) => r,
-                    None => match fresh.next_request()? {
+                    None => match next()? {
                         Some(request) => (request, 0),
                         None => break,
                     },
@@ -387,6 +395,11 @@ impl TenantSink for DynamoSink {
                 Attempt::Failed(retry, message, rest) => (retry, message, rest),
             };
             match retry {
+                Retry::Refused => {
+                    tracing::warn!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB refused a request's items");
+                    // The table is the operator's business (it is in the log), not the agent's.
+                    return Err(SinkError::Refused(message));
+                }
                 Retry::Never => {
                     tracing::error!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB write failed and will not succeed by retrying");
                     return Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
@@ -407,13 +420,40 @@ impl TenantSink for DynamoSink {
     }
 }
 
+impl TenantSink for DynamoSink {
+    async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
+        let mut fresh = Requests::new(&batches)?;
+        self.send_all(|| fresh.next_request()).await
+    }
+
+    async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {
+        let mut deletes = Vec::with_capacity(batch.record_count() as usize);
+        for record in batch.records() {
+            let key = HashMap::from([
+                ("device".to_owned(), AttributeValue::S(batch.device_id().to_owned())),
+                ("rk".to_owned(), AttributeValue::S(record?.key.to_string())),
+            ]);
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| SinkError::Fatal(format!("cannot build a DeleteRequest: {e}")))?;
+            deletes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let mut chunks = deletes.into_iter();
+        self.send_all(|| {
+            let chunk: Vec<WriteRequest> = chunks.by_ref().take(MAX_REQUEST_ITEMS).collect();
+            Ok((!chunk.is_empty()).then_some(chunk))
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use awp_protocol::{Limits, Platform, Record, RecordBody, Unknown};
     use awp_store::Origin;
-    use aws_sdk_dynamodb::types::AttributeValue;
 
     use super::*;
 

@@ -34,6 +34,11 @@ pub enum SinkError {
     /// agents keep their data), but logged loudly.
     #[error("sink write failed, fatal (check the configuration): {0}")]
     Fatal(String),
+    /// The store refused the items of this write (a validation error):
+    /// writing the same items again cannot help, other items may be taken.
+    /// The writer finds the batch at fault by writing them one at a time.
+    #[error("the store refused the items: {0}")]
+    Refused(String),
 }
 
 impl SinkError {
@@ -57,6 +62,11 @@ pub trait TenantSink: Send + 'static {
     /// partial counts. Writing an item whose (`device`, `rk`) is already
     /// stored replaces it, so a resent batch is stored once.
     fn write(&mut self, batches: Vec<AcceptedBatch>) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Removes whatever of `batch` a refused write may have stored, so that a
+    /// batch answered ACK REJECTED leaves nothing behind (a write is one
+    /// transaction in SQLite, but several requests in DynamoDB).
+    fn discard(&mut self, batch: &AcceptedBatch) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// A tenant's sink, whichever kind its configuration names.
@@ -106,6 +116,14 @@ impl TenantSink for Sink {
             Sink::Sqlite(s) => s.write(batches).await,
             Sink::Dynamodb(s) => s.write(batches).await,
             Sink::Null(s) => s.write(batches).await,
+        }
+    }
+
+    async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {
+        match self {
+            Sink::Sqlite(s) => s.discard(batch).await,
+            Sink::Dynamodb(s) => s.discard(batch).await,
+            Sink::Null(s) => s.discard(batch).await,
         }
     }
 }

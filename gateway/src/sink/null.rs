@@ -45,6 +45,11 @@ impl TenantSink for NullSink {
         self.counter.fetch_add(items, Ordering::Relaxed);
         Ok(())
     }
+
+    /// Nothing was stored.
+    async fn discard(&mut self, _batch: &AcceptedBatch) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use awp_store::sqlite::{CREATE_TABLE, UPSERT, database_path};
+use awp_store::sqlite::{CREATE_TABLE, DELETE, UPSERT, database_path};
 use awp_store::{AcceptedBatch, JsonItems};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
@@ -209,6 +209,34 @@ impl TenantSink for SqliteSink {
         .await
         .map_err(|e| SinkError::Fatal(format!("sqlite write task failed: {e}")))?
     }
+
+    async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {
+        let store = Arc::clone(&self.store);
+        let path = self.path.clone();
+        let batch = batch.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+            delete_batch(&mut store.conn, &batch).map_err(|e| match e {
+                WriteError::Sqlite(e) => sink_error(&path, e),
+                WriteError::Batch(e) => SinkError::from(e),
+            })
+        })
+        .await
+        .map_err(|e| SinkError::Fatal(format!("sqlite discard task failed: {e}")))?
+    }
+}
+
+/// Deletes a batch's rows, in one transaction.
+fn delete_batch(conn: &mut Connection, batch: &AcceptedBatch) -> Result<(), WriteError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(DELETE)?;
+        for record in batch.records() {
+            stmt.execute(params![batch.device_id(), record?.key.to_string()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -325,6 +353,19 @@ mod tests {
         for file in ["acme.sqlite3", "acme.sqlite3-wal", "acme.sqlite3-shm"] {
             assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_discarded_batch_leaves_no_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        sink.write(vec![mixed_kinds_batch(), vector_batch("batch_one_location", 1)])
+            .await
+            .unwrap();
+        sink.discard(&mixed_kinds_batch()).await.unwrap();
+        let left = rows(sink.path());
+        assert_eq!(left.len(), 1);
+        assert!(left.values().all(|v| v["seq"]["N"] == "1"));
     }
 
     #[tokio::test]
