@@ -1,5 +1,9 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process is up) and `/readyz` (accepting agents; 503 while draining).
+//! (the process is up) and `/readyz`: 200 `ready` when the gateway accepts
+//! agents and stores every tenant's records; 503 while draining, or while a
+//! tenant is degraded (its writer restarting, or its sink failing every
+//! write for `pipeline.unhealthy_after_ms`), with a line per tenant saying
+//! what is wrong.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::budget::MemoryBudget;
+use crate::health::Health;
 use crate::telemetry::{self, TenantMetrics};
 
 /// Serves the admin endpoint until shutdown; returns the task and the bound address.
@@ -19,6 +24,7 @@ pub async fn start(
     addr: SocketAddr,
     ready: Arc<AtomicBool>,
     budget: Arc<MemoryBudget>,
+    health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
     let handle = telemetry::install();
@@ -26,10 +32,14 @@ pub async fn start(
         .tenant_ids()
         .map(|t| (t.to_owned(), TenantMetrics::new(t)))
         .collect();
+    let scraped = health.clone();
     let render = move || {
         // Gauges that are cheaper to read at a scrape than to keep up to date.
         for (tenant, metrics) in &tenants {
             metrics.budget_used(budget.used(tenant));
+        }
+        for (tenant, problem) in scraped.report() {
+            telemetry::tenant_degraded(tenant, problem.is_some());
         }
         std::future::ready(handle.render())
     };
@@ -39,14 +49,8 @@ pub async fn start(
         .route(
             "/readyz",
             get(move || {
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                    }
-                }
+                let answer = readiness(ready.load(Ordering::SeqCst), &health);
+                std::future::ready(answer)
             }),
         );
     let listener = tokio::net::TcpListener::bind(addr)
@@ -64,4 +68,38 @@ pub async fn start(
         }
     });
     Ok((task, bound))
+}
+
+/// `/readyz`'s answer.
+fn readiness(accepting: bool, health: &Health) -> (StatusCode, String) {
+    if !accepting {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned());
+    }
+    let degraded: String = health
+        .report()
+        .filter_map(|(tenant, problem)| problem.map(|p| format!("degraded: tenant {tenant}: {p}\n")))
+        .collect();
+    if degraded.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, degraded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn readiness_names_the_degraded_tenants() {
+        let health = Health::new(["a".to_owned(), "b".to_owned()], Duration::from_secs(60));
+        assert_eq!(readiness(true, &health), (StatusCode::OK, "ready\n".to_owned()));
+        assert_eq!(readiness(false, &health).0, StatusCode::SERVICE_UNAVAILABLE);
+        health.tenant("b").down("the writer panicked: boom".into());
+        let (status, body) = readiness(true, &health);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "degraded: tenant b: writer down: the writer panicked: boom\n");
+    }
 }

@@ -166,6 +166,9 @@ pub struct PipelineConfig {
     pub tenant_budget_percent: u8,
     /// How long a BATCH may wait for budget before it gets ACK RETRY.
     pub budget_wait_ms: u64,
+    /// A tenant whose sink has failed every write for this long is
+    /// degraded (`/readyz` 503, `awp_tenant_degraded`); 0 turns this off.
+    pub unhealthy_after_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -178,6 +181,7 @@ impl Default for PipelineConfig {
             budget_bytes: 256 << 20,
             tenant_budget_percent: 50,
             budget_wait_ms: 10_000,
+            unhealthy_after_ms: 60_000,
         }
     }
 }
@@ -602,6 +606,7 @@ write_timeout_ms = 10000             # a write (or a wait in the queue) longer t
 budget_bytes = 268435456             # memory for batches held from decode until written, all tenants
 tenant_budget_percent = 50           # the share of it one tenant may hold
 budget_wait_ms = 10000               # a batch waiting longer for budget: ACK RETRY
+unhealthy_after_ms = 60000           # a sink failing every write this long degrades its tenant (0: never)
 
 [sink]
 kind = "sqlite"                      # or "dynamodb" (each tenant's table), "null" (benchmarks)

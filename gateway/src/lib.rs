@@ -49,6 +49,7 @@ mod budget;
 pub mod config;
 mod conn;
 mod files;
+mod health;
 pub mod inspect;
 mod pipeline;
 mod read_buffer;

@@ -28,18 +28,26 @@
 //! match), and the batches get ACK RETRY. (A batch refused alone is retried
 //! until it shares a write with others, which is soon for any active
 //! tenant.)
+//!
+//! A writer that panics is restarted with backoff, with its sink opened
+//! again; the batches it held are answered ACK RETRY (a batch's answer is
+//! given when it is dropped unanswered), and so are the batches that arrive
+//! while it is down. Its tenant is degraded meanwhile (`health.rs`).
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use awp_store::AcceptedBatch;
+use futures_util::FutureExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::budget::BudgetPermit;
 use crate::config::{PipelineConfig, SinkConfig};
-use crate::sink::{self, Sink, SinkError, TenantSink};
+use crate::health::{Health, TenantHealth};
+use crate::sink::{self, SinkError, TenantSink};
 use crate::telemetry::TenantMetrics;
 use crate::tenant::Tenants;
 
@@ -92,11 +100,10 @@ pub enum SubmitError {
     Closed,
 }
 
+/// A queued batch and what answering it takes.
 struct Submission {
     batch: AcceptedBatch,
-    reply: Arc<Answers>,
-    permit: BudgetPermit,
-    queued_at: Instant,
+    waiter: Waiter,
 }
 
 /// A submission after its batch went to the sink: what answering it takes.
@@ -109,6 +116,19 @@ struct Waiter {
     /// longer held, which for a write that ran late is after it ended, not
     /// when its batches were answered.
     _permit: BudgetPermit,
+}
+
+impl Drop for Waiter {
+    /// A batch dropped unanswered (its writer panicked, the pipeline shut
+    /// down) is answered ACK RETRY, so its agent resends instead of waiting.
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.put(Outcome {
+                seq: self.seq,
+                result: Err(SinkError::Retryable("the storage writer stopped".into())),
+            });
+        }
+    }
 }
 
 impl Waiter {
@@ -145,11 +165,13 @@ impl Writers {
 }
 
 impl Pipeline {
-    /// Opens each tenant's sink and starts its writer.
+    /// Opens each tenant's sink (failing at once if one cannot be) and
+    /// starts its writer, which reports to `health`.
     pub async fn start(
         tenants: &Tenants,
         sink_config: &SinkConfig,
         config: &PipelineConfig,
+        health: &Health,
     ) -> Result<(Pipeline, Writers), SinkError> {
         let mut queues = HashMap::new();
         let mut tasks = JoinSet::new();
@@ -162,9 +184,15 @@ impl Pipeline {
                 tenant: tenant.id.clone(),
                 config: config.clone(),
                 rx,
+                health: health.tenant(&tenant.id),
             };
-            tasks.spawn(writer.run(sink));
             queues.insert(tenant.id.clone(), tx);
+            let (owner, sinks, pipeline) = (tenant.clone(), sink_config.clone(), config.clone());
+            let reopen = move || {
+                let (owner, sinks, pipeline) = (owner.clone(), sinks.clone(), pipeline.clone());
+                async move { sink::open(&owner, &sinks, &pipeline).await }
+            };
+            tasks.spawn(writer.supervise(sink, reopen));
         }
         Ok((
             Pipeline {
@@ -185,14 +213,27 @@ impl Pipeline {
     ) -> Result<(), SubmitError> {
         let queue = self.queues.get(tenant).ok_or(SubmitError::Closed)?;
         let submission = Submission {
+            waiter: Waiter {
+                seq: batch.seq(),
+                reply: Some(reply.clone()),
+                queued_at: Instant::now(),
+                _permit: permit,
+            },
             batch,
-            reply: reply.clone(),
-            permit,
-            queued_at: Instant::now(),
         };
-        queue.send(submission).map_err(|_| SubmitError::Closed)
+        // Refused only at shutdown; the submission is then dropped without
+        // an answer, which the caller gives itself.
+        queue.send(submission).map_err(|e| {
+            let mut unsent = e.0;
+            unsent.waiter.reply = None;
+            SubmitError::Closed
+        })
     }
 }
+
+/// How long a writer waits before it starts again after a panic: doubling
+/// from the first to the last.
+const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
 
 /// One tenant's writer.
 struct Writer {
@@ -200,10 +241,66 @@ struct Writer {
     config: PipelineConfig,
     rx: mpsc::UnboundedReceiver<Submission>,
     metrics: TenantMetrics,
+    health: Arc<TenantHealth>,
 }
 
 impl Writer {
-    async fn run(mut self, mut sink: Sink) {
+    /// Runs the writer until its queue closes; after a panic, opens the sink
+    /// again (`reopen`) and goes on, with backoff, answering the batches that
+    /// arrive meanwhile ACK RETRY.
+    async fn supervise<S, Reopen, Opening>(mut self, mut sink: S, mut reopen: Reopen)
+    where
+        S: TenantSink,
+        Reopen: FnMut() -> Opening,
+        Opening: Future<Output = Result<S, SinkError>>,
+    {
+        let mut backoff = RESTART_BACKOFF.0;
+        loop {
+            match AssertUnwindSafe(self.run(&mut sink)).catch_unwind().await {
+                // The queue closed: the gateway is shutting down.
+                Ok(()) => return,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    tracing::error!(tenant = %self.tenant, panic = %why, "the sink writer failed; restarting it");
+                    self.health.down(format!("the writer panicked: {why}"));
+                }
+            }
+            sink = loop {
+                if !self.wait_down(backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(RESTART_BACKOFF.1);
+                match reopen().await {
+                    Ok(sink) => break sink,
+                    Err(e) => {
+                        tracing::error!(tenant = %self.tenant, error = %e, "cannot open the sink again");
+                        self.health.down(format!("cannot open the sink: {e}"));
+                    }
+                }
+            };
+            self.health.up();
+        }
+    }
+
+    /// Waits `pause` while the writer is down, answering whatever arrives
+    /// ACK RETRY; `false` if the queue closed meanwhile.
+    async fn wait_down(&mut self, pause: Duration) -> bool {
+        let until = tokio::time::Instant::now() + pause;
+        let down = Err(SinkError::Retryable("the storage writer is restarting".into()));
+        loop {
+            match tokio::time::timeout_at(until, self.rx.recv()).await {
+                Ok(Some(s)) => self.answer(&mut [waiter(s)], &down),
+                Ok(None) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    async fn run<S: TenantSink>(&mut self, sink: &mut S) {
         let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
         let mut gathered = Vec::new();
         while let Some(first) = self.rx.recv().await {
@@ -253,12 +350,13 @@ impl Writer {
             };
             self.metrics.write_done(items, started.elapsed(), result.is_ok());
             match &result {
-                Ok(()) => {}
+                Ok(()) => self.health.write_ok(),
                 Err(SinkError::Refused(reason)) => {
                     tracing::warn!(tenant = %self.tenant, batches = copies.len(), error = %reason, "the store refused a write; writing its batches one at a time");
-                    self.isolate(&mut sink, copies, &mut waiters).await;
+                    self.isolate(sink, copies, &mut waiters).await;
                 }
                 Err(e) => {
+                    self.health.write_failed(&e.to_string());
                     tracing::warn!(tenant = %self.tenant, items, error = %e, "sink write failed; batches get ACK RETRY");
                 }
             }
@@ -271,7 +369,7 @@ impl Writer {
     /// stored (OK), refused while the store took others of them (REJECTED,
     /// once its stored part is removed), or anything else (RETRY). Bounded
     /// by one write timeout in all: batches not tried by then get ACK RETRY.
-    async fn isolate(&mut self, sink: &mut Sink, batches: Vec<AcceptedBatch>, waiters: &mut [Waiter]) {
+    async fn isolate<S: TenantSink>(&mut self, sink: &mut S, batches: Vec<AcceptedBatch>, waiters: &mut [Waiter]) {
         let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
         let deadline = tokio::time::Instant::now() + write_timeout;
         let mut results = Vec::with_capacity(batches.len());
@@ -286,6 +384,9 @@ impl Writer {
             results.push(result);
         }
         let store_works = results.iter().any(Result::is_ok);
+        if store_works {
+            self.health.write_ok();
+        }
         for ((batch, waiter), result) in batches.iter().zip(waiters.iter_mut()).zip(results) {
             let result = match result {
                 Err(SinkError::Refused(reason)) if store_works => match sink.discard(batch).await {
@@ -317,7 +418,7 @@ impl Writer {
         let mut next = Some(first);
         loop {
             if let Some(s) = next.take() {
-                if s.queued_at.elapsed() > max_wait {
+                if s.waiter.queued_at.elapsed() > max_wait {
                     expired.push(waiter(s));
                 } else {
                     items += s.batch.record_count() as usize;
@@ -356,15 +457,122 @@ impl Writer {
 
 /// A submission's batch, for the sink, and what answering it takes.
 fn split(s: Submission) -> (AcceptedBatch, Waiter) {
-    let waiter = Waiter {
-        seq: s.batch.seq(),
-        reply: Some(s.reply),
-        queued_at: s.queued_at,
-        _permit: s.permit,
-    };
-    (s.batch, waiter)
+    (s.batch, s.waiter)
 }
 
 fn waiter(s: Submission) -> Waiter {
     split(s).1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+    use crate::budget::MemoryBudget;
+    use crate::sink::tests::vector_batch;
+
+    /// A sink whose first write panics (as a bug in a sink would), shared
+    /// with the copies opened after it.
+    struct PanicsOnce {
+        panicked: Arc<AtomicBool>,
+        written: Arc<AtomicU64>,
+    }
+
+    impl TenantSink for PanicsOnce {
+        async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
+            if !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("injected sink bug");
+            }
+            self.written.fetch_add(batches.len() as u64, Ordering::SeqCst);
+            Ok(())
+        }
+
+        async fn discard(&mut self, _batch: &AcceptedBatch) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    async fn next_answer(answers: &Answers) -> Outcome {
+        loop {
+            if let Some(outcome) = answers.take().pop() {
+                return outcome;
+            }
+            tokio::time::timeout(Duration::from_secs(5), answers.arrived())
+                .await
+                .expect("an answer in time");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_answers_retry_restarts_and_goes_on() {
+        let health = Arc::new(TenantHealth::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            tenant: "t".into(),
+            config: PipelineConfig::default(),
+            rx,
+            metrics: TenantMetrics::new("t"),
+            health: health.clone(),
+        };
+        let (panicked, written) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let sink = PanicsOnce {
+            panicked: panicked.clone(),
+            written: written.clone(),
+        };
+        let reopened = Arc::new(AtomicU64::new(0));
+        let reopen = {
+            let (panicked, written, reopened) = (panicked.clone(), written.clone(), reopened.clone());
+            move || {
+                reopened.fetch_add(1, Ordering::SeqCst);
+                let sink = PanicsOnce {
+                    panicked: panicked.clone(),
+                    written: written.clone(),
+                };
+                async move { Ok(sink) }
+            }
+        };
+        let task = tokio::spawn(writer.supervise(sink, reopen));
+        let budget = MemoryBudget::new(1 << 20, 1 << 20, ["t".to_owned()]);
+        let answers = Arc::new(Answers::default());
+        let submit = |seq: u64| {
+            let batch = vector_batch("batch_one_location", 1);
+            Submission {
+                waiter: Waiter {
+                    seq,
+                    reply: Some(answers.clone()),
+                    queued_at: Instant::now(),
+                    _permit: budget.tenant("t").unwrap().try_take(1000).unwrap(),
+                },
+                batch,
+            }
+        };
+        // The first write panics: its batch is answered RETRY, the tenant is degraded.
+        tx.send(submit(1)).ok().unwrap();
+        let outcome = next_answer(&answers).await;
+        assert_eq!(outcome.seq, 1);
+        assert!(
+            matches!(outcome.result, Err(SinkError::Retryable(_))),
+            "{:?}",
+            outcome.result
+        );
+        assert!(
+            health.problem(Duration::ZERO).unwrap().contains("injected sink bug"),
+            "{:?}",
+            health.problem(Duration::ZERO)
+        );
+        // After the backoff the sink is opened again and the next batch is stored.
+        tokio::time::sleep(RESTART_BACKOFF.0 * 3).await;
+        assert_eq!(reopened.load(Ordering::SeqCst), 1);
+        assert_eq!(health.problem(Duration::ZERO), None);
+        tx.send(submit(2)).ok().unwrap();
+        let outcome = next_answer(&answers).await;
+        assert_eq!((outcome.seq, outcome.result.is_ok()), (2, true));
+        assert_eq!(written.load(Ordering::SeqCst), 1);
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::conn::{ConnContext, serve};
+use crate::health::Health;
 use crate::pipeline::{Pipeline, Writers};
 use crate::session::SessionSettings;
 use crate::telemetry;
@@ -94,7 +95,11 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             "the null sink is on: this tenant's batches are acknowledged and NOT stored"
         );
     }
-    let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline)
+    let health = Arc::new(Health::new(
+        tenants.iter().map(|t| t.id.clone()),
+        Duration::from_millis(config.pipeline.unhealthy_after_ms),
+    ));
+    let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline, &health)
         .await
         .context("sink: cannot open the tenants' stores")?;
     let ctx = Arc::new(ConnContext {
@@ -154,7 +159,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let ready = Arc::new(AtomicBool::new(true));
     let (admin, admin_addr) = match s.admin_listen {
         Some(addr) => {
-            let (handle, bound) = crate::admin::start(addr, ready.clone(), budget.clone(), shutdown_rx.clone()).await?;
+            let (handle, bound) =
+                crate::admin::start(addr, ready.clone(), budget.clone(), health.clone(), shutdown_rx.clone()).await?;
             (Some(handle), Some(bound))
         }
         None => (None, None),
@@ -386,7 +392,10 @@ mod tests {
             budget_wait: Duration::from_secs(10),
             min_frame_rate: 1024,
         });
-        let (pipeline, _writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline).await.unwrap();
+        let health = Health::default();
+        let (pipeline, _writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline, &health)
+            .await
+            .unwrap();
         let ctx = Arc::new(ConnContext {
             settings,
             tenants,

@@ -112,6 +112,12 @@ pub const METRICS: &[Metric] = &[
         "batches answered ACK RETRY after waiting too long for budget",
     ),
     metric(
+        "awp_tenant_degraded",
+        G,
+        &["tenant"],
+        "1 while the tenant's writer is down or its sink has failed every write too long (read at each scrape)",
+    ),
+    metric(
         "awp_tenant_sink",
         G,
         &["tenant", "kind"],
@@ -406,6 +412,12 @@ impl Global {
 pub fn tenant_sink(tenant: &str, kind: &'static str) {
     global();
     metrics::gauge!("awp_tenant_sink", "tenant" => tenant.to_owned(), "kind" => kind).set(1.0);
+}
+
+/// Whether a tenant is degraded (see `health.rs`).
+pub fn tenant_degraded(tenant: &str, degraded: bool) {
+    global();
+    metrics::gauge!("awp_tenant_degraded", "tenant" => tenant.to_owned()).set(if degraded { 1.0 } else { 0.0 });
 }
 
 /// One tenant's pipeline and sink metrics.

@@ -320,25 +320,17 @@ async fn admin_endpoints_answer() {
     c.send(&vector("batch_one_location")).await;
     assert!(matches!(c.next().await, Some(Frame::Ack(_))));
     let admin = t.server.admin_addr.unwrap();
-    let get = |path: &'static str| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
-    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
-    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
-    let metrics = get("/metrics").await;
+    assert!(support::http_get(admin, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(support::http_get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));
+    let metrics = support::http_get(admin, "/metrics").await;
     for name in [
         "awp_frames_received_total",
         "awp_acks_total",
         "awp_records_received_total",
         "awp_items_written_total",
         "awp_batch_durable_seconds_bucket",
+        "awp_tenant_sink{tenant=\"acme\",kind=\"sqlite\"} 1",
+        "awp_tenant_degraded{tenant=\"acme\"} 0",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
@@ -427,5 +419,51 @@ async fn a_record_too_large_for_a_dynamodb_item_is_rejected() {
         }
         other => panic!("expected ACK REJECTED, got {other:?}"),
     }
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sink_failing_every_write_makes_the_gateway_unready_until_it_recovers() {
+    let t = TestServer::start(|c| {
+        c.pipeline.write_timeout_ms = 300;
+        c.pipeline.unhealthy_after_ms = 500;
+    })
+    .await;
+    let admin = t.server.admin_addr.unwrap();
+    // Hold the database's write lock: every write fails.
+    let db = rusqlite::Connection::open(t.dir.path().join("acme.sqlite3")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut c = t.welcomed().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let readyz = loop {
+        c.send(&vector("batch_one_location")).await;
+        assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Retry));
+        let readyz = support::http_get(admin, "/readyz").await;
+        if readyz.starts_with("HTTP/1.1 503") || std::time::Instant::now() > deadline {
+            break readyz;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+    assert!(
+        readyz.contains("degraded: tenant acme: every write has failed"),
+        "{readyz}"
+    );
+    let metrics = support::http_get(admin, "/metrics").await;
+    assert!(metrics.contains("awp_tenant_degraded{tenant=\"acme\"} 1"), "{metrics}");
+    // The store is free again: the next write succeeds and the gateway is ready.
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    let mut stored = false;
+    for _ in 0..100 {
+        c.send(&vector("batch_one_location")).await;
+        if matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok) {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored);
+    assert!(support::http_get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));
     t.server.shutdown().await;
 }

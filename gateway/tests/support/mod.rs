@@ -86,6 +86,17 @@ impl TestServer {
     }
 }
 
+/// The admin endpoint's answer to `GET path`, status line and all.
+pub async fn http_get(admin: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 /// A bare AWP/1 client: bytes out, decoded frames in.
 pub struct Client<S> {
     pub stream: S,

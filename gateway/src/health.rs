@@ -1,0 +1,128 @@
+//! Whether each tenant's records are being stored, for `/readyz` and
+//! `/metrics`.
+//!
+//! A tenant is degraded while its writer is down (it panicked, or its sink
+//! cannot be opened again, and it is being restarted with backoff), or when
+//! every write of its sink has failed for longer than
+//! `pipeline.unhealthy_after_ms`. `/readyz` then answers 503 with a line per
+//! degraded tenant, and `awp_tenant_degraded{tenant}` is 1.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One tenant's writer and sink, as far as health goes.
+#[derive(Debug, Default)]
+pub struct TenantHealth {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Why the writer is down, while it is.
+    down: Option<String>,
+    /// Since when every write has failed, and the last failure.
+    failing: Option<(Instant, String)>,
+}
+
+impl TenantHealth {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A write succeeded.
+    pub fn write_ok(&self) {
+        self.state().failing = None;
+    }
+
+    /// A write failed.
+    pub fn write_failed(&self, error: &str) {
+        let mut state = self.state();
+        let since = state.failing.as_ref().map_or_else(Instant::now, |(since, _)| *since);
+        state.failing = Some((since, error.to_owned()));
+    }
+
+    /// The writer is down (and being restarted).
+    pub fn down(&self, why: String) {
+        self.state().down = Some(why);
+    }
+
+    /// The writer runs again.
+    pub fn up(&self) {
+        self.state().down = None;
+    }
+
+    /// What is wrong, if anything: the writer is down, or every write has
+    /// failed for longer than `unhealthy_after` (never, if it is zero).
+    pub fn problem(&self, unhealthy_after: Duration) -> Option<String> {
+        let state = self.state();
+        if let Some(why) = &state.down {
+            return Some(format!("writer down: {why}"));
+        }
+        match &state.failing {
+            Some((since, error)) if !unhealthy_after.is_zero() && since.elapsed() >= unhealthy_after => Some(format!(
+                "every write has failed for {} s: {error}",
+                since.elapsed().as_secs()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Every tenant's health.
+#[derive(Debug, Default)]
+pub struct Health {
+    tenants: Vec<(String, Arc<TenantHealth>)>,
+    unhealthy_after: Duration,
+}
+
+impl Health {
+    /// Health for `tenants`; a sink failing every write for `unhealthy_after`
+    /// degrades its tenant (zero: never).
+    pub fn new(tenants: impl IntoIterator<Item = String>, unhealthy_after: Duration) -> Health {
+        Health {
+            tenants: tenants.into_iter().map(|t| (t, Arc::default())).collect(),
+            unhealthy_after,
+        }
+    }
+
+    /// A tenant's record, for its writer.
+    pub fn tenant(&self, id: &str) -> Arc<TenantHealth> {
+        self.tenants
+            .iter()
+            .find(|(t, _)| t == id)
+            .map_or_else(Arc::default, |(_, h)| h.clone())
+    }
+
+    /// Each tenant and what is wrong with it, if anything.
+    pub fn report(&self) -> impl Iterator<Item = (&str, Option<String>)> {
+        self.tenants
+            .iter()
+            .map(|(t, h)| (t.as_str(), h.problem(self.unhealthy_after)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_is_degraded_while_down_or_failing_too_long() {
+        let health = Health::new(["a".to_owned(), "b".to_owned()], Duration::from_millis(50));
+        let a = health.tenant("a");
+        assert!(health.report().all(|(_, p)| p.is_none()));
+        a.down("panicked".into());
+        assert_eq!(
+            health.report().next().unwrap().1.as_deref(),
+            Some("writer down: panicked")
+        );
+        a.up();
+        a.write_failed("disk full");
+        assert!(a.problem(Duration::from_millis(50)).is_none(), "not for long yet");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(a.problem(Duration::from_millis(50)).unwrap().contains("disk full"));
+        assert!(a.problem(Duration::ZERO).is_none(), "zero turns the rule off");
+        a.write_ok();
+        assert!(a.problem(Duration::from_millis(50)).is_none());
+        assert!(health.tenant("b").problem(Duration::from_millis(50)).is_none());
+    }
+}
