@@ -70,8 +70,13 @@ pub struct ServerConfig {
     pub tls_listen: Vec<SocketAddr>,
     /// The admin HTTP address (`/metrics`, `/healthz`, `/readyz`); none to disable.
     pub admin_listen: Option<SocketAddr>,
-    /// Connections beyond this are answered `ERROR(SERVER_BUSY)`.
+    /// Authenticated connections beyond this are answered `ERROR(SERVER_BUSY)`.
     pub max_connections: usize,
+    /// Connections not yet authenticated (TLS handshake, waiting for
+    /// HELLO); beyond it the one waiting longest is closed.
+    pub max_unauthenticated: usize,
+    /// Of those, from any one source address.
+    pub max_unauthenticated_per_source: usize,
     /// Advertised in WELCOME; the largest payload accepted (≥ 65,536).
     pub max_frame_len: u32,
     /// Advertised in WELCOME; the most records in one BATCH.
@@ -108,14 +113,16 @@ impl Default for ServerConfig {
             tls_listen: Vec::new(),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             max_connections: 10_000,
+            max_unauthenticated: 1024,
+            max_unauthenticated_per_source: 64,
             max_frame_len: 1 << 20,
             max_batch_records: 1000,
             max_batch_bytes: 4 << 20,
             max_inflight: 32,
             heartbeat_ms: 30_000,
             min_frame_rate: 1024,
-            hello_timeout_ms: 10_000,
-            tls_handshake_timeout_ms: 10_000,
+            hello_timeout_ms: 5_000,
+            tls_handshake_timeout_ms: 5_000,
             write_timeout_ms: 10_000,
             retry_after_ms: 1_000,
             goaway_reconnect_ms: 1_000,
@@ -297,6 +304,10 @@ pub struct TenantConfig {
     /// The tenant's DynamoDB table, for the `dynamodb` sink.
     #[serde(default)]
     pub dynamodb: Option<DynamoConfig>,
+    /// Authenticated connections this tenant may hold at once (within
+    /// `server.max_connections`); none for no limit of its own.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl Config {
@@ -337,6 +348,15 @@ impl Config {
         }
         if s.max_connections == 0 {
             return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+        }
+        if s.max_unauthenticated == 0 {
+            return Err(ConfigError::new("server.max_unauthenticated", "must be at least 1"));
+        }
+        if s.max_unauthenticated_per_source == 0 {
+            return Err(ConfigError::new(
+                "server.max_unauthenticated_per_source",
+                "must be at least 1",
+            ));
         }
         if s.max_frame_len < 65_536 {
             return Err(ConfigError::new(
@@ -443,6 +463,12 @@ impl Config {
                     "client certificates need a TLS listener",
                 ));
             }
+            if t.max_connections == Some(0) {
+                return Err(ConfigError::new(
+                    field("max_connections"),
+                    "must be at least 1 (or left out for no limit of its own)",
+                ));
+            }
             if t.retention_days == Some(0) {
                 return Err(ConfigError::new(
                     field("retention_days"),
@@ -518,6 +544,7 @@ impl Config {
                 retention_days: None,
                 sink: None,
                 dynamodb: None,
+                max_connections: None,
             }],
         }
     }
@@ -579,15 +606,17 @@ pub const EXAMPLE: &str = r#"# AWP gateway configuration. Every key is optional 
 listen = ["127.0.0.1:7700"]          # plain TCP; use "0.0.0.0:7700" to accept from other hosts
 tls_listen = []                      # e.g. ["0.0.0.0:7701"]; needs [tls]
 admin_listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz
-max_connections = 10000              # beyond: ERROR(SERVER_BUSY)
+max_connections = 10000              # authenticated; beyond: ERROR(SERVER_BUSY)
+max_unauthenticated = 1024           # before HELLO; beyond: the one waiting longest is closed
+max_unauthenticated_per_source = 64  # of those, from one address (behind a proxy that hides sources: = max_unauthenticated)
 max_frame_len = 1048576              # advertised in WELCOME
 max_batch_records = 1000             # advertised in WELCOME; at most 99999
 max_batch_bytes = 4194304            # largest decompressed BATCH
 max_inflight = 32                    # advertised in WELCOME
 heartbeat_ms = 30000                 # advertised; silence for 3x closes with IDLE_TIMEOUT
 min_frame_rate = 1024                # bytes/s a frame must average after one heartbeat (90 kbit/s cellular is 11250)
-hello_timeout_ms = 10000
-tls_handshake_timeout_ms = 10000
+hello_timeout_ms = 5000
+tls_handshake_timeout_ms = 5000
 write_timeout_ms = 10000
 retry_after_ms = 1000                # in ACK RETRY when the pipeline is full or a sink fails
 goaway_reconnect_ms = 1000           # in GOAWAY at shutdown
@@ -618,6 +647,7 @@ id = "acme"
 secrets = ["change-me-to-a-long-random-secret"]   # several during rotation
 # client_ca = "/etc/awp/acme-ca.pem"  # devices may authenticate with client certificates
 # retention_days = 90                 # sets expires_at on every item
+# max_connections = 5000              # this tenant's share of server.max_connections
 # sink = "dynamodb"                   # this tenant's store, if not [sink] kind
 # [tenants.dynamodb]                  # for the dynamodb sink: the tenant's own table
 # table = "awp-acme"

@@ -16,6 +16,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::admission::{Admission, Waiting};
 use crate::budget::{BudgetPermit, MemoryBudget};
 use crate::pipeline::{Answers, Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
@@ -31,6 +32,8 @@ pub struct ConnContext {
     pub tenants: Arc<Tenants>,
     /// The memory budget batches are held under.
     pub budget: Arc<MemoryBudget>,
+    /// Places for authenticated connections, and each device's session.
+    pub admission: Arc<Admission>,
     /// Where stored batches go.
     pub pipeline: Pipeline,
     /// Bound on one write to the agent.
@@ -48,14 +51,20 @@ enum Event {
     Answers,
     Read(std::io::Result<usize>),
     Deadline,
+    /// Closed to make room while waiting to authenticate.
+    Evicted,
+    /// A newer session of the same device was admitted.
+    Replaced,
 }
 
-/// Runs one connection to its end.
+/// Runs one connection to its end. `waiting` is its place among the
+/// connections waiting to authenticate, left once HELLO is accepted.
 pub async fn serve<S>(
     mut stream: S,
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
+    waiting: Waiting,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -68,6 +77,7 @@ pub async fn serve<S>(
         ctx.settings.clone(),
         ctx.tenants.clone(),
         ctx.budget.clone(),
+        ctx.admission.clone(),
         session_id,
         peer_certs,
         Now::read(),
@@ -79,6 +89,12 @@ pub async fn serve<S>(
     let mut budget_wait: Option<BudgetWait> = None;
     let mut actions = Vec::new();
     let mut closing = false;
+    // One signal, whose meaning is the session's state: before HELLO is
+    // accepted, evicted from the waiting pool; after, replaced by a newer
+    // session of the device. One wait instead of two keeps the task small.
+    let mut signal = waiting.signal();
+    let mut waiting = Some(waiting);
+    let mut evicted = false;
     let mut draining = *shutdown.borrow();
     if draining {
         session.drain(Now::read(), &mut actions);
@@ -124,6 +140,13 @@ pub async fn serve<S>(
         if closing || session.is_closed() {
             break;
         }
+        if waiting.is_some()
+            && let Some(replaced) = session.replaced_signal()
+        {
+            // Counted among the authenticated connections from now on.
+            waiting = None;
+            signal = replaced;
+        }
         if !session.awaiting_budget() {
             // Answered otherwise (drain, timeout): leave the line.
             budget_wait = None;
@@ -142,6 +165,9 @@ pub async fn serve<S>(
             _ = answers.arrived() => Event::Answers,
             read = stream.read_buf(&mut input), if reading => Event::Read(read),
             _ = tokio::time::sleep_until(deadline) => Event::Deadline,
+            _ = signal.notified(), if !draining => {
+                if waiting.is_some() { Event::Evicted } else { Event::Replaced }
+            }
         };
         let now = Now::read();
         match event {
@@ -169,12 +195,22 @@ pub async fn serve<S>(
                         }
                     }
                     Event::Deadline => session.tick(now, &mut actions),
+                    Event::Evicted => {
+                        evicted = true;
+                        session.evicted(&mut actions);
+                    }
+                    Event::Replaced => {
+                        draining = true;
+                        session.replaced(now, &mut actions);
+                    }
                 }
             }
         }
     }
     let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
-    if !session.half_closed() {
+    // An evicted connection does not linger: evictions come in floods, and
+    // lingering would hold their sockets for a second each.
+    if !session.half_closed() && !evicted {
         linger(&mut stream).await;
     }
 }

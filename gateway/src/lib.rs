@@ -5,14 +5,16 @@
 //! # How data flows
 //!
 //! ```text
-//!  agent ──TCP/TLS──▶ server (accept, connection permit, TLS handshake deadline)
+//!  agent ──TCP/TLS──▶ server (accept: a place among the connections waiting
+//!                       │  to authenticate, TLS handshake deadline)
 //!                       │
 //!                       ▼
 //!                     conn (IO loop: writes, timers, the wait for budget)
 //!                       │  bytes ▲ frames
 //!                       ▼        │
 //!                     session (state machine, no IO; owns the read buffer):
-//!                       │   preamble, HELLO + auth (tenant), window,
+//!                       │   preamble, HELLO + auth (tenant) + admission
+//!                       │   (connection limits, one session per device), window,
 //!                       │   heartbeats, BYE, GOAWAY, ERRORs;
 //!                       │   BATCH → budget (bytes, before inflating; parks
 //!                       │   and waits in line when short) → inflate →
@@ -45,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod admission;
 mod budget;
 pub mod config;
 mod conn;

@@ -2,9 +2,12 @@
 //!
 //! [`start`] binds every listener (so tests can ask for port 0 and read the
 //! addresses back), starts the pipeline and the admin endpoint, and returns a
-//! [`RunningServer`]. Each accepted connection takes a permit of the
-//! connection semaphore first; without one it gets `ERROR(SERVER_BUSY)` and
-//! is closed. TLS handshakes run under their own deadline.
+//! [`RunningServer`]. Each accepted connection first takes a place among the
+//! connections waiting to authenticate (`admission::WaitingPool`), which
+//! closes the one waiting longest when full, so silent connections cannot
+//! crowd out agents; its HELLO then takes a place among the authenticated
+//! connections (`admission::Admission`). TLS handshakes run under their own
+//! deadline.
 //!
 //! Shutdown ([`RunningServer::shutdown`]): stop accepting, flag readiness
 //! down, tell every session to drain (GOAWAY; in-flight batches are still
@@ -17,14 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use awp_protocol::{CompressionSet, ErrorCode, ErrorFrame, Frame, Limits};
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use awp_protocol::{CompressionSet, Limits};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{Admission, Waiting, WaitingPool};
 use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::conn::{ConnContext, serve};
@@ -106,6 +108,13 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         settings,
         tenants: tenants.clone(),
         budget: budget.clone(),
+        admission: Admission::new(
+            s.max_connections,
+            config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((t.id.clone(), t.max_connections?))),
+        ),
         pipeline: pipeline.clone(),
         write_timeout: Duration::from_millis(s.write_timeout_ms),
     });
@@ -121,9 +130,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(s.max_connections));
-    // Refusals are answered by short tasks; bound those too.
-    let refusals = Arc::new(Semaphore::new(64));
+    let waiting = WaitingPool::new(s.max_unauthenticated, s.max_unauthenticated_per_source);
     let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     let mut accept_tasks = JoinSet::new();
     let mut plain_addrs = Vec::new();
@@ -149,8 +156,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             listener,
             acceptor,
             handshake_timeout,
-            limit: limit.clone(),
-            refusals: refusals.clone(),
+            waiting: waiting.clone(),
             ctx: ctx.clone(),
             shutdown: shutdown_rx.clone(),
             connections: connections.clone(),
@@ -214,8 +220,7 @@ struct AcceptLoop {
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
     handshake_timeout: Duration,
-    limit: Arc<Semaphore>,
-    refusals: Arc<Semaphore>,
+    waiting: Arc<WaitingPool>,
     ctx: Arc<ConnContext>,
     shutdown: watch::Receiver<bool>,
     connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
@@ -233,60 +238,41 @@ async fn accept_loop(a: AcceptLoop) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = a.limit.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            telemetry::global().connection_refused();
-        }
+        // A place among the connections waiting to authenticate: given, by
+        // closing the one waiting longest if need be.
+        let waiting = a.waiting.enter(peer.ip().to_canonical());
+        let open = OpenConnection::new(a.acceptor.is_some());
         let mut connections = a.connections.lock().await;
         // Reap finished connections so the set stays the size of the live ones.
         while connections.try_join_next().is_some() {}
-        match permit {
-            // One task per connection, whose future is the session itself:
-            // with many mostly idle agents, every byte of it counts.
-            Some(permit) => {
-                let open = OpenConnection::new(permit, a.acceptor.is_some());
-                let (ctx, shutdown) = (a.ctx.clone(), a.shutdown.clone());
-                match a.acceptor.clone() {
-                    None => connections.spawn(async move {
-                        serve(stream, None, ctx, shutdown).await;
-                        drop(open);
-                    }),
-                    Some(acceptor) => connections.spawn(tls_connection(
-                        stream,
-                        acceptor,
-                        a.handshake_timeout,
-                        ctx,
-                        shutdown,
-                        open,
-                    )),
-                };
-            }
-            None => {
-                let Ok(refusal) = a.refusals.clone().try_acquire_owned() else {
-                    continue; // drop the socket: too many refusals in progress
-                };
-                tracing::debug!(%peer, "connection limit reached");
-                let acceptor = a.acceptor.clone();
-                let timeout = a.handshake_timeout;
-                connections.spawn(async move {
-                    refuse(stream, acceptor, timeout).await;
-                    drop(refusal);
-                });
-            }
-        }
+        // One task per connection, whose future is the session itself:
+        // with many mostly idle agents, every byte of it counts.
+        let (ctx, shutdown) = (a.ctx.clone(), a.shutdown.clone());
+        match a.acceptor.clone() {
+            None => connections.spawn(async move {
+                serve(stream, None, ctx, shutdown, waiting).await;
+                drop(open);
+            }),
+            Some(acceptor) => connections.spawn(tls_connection(
+                stream,
+                acceptor,
+                a.handshake_timeout,
+                ctx,
+                shutdown,
+                waiting,
+                open,
+            )),
+        };
     }
 }
 
-/// A connection that holds a permit of the connection limit: counted
-/// while it lives, its permit given back when it ends.
-struct OpenConnection {
-    _permit: OwnedSemaphorePermit,
-}
+/// An open connection, counted in the metrics while it lives.
+struct OpenConnection;
 
 impl OpenConnection {
-    fn new(permit: OwnedSemaphorePermit, tls: bool) -> OpenConnection {
+    fn new(tls: bool) -> OpenConnection {
         telemetry::global().connection_opened(tls);
-        OpenConnection { _permit: permit }
+        OpenConnection
     }
 }
 
@@ -304,11 +290,19 @@ async fn tls_connection(
     handshake_timeout: Duration,
     ctx: Arc<ConnContext>,
     shutdown: watch::Receiver<bool>,
+    waiting: Waiting,
     open: OpenConnection,
 ) {
-    if let Some(tls) = Box::pin(handshake(stream, &acceptor, handshake_timeout)).await {
+    let handshake = Box::pin(handshake(stream, &acceptor, handshake_timeout));
+    // Evicted while still shaking hands: closed without a word (there is
+    // no channel to send one on yet).
+    let tls = tokio::select! {
+        tls = handshake => tls,
+        _ = waiting.evicted() => None,
+    };
+    if let Some(tls) = tls {
         let certs = crate::tls::peer_certificates(tls.get_ref().1);
-        serve(tls, certs, ctx, shutdown).await;
+        serve(tls, certs, ctx, shutdown, waiting).await;
     }
     drop(open);
 }
@@ -333,35 +327,6 @@ async fn handshake(
             None
         }
     }
-}
-
-async fn refuse(stream: TcpStream, acceptor: Option<TlsAcceptor>, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, async move {
-        match acceptor {
-            None => send_busy(stream).await,
-            Some(acceptor) => {
-                if let Ok(tls) = acceptor.accept(stream).await {
-                    send_busy(tls).await;
-                }
-            }
-        }
-    })
-    .await;
-}
-
-async fn send_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    telemetry::global().error_sent(ErrorCode::ServerBusy);
-    let mut buf = BytesMut::new();
-    let frame = Frame::Error(ErrorFrame::new(
-        ErrorCode::ServerBusy,
-        "server at its connection limit; retry later",
-    ));
-    if frame.encode(&mut buf).is_ok() {
-        let _ = stream.write_all(&buf).await;
-        let _ = stream.flush().await;
-    }
-    let _ = stream.shutdown().await;
-    crate::conn::linger(&mut stream).await;
 }
 
 #[cfg(test)]
@@ -400,6 +365,7 @@ mod tests {
             settings,
             tenants,
             budget: Arc::new(MemoryBudget::new(1 << 20, 1 << 20, [])),
+            admission: Admission::new(1, []),
             pipeline,
             write_timeout: Duration::from_secs(1),
         });
@@ -407,11 +373,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let permits = Arc::new(Semaphore::new(1));
+        let pool = WaitingPool::new(10, 10);
+        let source = std::net::IpAddr::from([127, 0, 0, 1]);
 
-        let plain = serve(stream, None, ctx.clone(), shutdown.clone());
+        let plain = serve(stream, None, ctx.clone(), shutdown.clone(), pool.enter(source));
+        // 1,144 bytes with the waiting place and the eviction/replacement
+        // signal (issue 9); about 1,000 before.
         assert!(
-            std::mem::size_of_val(&plain) <= 1024,
+            std::mem::size_of_val(&plain) <= 1152,
             "{}",
             std::mem::size_of_val(&plain)
         );
@@ -421,9 +390,17 @@ mod tests {
         let acceptor = TlsAcceptor::from(crate::tls::server_config(&pki.server_cert, &pki.server_key, &[]).unwrap());
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let open = OpenConnection::new(permits.try_acquire_owned().unwrap(), true);
-        let tls = tls_connection(stream, acceptor, Duration::from_secs(1), ctx, shutdown, open);
+        let open = OpenConnection::new(true);
+        let tls = tls_connection(
+            stream,
+            acceptor,
+            Duration::from_secs(1),
+            ctx,
+            shutdown,
+            pool.enter(source),
+            open,
+        );
         // The TLS stream itself (about 1.2 KiB) lives in a box of its own.
-        assert!(std::mem::size_of_val(&tls) <= 1152, "{}", std::mem::size_of_val(&tls));
+        assert!(std::mem::size_of_val(&tls) <= 1280, "{}", std::mem::size_of_val(&tls));
     }
 }

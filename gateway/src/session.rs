@@ -39,7 +39,9 @@ use awp_protocol::{
 use awp_store::{AcceptedBatch, Origin};
 use bytes::{Buf, Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
+use tokio::sync::Notify;
 
+use crate::admission::{Admission, Admitted};
 use crate::budget::{BudgetPermit, BudgetRequest, MemoryBudget, TenantBudget};
 use crate::read_buffer::ReadBuffer;
 use crate::telemetry;
@@ -159,9 +161,13 @@ pub struct Session {
     settings: Arc<SessionSettings>,
     tenants: Arc<Tenants>,
     budget: Arc<MemoryBudget>,
+    admission: Arc<Admission>,
     session_id: [u8; 16],
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     state: State,
+    /// The authenticated connection's places (boxed: most of the time, in
+    /// every idle connection's task, it is not looked at).
+    admitted: Option<Box<Admitted>>,
     /// Limits for decoding the client's frames: compression only once negotiated.
     decode_limits: Limits,
     peer: Option<Peer>,
@@ -181,10 +187,10 @@ pub struct Session {
     last_heard: Instant,
     /// The client shut its sending side; stop reading.
     half_closed: bool,
-    /// When the first byte of a frame not yet complete arrived, and the
-    /// frame's length once its header is in.
+    /// When the first byte of a frame not yet complete arrived, and how
+    /// many of its bytes are in once its header is.
     frame_started: Option<Instant>,
-    partial_frame_len: Option<usize>,
+    partial_frame_received: Option<usize>,
     /// Jitter for the delays the session tells the agent.
     rng: fastrand::Rng,
 }
@@ -196,6 +202,7 @@ impl Session {
         settings: Arc<SessionSettings>,
         tenants: Arc<Tenants>,
         budget: Arc<MemoryBudget>,
+        admission: Arc<Admission>,
         session_id: [u8; 16],
         peer_certs: Option<Vec<CertificateDer<'static>>>,
         now: Now,
@@ -208,9 +215,11 @@ impl Session {
             settings,
             tenants,
             budget,
+            admission,
             session_id,
             peer_certs,
             state: State::AwaitPreamble,
+            admitted: None,
             decode_limits,
             peer: None,
             input: ReadBuffer::new(),
@@ -223,7 +232,7 @@ impl Session {
             last_heard: now.mono,
             half_closed: false,
             frame_started: None,
-            partial_frame_len: None,
+            partial_frame_received: None,
             rng: fastrand::Rng::with_seed(u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default())),
         }
     }
@@ -295,11 +304,16 @@ impl Session {
         budget.map_or(deadline, |b| deadline.min(b))
     }
 
-    /// When the frame in progress must be complete, once its length is known.
+    /// When the frame in progress falls below the minimum average rate,
+    /// unless more of it arrives: one heartbeat after its first byte, plus
+    /// the time its bytes so far earn at `min_frame_rate`. It moves with
+    /// every byte that comes, so a frame declaring a large length earns
+    /// nothing by it: a peer trickling into a 1 MiB frame is cut off within
+    /// seconds, not after the 17 minutes the whole frame would take.
     fn frame_due(&self) -> Option<Instant> {
-        let (started, len) = (self.frame_started?, self.partial_frame_len?);
-        let transfer = Duration::from_secs_f64(len as f64 / f64::from(self.settings.min_frame_rate.max(1)));
-        Some(started + self.settings.heartbeat + transfer)
+        let (started, received) = (self.frame_started?, self.partial_frame_received?);
+        let earned = Duration::from_secs_f64(received as f64 / f64::from(self.settings.min_frame_rate.max(1)));
+        Some(started + self.settings.heartbeat + earned)
     }
 
     /// Consumes every complete frame the last read completed, given back
@@ -313,7 +327,7 @@ impl Session {
 
     /// Decodes what is in the buffer, then lets it give back memory.
     fn decode_input(&mut self, now: Now, out: &mut Vec<Action>) {
-        self.partial_frame_len = None;
+        self.partial_frame_received = None;
         self.decode_frames(now, out);
         // A partial frame left over: its clock starts at the first byte seen.
         if self.input.bytes().is_empty() {
@@ -369,7 +383,7 @@ impl Session {
                 // part at a time: the buffer grows as bytes come, so a peer
                 // that sends a large header and trickles holds little.
                 buf.reserve((frame_len - buf.len()).min(MAX_FRAME_RESERVE));
-                self.partial_frame_len = Some(frame_len);
+                self.partial_frame_received = Some(buf.len());
                 return;
             }
             if header.frame_type == FrameType::Batch
@@ -458,6 +472,15 @@ impl Session {
             // Every configured tenant has a share; answered, never a panic.
             return self.fail(ErrorCode::Internal, "no memory budget for this tenant", out);
         };
+        // A place among the authenticated connections; an older session of
+        // this device is told to go away.
+        match self.admission.admit(&tenant.id, &hello.device_id) {
+            Ok(admitted) => self.admitted = Some(Box::new(admitted)),
+            Err(refusal) => {
+                telemetry::global().connection_refused();
+                return self.fail(ErrorCode::ServerBusy, &refusal.to_string(), out);
+            }
+        }
         let compression = hello.compression.intersect(self.settings.limits.accepted_compression);
         self.decode_limits.accepted_compression = compression;
         let limits = &self.settings.limits;
@@ -667,6 +690,40 @@ impl Session {
     /// Starts draining for shutdown: GOAWAY, then close once in-flight
     /// batches are acknowledged. Parked batches are answered ACK RETRY.
     pub fn drain(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.go_away("server shutting down", now, out);
+    }
+
+    /// The connection was closed to make room while it waited to
+    /// authenticate: ERROR(SERVER_BUSY), so an agent that was merely slow
+    /// knows to come back.
+    pub fn evicted(&mut self, out: &mut Vec<Action>) {
+        if self.state != State::Closed {
+            // Not logged one by one (they come in floods): counted in
+            // awp_connections_evicted_total and awp_errors_total.
+            let code = ErrorCode::ServerBusy;
+            telemetry::global().error_sent(code);
+            let message = "too many connections waiting to authenticate; retry later";
+            out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
+            out.push(Action::Close);
+            self.state = State::Closed;
+        }
+    }
+
+    /// Signalled when a newer session of this device is admitted; the
+    /// connection then calls [`Session::replaced`].
+    pub fn replaced_signal(&self) -> Option<Arc<Notify>> {
+        self.admitted.as_ref().map(|a| a.replaced())
+    }
+
+    /// A newer session of this device was admitted: this one goes away as
+    /// at shutdown (in-flight batches are still acknowledged).
+    pub fn replaced(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.go_away("replaced by a newer session of this device", now, out);
+    }
+
+    /// GOAWAY with `reason`, then close once in-flight batches are
+    /// acknowledged; parked and later batches are answered ACK RETRY.
+    fn go_away(&mut self, reason: &str, now: Now, out: &mut Vec<Action>) {
         match self.state {
             State::AwaitPreamble | State::AwaitHello => {
                 self.state = State::Closed;
@@ -674,10 +731,7 @@ impl Session {
             }
             State::Ready => {
                 let reconnect_after = self.jittered(self.settings.goaway_reconnect_ms);
-                out.push(Action::Send(Frame::GoAway(GoAway::new(
-                    reconnect_after,
-                    "server shutting down",
-                ))));
+                out.push(Action::Send(Frame::GoAway(GoAway::new(reconnect_after, reason))));
                 self.state = State::Draining;
                 self.retry_parked(self.settings.goaway_reconnect_ms, "server is draining", out);
                 self.resume_input(now, out);
@@ -826,6 +880,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use awp_protocol::{AckStatus, Frame, Limits, MAGIC};
+    use futures_util::FutureExt;
 
     use super::*;
 
@@ -872,7 +927,15 @@ mod tests {
                 unix_ms: 1_764_000_000_000,
             };
             Harness {
-                session: Session::new(settings(), Arc::new(tenants), budget.clone(), [7; 16], None, now),
+                session: Session::new(
+                    settings(),
+                    Arc::new(tenants),
+                    budget.clone(),
+                    Admission::new(100, []),
+                    [7; 16],
+                    None,
+                    now,
+                ),
                 budget,
                 t0,
                 unix_ms: now.unix_ms,
@@ -1062,6 +1125,7 @@ mod tests {
                 settings(),
                 h.session.tenants.clone(),
                 h.budget.clone(),
+                h.session.admission.clone(),
                 [id; 16],
                 None,
                 h.at(0),
@@ -1268,6 +1332,24 @@ mod tests {
     }
 
     #[test]
+    fn a_trickle_into_a_large_frame_is_cut_off_within_seconds() {
+        let mut h = Harness::welcomed();
+        // A BATCH header declaring 1 MiB, then 500 bytes a second.
+        let mut out = h.feed_at(0, &[3, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0]);
+        let mut ms = 0;
+        while out.is_empty() && ms < 60_000 {
+            ms += 100;
+            h.session.tick(h.at(ms), &mut out);
+            if out.is_empty() {
+                out.extend(h.feed_at(ms, &[0; 50]));
+            }
+        }
+        assert_eq!(error_code(&out), Some(ErrorCode::IdleTimeout as u16), "{out:?}");
+        // One heartbeat of grace (1 s), then 500 bytes/s falls behind 1,000.
+        assert!((1_000..=2_500).contains(&ms), "cut off after {ms} ms");
+    }
+
+    #[test]
     fn a_large_frame_on_a_slow_link_arrives() {
         let mut h = Harness::welcomed();
         let frame = big_frame(1000);
@@ -1312,6 +1394,55 @@ mod tests {
         assert_eq!(acks(&out), [(1, AckStatus::Ok)]);
         assert!(matches!(out.last(), Some(Action::Close)));
         assert!(h.session.is_closed());
+    }
+
+    /// A second session of the same device, sharing the first's admission.
+    fn same_device_again(h: &Harness, admission: Arc<Admission>) -> Vec<Action> {
+        let mut second = Session::new(
+            settings(),
+            h.session.tenants.clone(),
+            h.budget.clone(),
+            admission,
+            [8; 16],
+            None,
+            h.at(0),
+        );
+        let mut input = second.take_input();
+        input.extend_from_slice(&MAGIC);
+        input.extend_from_slice(&vector("hello_token_android"));
+        let n = input.len();
+        let mut out = Vec::new();
+        second.received(input, n, h.at(0), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_device_connecting_again_replaces_its_older_session() {
+        let mut h = Harness::welcomed();
+        let replaced = h.session.replaced_signal().expect("admitted");
+        h.feed(&vector("batch_one_location"));
+        let out = same_device_again(&h, h.session.admission.clone());
+        assert!(matches!(&out[..], [Action::Send(Frame::Welcome(_))]), "{out:?}");
+        // The connection is woken, and the older session goes away as at shutdown.
+        assert!(replaced.notified().now_or_never().is_some());
+        let mut out = Vec::new();
+        h.session.replaced(h.at(1), &mut out);
+        let [Action::Send(Frame::GoAway(g))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert!(g.reason.contains("replaced"), "{}", g.reason);
+        assert_eq!(acks(&h.feed(&vector("batch_mixed_kinds"))), [(77, AckStatus::Retry)]);
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)], "in flight: still acknowledged");
+        assert!(h.session.is_closed());
+    }
+
+    #[test]
+    fn a_hello_beyond_the_connection_limit_gets_server_busy() {
+        let h = Harness::welcomed();
+        let out = same_device_again(&h, Admission::new(0, []));
+        assert_eq!(error_code(&out), Some(ErrorCode::ServerBusy as u16));
     }
 
     #[test]
@@ -1458,6 +1589,7 @@ mod tests {
             settings,
             h.session.tenants.clone(),
             h.budget.clone(),
+            h.session.admission.clone(),
             [7; 16],
             None,
             h.at(0),

@@ -65,7 +65,25 @@ pub const METRICS: &[Metric] = &[
         "awp_connections_refused_total",
         C,
         &[],
-        "connections refused at the connection limit",
+        "authenticated connections refused at the server's or their tenant's connection limit",
+    ),
+    metric(
+        "awp_connections_waiting",
+        G,
+        &[],
+        "connections not yet authenticated (TLS handshake, waiting for HELLO)",
+    ),
+    metric(
+        "awp_connections_evicted_total",
+        C,
+        &[],
+        "unauthenticated connections closed to make room for newer ones",
+    ),
+    metric(
+        "awp_sessions_replaced_total",
+        C,
+        &[],
+        "sessions told to go away because their device connected again",
     ),
     metric(
         "awp_tls_handshake_failures_total",
@@ -273,6 +291,9 @@ pub struct Global {
     connections_plain: Counter,
     connections_tls: Counter,
     connections_refused: Counter,
+    connections_waiting: Gauge,
+    connections_evicted: Counter,
+    sessions_replaced: Counter,
     tls_handshake_failures: Counter,
     frames_received: [Counter; 9],
     frames_sent: [Counter; 9],
@@ -309,6 +330,9 @@ impl Global {
             connections_plain: metrics::counter!("awp_connections_total", "tls" => "no"),
             connections_tls: metrics::counter!("awp_connections_total", "tls" => "yes"),
             connections_refused: metrics::counter!("awp_connections_refused_total"),
+            connections_waiting: metrics::gauge!("awp_connections_waiting"),
+            connections_evicted: metrics::counter!("awp_connections_evicted_total"),
+            sessions_replaced: metrics::counter!("awp_sessions_replaced_total"),
             tls_handshake_failures: metrics::counter!("awp_tls_handshake_failures_total"),
             frames_received: by_type("awp_frames_received_total"),
             frames_sent: by_type("awp_frames_sent_total"),
@@ -340,9 +364,24 @@ impl Global {
         self.connections.decrement(1.0);
     }
 
-    /// A connection was refused at the connection limit.
+    /// An authenticated connection was refused at a connection limit.
     pub fn connection_refused(&self) {
         self.connections_refused.increment(1);
+    }
+
+    /// Connections waiting to authenticate now.
+    pub fn connections_waiting(&self, n: usize) {
+        self.connections_waiting.set(n as f64);
+    }
+
+    /// An unauthenticated connection was closed to make room.
+    pub fn connection_evicted(&self) {
+        self.connections_evicted.increment(1);
+    }
+
+    /// A session was replaced by a newer one of its device.
+    pub fn session_replaced(&self) {
+        self.sessions_replaced.increment(1);
     }
 
     /// A TLS handshake failed or timed out.

@@ -46,6 +46,7 @@ fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
             retention_days: None,
             sink: None,
             dynamodb: Some(dynamo(&format!("awp-{t}"), endpoint)),
+            max_connections: None,
         });
     }
 }

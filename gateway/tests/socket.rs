@@ -202,11 +202,73 @@ async fn shutdown_sends_goaway_acks_what_was_received_and_retries_the_rest() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_get_server_busy() {
+async fn authenticated_connections_beyond_the_limit_get_server_busy() {
     let t = TestServer::start(|c| c.server.max_connections = 1).await;
-    let _first = t.welcomed().await;
+    let _first = t.welcomed_as("d1").await;
+    // Connecting is not refused: only a HELLO takes a place.
     let mut second = t.connect().await;
+    second.send_hello_as("acme", "acme-secret-1", "d2").await;
     second.expect_error(ErrorCode::ServerBusy).await;
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tenant_beyond_its_own_limit_gets_server_busy() {
+    let t = TestServer::start(|c| c.tenants[0].max_connections = Some(2)).await;
+    let _first = t.welcomed_as("d1").await;
+    let _second = t.welcomed_as("d2").await;
+    let mut third = t.connect().await;
+    third.send_hello_as("acme", "acme-secret-1", "d3").await;
+    let message = third.expect_error(ErrorCode::ServerBusy).await;
+    assert!(message.contains("tenant"), "{message}");
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_connections_are_evicted_for_newer_ones_and_agents_get_in() {
+    let t = TestServer::start(|c| {
+        c.server.max_unauthenticated = 4;
+        c.server.max_unauthenticated_per_source = 4;
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(t.connect().await);
+    }
+    // The fifth connection takes the place of the one waiting longest.
+    let agent = t.welcomed_as("d1").await;
+    let message = silent[0].expect_error(ErrorCode::ServerBusy).await;
+    assert!(message.contains("waiting to authenticate"), "{message}");
+    // Authenticated, the agent no longer counts among the waiting: four
+    // more silent ones evict only silent ones.
+    for _ in 0..4 {
+        silent.push(t.connect().await);
+    }
+    for s in &mut silent[1..4] {
+        s.expect_error(ErrorCode::ServerBusy).await;
+    }
+    let mut agent = agent;
+    agent.send(&vector("ping")).await;
+    assert!(matches!(agent.next().await, Some(Frame::Pong(_))));
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_connecting_again_replaces_its_older_session() {
+    let t = TestServer::start(slow_pipeline).await;
+    let mut older = t.welcomed().await;
+    older.send(&vector("batch_one_location")).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut newer = t.welcomed().await;
+    // The older session goes away, and its batch in flight is still stored and acked.
+    match older.next().await {
+        Some(Frame::GoAway(g)) => assert!(g.reason.contains("replaced"), "{}", g.reason),
+        other => panic!("expected GOAWAY, got {other:?}"),
+    }
+    assert!(matches!(older.next().await, Some(Frame::Ack(a)) if a.seq == 1 && a.status == AckStatus::Ok));
+    assert!(older.next().await.is_none(), "closed once its batch is acked");
+    newer.send(&vector("ping")).await;
+    assert!(matches!(newer.next().await, Some(Frame::Pong(_))));
     t.server.shutdown().await;
 }
 

@@ -35,6 +35,7 @@ async fn tls_server() -> TlsSetup {
             retention_days: Some(30),
             sink: None,
             dynamodb: None,
+            max_connections: None,
         });
     })
     .await;

@@ -84,6 +84,17 @@ impl TestServer {
         c.hello().await;
         c
     }
+
+    /// A client past HELLO/WELCOME as `device` of tenant `acme`.
+    pub async fn welcomed_as(&self, device: &str) -> Client<tokio::net::TcpStream> {
+        let mut c = self.connect().await;
+        c.send_hello_as("acme", "acme-secret-1", device).await;
+        match c.next().await {
+            Some(Frame::Welcome(_)) => {}
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+        c
+    }
 }
 
 /// The admin endpoint's answer to `GET path`, status line and all.
@@ -131,11 +142,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Preamble and a token HELLO as `device` of `tenant`.
+    pub async fn send_hello_as(&mut self, tenant: &str, secret: &str, device: &str) {
+        let hello = Frame::Hello(awp_protocol::Hello {
+            min_version: 1,
+            max_version: 1,
+            tenant_id: tenant.to_owned(),
+            device_id: device.to_owned(),
+            platform: awp_protocol::Platform::Linux,
+            agent_version: "test".to_owned(),
+            compression: awp_protocol::CompressionSet::ALL,
+            auth: awp_protocol::HelloAuth::Token {
+                expiry: 0,
+                token: awp_protocol::token::device_token(secret.as_bytes(), tenant, device, 0),
+            },
+        });
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(hello.to_bytes().unwrap());
+        self.send(&bytes).await;
+    }
+
     /// The next frame, or `None` when the server closed the connection.
     pub async fn next(&mut self) -> Option<Frame> {
         tokio::time::timeout(ANSWER_TIMEOUT, self.next_untimed())
             .await
             .expect("the server answers in time")
+    }
+
+    /// The next frame, `None` when the server closed the connection, or an
+    /// error if nothing came within `within`. Cancel-safe.
+    pub async fn next_within(&mut self, within: Duration) -> Result<Option<Frame>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(within, self.next_untimed()).await
     }
 
     async fn next_untimed(&mut self) -> Option<Frame> {

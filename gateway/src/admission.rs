@@ -1,0 +1,322 @@
+//! Who may hold a connection, and how many.
+//!
+//! Two pools, so that connections that have not authenticated cannot crowd
+//! out agents:
+//!
+//! - **Waiting to authenticate** ([`Waiting`]): every accepted connection,
+//!   from accept through the TLS handshake to its HELLO, holds a place in a
+//!   small pool (`max_unauthenticated`, and `max_unauthenticated_per_source`
+//!   per source address). When the pool (or the source's share) is full, the
+//!   connection that has waited longest is evicted to make room: silent or
+//!   trickling connections cannot keep a real agent, which sends HELLO right
+//!   after connecting, from getting in.
+//! - **Authenticated** ([`Admitted`]): a HELLO that authenticates takes a
+//!   place among `max_connections` and among its tenant's
+//!   `max_connections`, if it has one; without a place the agent gets
+//!   `ERROR(SERVER_BUSY)`. It also takes its device's slot: a device that
+//!   connects again replaces its older session, which is told to go away
+//!   (GOAWAY), so a stolen token or an agent stuck in a reconnect loop cannot
+//!   pile up sessions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::telemetry;
+
+/// The pool of connections waiting to authenticate.
+#[derive(Debug)]
+pub struct WaitingPool {
+    max: usize,
+    per_source: usize,
+    inner: Mutex<WaitingInner>,
+}
+
+#[derive(Debug, Default)]
+struct WaitingInner {
+    next_id: u64,
+    /// By id, which is by age: the first is the one waiting longest.
+    entries: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+impl WaitingInner {
+    fn remove(&mut self, id: u64) -> Option<(IpAddr, Arc<Notify>)> {
+        let (source, evicted) = self.entries.remove(&id)?;
+        if let Some(n) = self.by_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_source.remove(&source);
+            }
+        }
+        Some((source, evicted))
+    }
+
+    fn evict(&mut self, id: u64) {
+        if let Some((_, evicted)) = self.remove(id) {
+            telemetry::global().connection_evicted();
+            // Remembered if the connection is not waiting on it yet.
+            evicted.notify_one();
+        }
+    }
+}
+
+/// A connection's place in the [`WaitingPool`]; it leaves when dropped.
+#[derive(Debug)]
+pub struct Waiting {
+    pool: Arc<WaitingPool>,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl WaitingPool {
+    /// A pool of `max` places, `per_source` of them for any one address.
+    pub fn new(max: usize, per_source: usize) -> Arc<WaitingPool> {
+        Arc::new(WaitingPool {
+            max: max.max(1),
+            per_source: per_source.max(1),
+            inner: Mutex::default(),
+        })
+    }
+
+    /// A place for a connection from `source`, evicting the connection that
+    /// has waited longest (from the same source first) if there is none.
+    pub fn enter(self: &Arc<Self>, source: IpAddr) -> Waiting {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.by_source.get(&source).copied().unwrap_or(0) >= self.per_source {
+            let oldest = inner.entries.iter().find(|(_, (s, _))| *s == source).map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                inner.evict(id);
+            }
+        }
+        if inner.entries.len() >= self.max
+            && let Some(id) = inner.entries.keys().next().copied()
+        {
+            inner.evict(id);
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let evicted = Arc::new(Notify::new());
+        inner.entries.insert(id, (source, evicted.clone()));
+        *inner.by_source.entry(source).or_default() += 1;
+        telemetry::global().connections_waiting(inner.entries.len());
+        Waiting {
+            pool: self.clone(),
+            id,
+            evicted,
+        }
+    }
+
+    /// Connections waiting now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).entries.len()
+    }
+}
+
+impl Waiting {
+    /// Resolves when the connection was evicted to make room for a newer one.
+    pub async fn evicted(&self) {
+        self.evicted.notified().await;
+    }
+
+    /// Notified when the connection is evicted.
+    pub fn signal(&self) -> Arc<Notify> {
+        self.evicted.clone()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut inner = self.pool.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.remove(self.id);
+        telemetry::global().connections_waiting(inner.entries.len());
+    }
+}
+
+/// The places of authenticated connections, and each device's session.
+#[derive(Debug)]
+pub struct Admission {
+    connections: Arc<Semaphore>,
+    tenants: HashMap<String, Arc<Semaphore>>,
+    /// Each connected device's session: its serial and its replaced signal.
+    devices: Mutex<HashMap<DeviceKey, (u64, Arc<Notify>)>>,
+    next_session: AtomicU64,
+}
+
+/// A device: (tenant, device id).
+type DeviceKey = (String, String);
+
+/// Why a HELLO that authenticated is not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `max_connections` authenticated connections are open.
+    #[error("server at its connection limit; retry later")]
+    ServerFull,
+    /// The tenant's `max_connections` are open.
+    #[error("tenant at its connection limit; retry later")]
+    TenantFull,
+}
+
+/// An authenticated connection's places; given back when dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    _connection: OwnedSemaphorePermit,
+    _tenant: Option<OwnedSemaphorePermit>,
+    device: DeviceSlot,
+}
+
+#[derive(Debug)]
+struct DeviceSlot {
+    admission: Arc<Admission>,
+    key: DeviceKey,
+    session: u64,
+    replaced: Arc<Notify>,
+}
+
+impl Admission {
+    /// `max_connections` authenticated connections in all, and per tenant
+    /// the limits given (tenants not named have none of their own).
+    pub fn new(max_connections: usize, tenant_limits: impl IntoIterator<Item = (String, usize)>) -> Arc<Admission> {
+        Arc::new(Admission {
+            connections: Arc::new(Semaphore::new(max_connections)),
+            tenants: tenant_limits
+                .into_iter()
+                .map(|(t, n)| (t, Arc::new(Semaphore::new(n))))
+                .collect(),
+            devices: Mutex::default(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// Admits an authenticated connection of `device` of `tenant`, or says
+    /// why not. An older session of the same device is told it was replaced.
+    pub fn admit(self: &Arc<Self>, tenant: &str, device: &str) -> Result<Admitted, Refusal> {
+        let connection = self
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::ServerFull)?;
+        let tenant_permit = match self.tenants.get(tenant) {
+            Some(limit) => Some(limit.clone().try_acquire_owned().map_err(|_| Refusal::TenantFull)?),
+            None => None,
+        };
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let key = (tenant.to_owned(), device.to_owned());
+        let replaced = Arc::new(Notify::new());
+        let older = self
+            .devices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), (session, replaced.clone()));
+        if let Some((_, older)) = older {
+            telemetry::global().session_replaced();
+            older.notify_one();
+        }
+        Ok(Admitted {
+            _connection: connection,
+            _tenant: tenant_permit,
+            device: DeviceSlot {
+                admission: self.clone(),
+                key,
+                session,
+                replaced,
+            },
+        })
+    }
+}
+
+impl Admitted {
+    /// Resolves when a newer session of the same device was admitted.
+    pub fn replaced(&self) -> Arc<Notify> {
+        self.device.replaced.clone()
+    }
+}
+
+impl Drop for DeviceSlot {
+    fn drop(&mut self) {
+        let mut devices = self.admission.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only if it is still this session's: a newer one has its own.
+        if devices.get(&self.key).is_some_and(|(s, _)| *s == self.session) {
+            devices.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, n])
+    }
+
+    async fn was_evicted(w: &Waiting) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), w.evicted())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_evicts_the_connection_waiting_longest() {
+        let pool = WaitingPool::new(3, 10);
+        let a = pool.enter(ip(1));
+        let b = pool.enter(ip(2));
+        let c = pool.enter(ip(3));
+        let d = pool.enter(ip(4));
+        assert!(was_evicted(&a).await);
+        assert!(!was_evicted(&b).await && !was_evicted(&c).await && !was_evicted(&d).await);
+        assert_eq!(pool.len(), 3);
+        drop(a);
+        assert_eq!(pool.len(), 3, "an evicted place is not counted twice");
+        drop(b);
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn one_source_cannot_hold_more_than_its_share() {
+        let pool = WaitingPool::new(100, 2);
+        let a1 = pool.enter(ip(1));
+        let other = pool.enter(ip(2));
+        let a2 = pool.enter(ip(1));
+        let a3 = pool.enter(ip(1));
+        assert!(was_evicted(&a1).await, "the source's oldest goes");
+        assert!(!was_evicted(&other).await, "not another source's");
+        assert!(!was_evicted(&a2).await && !was_evicted(&a3).await);
+        assert_eq!(pool.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn limits_hold_and_a_device_has_one_session() {
+        let admission = Admission::new(3, [("small".to_owned(), 1)]);
+        let first = admission.admit("small", "d1").unwrap();
+        assert_eq!(admission.admit("small", "d2").unwrap_err(), Refusal::TenantFull);
+        let replaced = first.replaced();
+        let second = admission.admit("big", "d1").unwrap();
+        let again = admission.admit("big", "d1").unwrap();
+        // The same device of the same tenant: the older session is told.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), second.replaced().notified())
+                .await
+                .is_ok()
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), replaced.notified())
+                .await
+                .is_err()
+        );
+        assert_eq!(admission.admit("big", "d3").unwrap_err(), Refusal::ServerFull);
+        drop(second);
+        // The older session ending does not free the newer one's slot.
+        assert_eq!(admission.devices.lock().unwrap().len(), 2);
+        drop(again);
+        drop(first);
+        assert!(admission.devices.lock().unwrap().is_empty());
+        assert!(admission.admit("small", "d2").is_ok());
+    }
+}
