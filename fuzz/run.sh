@@ -3,6 +3,7 @@
 #
 #   fuzz/run.sh decode_frame 60     # target, seconds (default 60)
 #   fuzz/run.sh decode_batch 300
+#   fuzz/run.sh session 300          # the gateway session state machine
 #
 # cargo-fuzz needs nightly compiler flags (-Zsanitizer, coverage passes);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. Needs

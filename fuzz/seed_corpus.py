@@ -5,6 +5,7 @@ decode_frame: a mode byte (0: CRCs as given, 1: CRCs fixed up by the target)
 then the vector's bytes; the valid vectors are also sent as one stream.
 decode_batch: the content (after the header and seq) of each uncompressed
 BATCH vector.
+session: scripts for the gateway's session harness (awp_gateway::fuzzing).
 """
 import json
 import os
@@ -38,3 +39,20 @@ for section in ("valid", "invalid"):
         if raw[0] == 3 and raw[1] == 0 and len(raw) > 12:
             write("decode_batch", v["name"], raw[skip_varint(raw, 12):])
 write("decode_frame", "all-valid-stream", stream)
+
+# session: scripts for awp_gateway::fuzzing, pairs of (op % 12, argument):
+# 2 HELLO, 3 a vector BATCH (the argument picks which), 5 cut the next read,
+# 6 an outcome (the argument picks the batch, then a kind byte: 0 stored,
+# 1 retry, 2 rejected), 8 tick (argument x 20 ms), 9 end of input / drain /
+# replaced / evicted (argument % 4), 10 grant budget.
+sessions = {
+    "stored": [2, 0, 3, 0, 3, 1, 6, 0, 0, 6, 0, 0],
+    "each-outcome": [2, 0, 3, 0, 3, 1, 3, 2, 6, 0, 0, 6, 0, 1, 6, 0, 2],
+    "window-and-split-reads": [2, 0, 5, 3, 3, 0, 3, 1, 3, 2, 3, 3, 3, 4, 8, 50, 6, 0, 0, 10, 0],
+    "drain": [2, 0, 3, 0, 9, 1, 3, 1, 6, 0, 0],
+    "replaced": [2, 0, 3, 0, 9, 2, 6, 0, 0],
+    "eof": [2, 0, 3, 0, 9, 0, 6, 0, 0],
+    "budget": [2, 0] + sum(([3, i] for i in range(8)), []) + [10, 0, 6, 0, 0, 10, 0],
+}
+for name, script in sessions.items():
+    write("session", name, bytes(script))

@@ -748,6 +748,18 @@ mod tests {
                 "sink.kind: ",
             ),
             (
+                "[server]\nmax_unauthenticated = 0\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "server.max_unauthenticated: must be at least 1",
+            ),
+            (
+                "[server]\nmax_unauthenticated_per_source = 0\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
+                "server.max_unauthenticated_per_source: must be at least 1",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\nmax_connections = 0\n",
+                "tenants[0].max_connections: must be at least 1",
+            ),
+            (
                 "[server]\nmax_batch_records = 100000\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
                 "server.max_batch_records: must be 1 to 99999",
             ),

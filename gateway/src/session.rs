@@ -270,7 +270,7 @@ impl Session {
     }
 
     /// Batches handed out for storage and not yet answered.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn inflight(&self) -> usize {
         self.inflight.len()
     }

@@ -35,8 +35,8 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// A tenant with token secrets only (tests).
-    #[cfg(test)]
+    /// A tenant with token secrets only (tests and fuzzing).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn with_secrets(id: &str, secrets: &[&str]) -> Tenant {
         Tenant {
             id: id.to_owned(),

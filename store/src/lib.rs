@@ -28,10 +28,12 @@
 
 pub mod batch;
 pub mod compare;
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod json;
 pub mod key;
 pub mod size;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod text;
 

@@ -11,12 +11,13 @@
 //! [`open`] is the factory: it turns a tenant's configuration into its
 //! [`Sink`].
 
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub(crate) mod null;
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
 use std::future::Future;
-use std::time::Duration;
 
 use awp_store::AcceptedBatch;
 
@@ -72,8 +73,10 @@ pub trait TenantSink: Send + 'static {
 /// A tenant's sink, whichever kind its configuration names.
 pub(crate) enum Sink {
     /// One SQLite database per tenant.
+    #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteSink),
     /// The tenant's DynamoDB table.
+    #[cfg(feature = "dynamodb")]
     Dynamodb(dynamodb::DynamoSink),
     /// Renders and counts, stores nothing.
     Null(null::NullSink),
@@ -82,8 +85,10 @@ pub(crate) enum Sink {
 /// Opens `tenant`'s sink: its own kind if it names one, else the default.
 pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
     Ok(match tenant.sink.unwrap_or(config.kind) {
+        #[cfg(feature = "sqlite")]
         SinkKind::Sqlite => Sink::Sqlite(sqlite::SqliteSink::open(&config.data_dir, &tenant.id)?),
         SinkKind::Null => Sink::Null(null::NullSink::new().0),
+        #[cfg(feature = "dynamodb")]
         SinkKind::Dynamodb => {
             let Some(dynamo) = &tenant.dynamodb else {
                 return Err(SinkError::Fatal(format!(
@@ -93,8 +98,16 @@ pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &Pipeli
             };
             // Give up a little before the pipeline's own timeout, so the
             // batches get the sink's reason rather than a timeout.
-            let give_up = Duration::from_millis(pipeline.write_timeout_ms * 9 / 10);
+            let give_up = std::time::Duration::from_millis(pipeline.write_timeout_ms * 9 / 10);
             Sink::Dynamodb(dynamodb::DynamoSink::connect(&tenant.id, dynamo, give_up).await)
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(SinkError::Fatal(format!(
+                "tenant {}: this gateway was built without the {} sink",
+                tenant.id,
+                other.name()
+            )));
         }
     })
 }
@@ -103,7 +116,9 @@ impl Sink {
     /// Which kind it is.
     pub fn kind(&self) -> SinkKind {
         match self {
+            #[cfg(feature = "sqlite")]
             Sink::Sqlite(_) => SinkKind::Sqlite,
+            #[cfg(feature = "dynamodb")]
             Sink::Dynamodb(_) => SinkKind::Dynamodb,
             Sink::Null(_) => SinkKind::Null,
         }
@@ -113,7 +128,9 @@ impl Sink {
 impl TenantSink for Sink {
     async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
         match self {
+            #[cfg(feature = "sqlite")]
             Sink::Sqlite(s) => s.write(batches).await,
+            #[cfg(feature = "dynamodb")]
             Sink::Dynamodb(s) => s.write(batches).await,
             Sink::Null(s) => s.write(batches).await,
         }
@@ -121,7 +138,9 @@ impl TenantSink for Sink {
 
     async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {
         match self {
+            #[cfg(feature = "sqlite")]
             Sink::Sqlite(s) => s.discard(batch).await,
+            #[cfg(feature = "dynamodb")]
             Sink::Dynamodb(s) => s.discard(batch).await,
             Sink::Null(s) => s.discard(batch).await,
         }
