@@ -209,9 +209,20 @@ pub async fn serve<S>(
     }
     let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
     // An evicted connection does not linger: evictions come in floods, and
-    // lingering would hold their sockets for a second each.
+    // lingering would hold their sockets for a second each. One that never
+    // authenticated keeps its place in the waiting pool while it lingers,
+    // and stops lingering if evicted from it, so floods of connections that
+    // fail their HELLO hold no more sockets than the pool has places.
     if !session.half_closed() && !evicted {
-        linger(&mut stream).await;
+        match &waiting {
+            Some(_) => {
+                tokio::select! {
+                    _ = linger(&mut stream) => {}
+                    _ = signal.notified() => {}
+                }
+            }
+            None => linger(&mut stream).await,
+        }
     }
 }
 
