@@ -77,6 +77,16 @@ pub struct ServerConfig {
     pub max_unauthenticated: usize,
     /// Of those, from any one source address.
     pub max_unauthenticated_per_source: usize,
+    /// Every agent connection starts with a PROXY protocol v2 header (the
+    /// load balancer's), which gives the agent's address; one without it
+    /// is closed.
+    pub proxy_protocol: bool,
+    /// The listen backlog of the agent listeners; none for the system's
+    /// maximum (`net.core.somaxconn`).
+    pub listen_backlog: Option<u32>,
+    /// An authenticated connection older than this, give or take 10%, is
+    /// sent GOAWAY so agents spread over nodes added since; 0 for never.
+    pub max_connection_age_ms: u64,
     /// Advertised in WELCOME; the largest payload accepted (≥ 65,536).
     pub max_frame_len: u32,
     /// Advertised in WELCOME; the most records in one BATCH.
@@ -115,6 +125,9 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_unauthenticated: 1024,
             max_unauthenticated_per_source: 64,
+            proxy_protocol: false,
+            listen_backlog: None,
+            max_connection_age_ms: 0,
             max_frame_len: 1 << 20,
             max_batch_records: 1000,
             max_batch_bytes: 4 << 20,
@@ -348,6 +361,12 @@ impl Config {
         }
         if s.max_connections == 0 {
             return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+        }
+        if s.listen_backlog == Some(0) {
+            return Err(ConfigError::new(
+                "server.listen_backlog",
+                "must be at least 1 (or left out for the system's maximum)",
+            ));
         }
         if s.max_unauthenticated == 0 {
             return Err(ConfigError::new("server.max_unauthenticated", "must be at least 1"));
@@ -609,6 +628,9 @@ admin_listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz
 max_connections = 10000              # authenticated; beyond: ERROR(SERVER_BUSY)
 max_unauthenticated = 1024           # before HELLO; beyond: the one waiting longest is closed
 max_unauthenticated_per_source = 64  # of those, from one address (behind a proxy that hides sources: = max_unauthenticated)
+proxy_protocol = false               # agent connections start with a PROXY v2 header (HAProxy send-proxy-v2, AWS NLB)
+# listen_backlog = 4096              # default: the system's maximum (net.core.somaxconn)
+max_connection_age_ms = 0            # GOAWAY connections older than this (+-10%) to rebalance; 0: never
 max_frame_len = 1048576              # advertised in WELCOME
 max_batch_records = 1000             # advertised in WELCOME; at most 99999
 max_batch_bytes = 4194304            # largest decompressed BATCH

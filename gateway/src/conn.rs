@@ -58,13 +58,16 @@ enum Event {
 }
 
 /// Runs one connection to its end. `waiting` is its place among the
-/// connections waiting to authenticate, left once HELLO is accepted.
-pub async fn serve<S>(
+/// connections waiting to authenticate, left once HELLO is accepted;
+/// `guard` is dropped when the connection ends (taken here rather than in
+/// a wrapping future, which would store the arguments twice).
+pub async fn serve<S, G>(
     mut stream: S,
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
     waiting: Waiting,
+    guard: G,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -224,6 +227,7 @@ pub async fn serve<S>(
             None => linger(&mut stream).await,
         }
     }
+    drop(guard);
 }
 
 fn outcome_done(session: &mut Session, outcome: Outcome, actions: &mut Vec<Action>) {

@@ -237,6 +237,7 @@ pub fn run(frames: &Frames, data: &[u8]) {
         goaway_reconnect_ms: 100,
         budget_wait: Duration::from_millis(2000),
         min_frame_rate: 1000,
+        max_connection_age: Some(Duration::from_secs(5)),
     });
     // Room for a few batches: waits for budget happen.
     let budget = Arc::new(MemoryBudget::new(96 * 1024, 96 * 1024, ["acme".to_owned()]));

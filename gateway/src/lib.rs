@@ -64,6 +64,7 @@ pub mod fuzzing;
 mod health;
 pub mod inspect;
 mod pipeline;
+mod proxy_protocol;
 mod read_buffer;
 mod server;
 mod session;

@@ -84,6 +84,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         goaway_reconnect_ms: s.goaway_reconnect_ms,
         budget_wait: Duration::from_millis(config.pipeline.budget_wait_ms),
         min_frame_rate: s.min_frame_rate,
+        max_connection_age: (s.max_connection_age_ms > 0).then(|| Duration::from_millis(s.max_connection_age_ms)),
     });
     let budget = Arc::new(MemoryBudget::new(
         config.pipeline.budget_bytes,
@@ -141,10 +142,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         .iter()
         .map(|a| (a, None))
         .chain(s.tls_listen.iter().map(|a| (a, tls.clone())));
+    let backlog = s.listen_backlog.unwrap_or_else(system_backlog);
     for (addr, acceptor) in listeners {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("server: cannot listen on {addr}"))?;
+        let listener = listen(*addr, backlog).with_context(|| format!("server: cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
         if acceptor.is_some() {
             tls_addrs.push(bound);
@@ -157,6 +157,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             acceptor,
             handshake_timeout,
             waiting: waiting.clone(),
+            proxy_protocol: s.proxy_protocol,
             ctx: ctx.clone(),
             shutdown: shutdown_rx.clone(),
             connections: connections.clone(),
@@ -221,6 +222,7 @@ struct AcceptLoop {
     acceptor: Option<TlsAcceptor>,
     handshake_timeout: Duration,
     waiting: Arc<WaitingPool>,
+    proxy_protocol: bool,
     ctx: Arc<ConnContext>,
     shutdown: watch::Receiver<bool>,
     connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
@@ -238,25 +240,48 @@ async fn accept_loop(a: AcceptLoop) {
             }
         };
         let _ = stream.set_nodelay(true);
-        // A place among the connections waiting to authenticate: given, by
-        // closing the one waiting longest if need be.
-        let waiting = a.waiting.enter(peer.ip().to_canonical());
         let open = OpenConnection::new(a.acceptor.is_some());
         let mut connections = a.connections.lock().await;
         // Reap finished connections so the set stays the size of the live ones.
         while connections.try_join_next().is_some() {}
         // One task per connection, whose future is the session itself:
         // with many mostly idle agents, every byte of it counts.
-        let (ctx, shutdown) = (a.ctx.clone(), a.shutdown.clone());
-        match a.acceptor.clone() {
-            None => connections.spawn(async move {
-                serve(stream, None, ctx, shutdown, waiting).await;
-                drop(open);
-            }),
+        let (ctx, shutdown, pool) = (a.ctx.clone(), a.shutdown.clone(), a.waiting.clone());
+        let (acceptor, handshake_timeout) = (a.acceptor.clone(), a.handshake_timeout);
+        if a.proxy_protocol {
+            // The agent's address comes first, from the balancer's header
+            // (in a box of its own, freed once read); then the connection
+            // goes on as any other.
+            connections.spawn(async move {
+                let mut stream = stream;
+                let header = Box::pin(tokio::time::timeout(
+                    handshake_timeout,
+                    crate::proxy_protocol::read_source(&mut stream, peer),
+                ));
+                let source = match header.await {
+                    Ok(Ok(source)) => source,
+                    Ok(Err(e)) => return proxy_header_failed(peer, &e.to_string()),
+                    Err(_) => return proxy_header_failed(peer, "no PROXY header in time"),
+                };
+                let waiting = pool.enter(source.ip().to_canonical());
+                match acceptor {
+                    None => serve(stream, None, ctx, shutdown, waiting, open).await,
+                    Some(acceptor) => {
+                        tls_connection(stream, acceptor, handshake_timeout, ctx, shutdown, waiting, open).await
+                    }
+                }
+            });
+            continue;
+        }
+        // A place among the connections waiting to authenticate: given, by
+        // closing the one waiting longest if need be.
+        let waiting = pool.enter(peer.ip().to_canonical());
+        match acceptor {
+            None => connections.spawn(serve(stream, None, ctx, shutdown, waiting, open)),
             Some(acceptor) => connections.spawn(tls_connection(
                 stream,
                 acceptor,
-                a.handshake_timeout,
+                handshake_timeout,
                 ctx,
                 shutdown,
                 waiting,
@@ -264,6 +289,36 @@ async fn accept_loop(a: AcceptLoop) {
             )),
         };
     }
+}
+
+fn proxy_header_failed(peer: SocketAddr, reason: &str) {
+    telemetry::global().proxy_header_failed();
+    tracing::info!(%peer, reason, "connection refused: no valid PROXY protocol header");
+}
+
+/// A listening socket on `addr` with `SO_REUSEPORT`, so that a new gateway
+/// process can listen on the same port while the old one drains (an
+/// upgrade without refused connections; docs/operations.md).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// The system's largest listen backlog (`net.core.somaxconn`): after a
+/// node fails, its agents reconnect to the others at once, and a backlog
+/// that overflows drops their SYNs, which costs them a second or more each.
+fn system_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
 }
 
 /// An open connection, counted in the metrics while it lives.
@@ -302,9 +357,8 @@ async fn tls_connection(
     };
     if let Some(tls) = tls {
         let certs = crate::tls::peer_certificates(tls.get_ref().1);
-        serve(tls, certs, ctx, shutdown, waiting).await;
+        serve(tls, certs, ctx, shutdown, waiting, open).await;
     }
-    drop(open);
 }
 
 /// The TLS handshake under its deadline; the stream on the heap, so that the
@@ -356,6 +410,7 @@ mod tests {
             goaway_reconnect_ms: 1000,
             budget_wait: Duration::from_secs(10),
             min_frame_rate: 1024,
+            max_connection_age: None,
         });
         let health = Health::default();
         let (pipeline, _writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline, &health)
@@ -376,7 +431,14 @@ mod tests {
         let pool = WaitingPool::new(10, 10);
         let source = std::net::IpAddr::from([127, 0, 0, 1]);
 
-        let plain = serve(stream, None, ctx.clone(), shutdown.clone(), pool.enter(source));
+        let plain = serve(
+            stream,
+            None,
+            ctx.clone(),
+            shutdown.clone(),
+            pool.enter(source),
+            OpenConnection::new(false),
+        );
         // 1,144 bytes with the waiting place and the eviction/replacement
         // signal (issue 9); about 1,000 before.
         assert!(

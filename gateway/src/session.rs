@@ -68,6 +68,9 @@ pub struct SessionSettings {
     /// The slowest average rate a frame may arrive at, bytes per second,
     /// after a grace of one heartbeat from its first byte.
     pub min_frame_rate: u32,
+    /// Sessions older than this, give or take 10%, are told to go away so
+    /// that agents spread over nodes added since; none for never.
+    pub max_connection_age: Option<Duration>,
 }
 
 /// The clock, read once per event by the connection task.
@@ -296,12 +299,24 @@ impl Session {
         }
         let mut deadline = match self.state {
             State::AwaitPreamble | State::AwaitHello => self.opened + self.settings.hello_timeout,
+            State::Ready => self
+                .age_due()
+                .map_or(self.last_heard + idle, |due| due.min(self.last_heard + idle)),
             _ => self.last_heard + idle,
         };
         if let Some(due) = self.frame_due() {
             deadline = deadline.min(due);
         }
         budget.map_or(deadline, |b| deadline.min(b))
+    }
+
+    /// When the session has reached its maximum age. The jitter comes from
+    /// the session id, so it needs no state of its own and sessions opened
+    /// together (after a node failed) leave at different times.
+    fn age_due(&self) -> Option<Instant> {
+        let age = self.settings.max_connection_age?;
+        let spread = 0.9 + 0.2 * f64::from(self.session_id[8]) / 255.0;
+        Some(self.opened + age.mul_f64(spread))
     }
 
     /// When the frame in progress falls below the minimum average rate,
@@ -762,6 +777,10 @@ impl Session {
             self.close_if_done(out);
             return;
         }
+        if self.state == State::Ready && self.age_due().is_some_and(|due| now.mono >= due) {
+            telemetry::global().session_aged();
+            return self.go_away("connection reached its maximum age; reconnect", now, out);
+        }
         let idle_ms = 3 * self.settings.heartbeat.as_millis();
         let message = match self.state {
             State::AwaitPreamble | State::AwaitHello => {
@@ -898,6 +917,7 @@ mod tests {
             goaway_reconnect_ms: 1500,
             budget_wait: Duration::from_millis(2000),
             min_frame_rate: 1000,
+            max_connection_age: None,
         })
     }
 
@@ -1443,6 +1463,35 @@ mod tests {
         let h = Harness::welcomed();
         let out = same_device_again(&h, Admission::new(0, []));
         assert_eq!(error_code(&out), Some(ErrorCode::ServerBusy as u16));
+    }
+
+    #[test]
+    fn a_session_past_its_maximum_age_is_told_to_go_away() {
+        let mut h = Harness::new();
+        h.session.settings = Arc::new(SessionSettings {
+            max_connection_age: Some(Duration::from_millis(10_000)),
+            heartbeat: Duration::from_secs(3600),
+            ..(*settings()).clone()
+        });
+        let mut hello = MAGIC.to_vec();
+        hello.extend(vector("hello_token_android"));
+        assert!(matches!(&h.feed(&hello)[..], [Action::Send(Frame::Welcome(_))]));
+        h.feed(&vector("batch_one_location"));
+        // The session id's byte 8 is 7: 10 s × (0.9 + 0.2 × 7/255) ≈ 9,055 ms.
+        let due = h.session.deadline();
+        assert_eq!((due - h.t0).as_millis(), 9_054);
+        let mut out = Vec::new();
+        h.session.tick(h.at(9_000), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        h.session.tick(h.at(9_055), &mut out);
+        let [Action::Send(Frame::GoAway(g))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert!(g.reason.contains("maximum age"), "{}", g.reason);
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        assert_eq!(acks(&out), [(1, AckStatus::Ok)], "in flight: still acknowledged");
+        assert!(h.session.is_closed());
     }
 
     #[test]

@@ -86,6 +86,18 @@ pub const METRICS: &[Metric] = &[
         "sessions told to go away because their device connected again",
     ),
     metric(
+        "awp_sessions_aged_total",
+        C,
+        &[],
+        "sessions told to go away at max_connection_age",
+    ),
+    metric(
+        "awp_proxy_header_failures_total",
+        C,
+        &[],
+        "connections closed for a missing or malformed PROXY protocol header",
+    ),
+    metric(
         "awp_tls_handshake_failures_total",
         C,
         &[],
@@ -294,6 +306,8 @@ pub struct Global {
     connections_waiting: Gauge,
     connections_evicted: Counter,
     sessions_replaced: Counter,
+    sessions_aged: Counter,
+    proxy_header_failures: Counter,
     tls_handshake_failures: Counter,
     frames_received: [Counter; 9],
     frames_sent: [Counter; 9],
@@ -333,6 +347,8 @@ impl Global {
             connections_waiting: metrics::gauge!("awp_connections_waiting"),
             connections_evicted: metrics::counter!("awp_connections_evicted_total"),
             sessions_replaced: metrics::counter!("awp_sessions_replaced_total"),
+            sessions_aged: metrics::counter!("awp_sessions_aged_total"),
+            proxy_header_failures: metrics::counter!("awp_proxy_header_failures_total"),
             tls_handshake_failures: metrics::counter!("awp_tls_handshake_failures_total"),
             frames_received: by_type("awp_frames_received_total"),
             frames_sent: by_type("awp_frames_sent_total"),
@@ -382,6 +398,16 @@ impl Global {
     /// A session was replaced by a newer one of its device.
     pub fn session_replaced(&self) {
         self.sessions_replaced.increment(1);
+    }
+
+    /// A session was told to go away at its maximum age.
+    pub fn session_aged(&self) {
+        self.sessions_aged.increment(1);
+    }
+
+    /// A connection's PROXY header was missing or malformed.
+    pub fn proxy_header_failed(&self) {
+        self.proxy_header_failures.increment(1);
     }
 
     /// A TLS handshake failed or timed out.

@@ -529,3 +529,77 @@ async fn a_sink_failing_every_write_makes_the_gateway_unready_until_it_recovers(
     assert!(support::http_get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));
     t.server.shutdown().await;
 }
+
+/// A PROXY protocol v2 header saying the agent is `source`.
+fn proxy_header(source: &str) -> Vec<u8> {
+    use ppp::v2::{Builder, Command, Protocol, Version};
+    let source: std::net::SocketAddr = source.parse().unwrap();
+    let destination: std::net::SocketAddr = "10.0.0.1:7700".parse().unwrap();
+    Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, (source, destination))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_agents_address_comes_from_the_header() {
+    let t = TestServer::start(|c| {
+        c.server.proxy_protocol = true;
+        c.server.max_unauthenticated_per_source = 1;
+    })
+    .await;
+    // Every connection comes from 127.0.0.1; the header says who it is.
+    let mut first = t.connect().await;
+    first.send(&proxy_header("198.51.100.1:40001")).await;
+    let mut other = t.connect().await;
+    other.send(&proxy_header("198.51.100.2:40002")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The same agent address again: the per-source limit (1) takes the
+    // first one's place, not the other address's.
+    let mut again = t.connect().await;
+    again.send(&proxy_header("198.51.100.1:40003")).await;
+    let message = first.expect_error(ErrorCode::ServerBusy).await;
+    assert!(message.contains("waiting to authenticate"), "{message}");
+    // An agent behind the proxy is served as usual.
+    let mut agent = t.connect().await;
+    agent.send(&proxy_header("198.51.100.3:40004")).await;
+    agent.send_hello_as("acme", "acme-secret-1", "d1").await;
+    assert!(matches!(agent.next().await, Some(Frame::Welcome(_))));
+    // A connection without the header is not the balancer: closed unanswered.
+    let mut direct = t.connect().await;
+    direct.send_hello_as("acme", "acme-secret-1", "d2").await;
+    assert!(direct.next().await.is_none());
+    drop((other, again));
+    t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_gateway_can_listen_on_the_same_port_for_an_upgrade() {
+    let old = TestServer::start(|_| {}).await;
+    let addr = old.addr();
+    let new = TestServer::start(|c| c.server.listen = vec![addr]).await;
+    assert_eq!(new.addr(), addr);
+    // The old one drains; new connections reach the new one.
+    assert!(old.server.shutdown().await);
+    let mut c = new.welcomed().await;
+    c.send(&vector("ping")).await;
+    assert!(matches!(c.next().await, Some(Frame::Pong(_))));
+    new.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_past_its_maximum_age_is_told_to_go_away() {
+    let t = TestServer::start(|c| c.server.max_connection_age_ms = 300).await;
+    let started = std::time::Instant::now();
+    let mut c = t.welcomed().await;
+    match c.next().await {
+        Some(Frame::GoAway(g)) => assert!(g.reason.contains("maximum age"), "{}", g.reason),
+        other => panic!("expected GOAWAY, got {other:?}"),
+    }
+    let age = started.elapsed();
+    assert!(
+        age >= Duration::from_millis(270) && age < Duration::from_secs(2),
+        "{age:?}"
+    );
+    assert!(c.next().await.is_none());
+    t.server.shutdown().await;
+}
