@@ -25,6 +25,17 @@ cargo test --workspace --locked 2>&1 | tee "$test_log"
 step "benches compile"
 cargo bench -p awp-benches --locked --no-run
 
+step "scale-out: two gateways behind HAProxy, one killed, then a rolling restart"
+scale_log=$(mktemp)
+if scripts/scale-out.sh >"$scale_log" 2>&1; then
+    grep -E '^run [12]:|verify:' "$scale_log"
+else
+    tail -n 60 "$scale_log"
+    echo "scale-out: FAILED"
+    exit 1
+fi
+rm -f "$scale_log"
+
 step "fuzz targets: build and a short run each"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in decode_frame decode_batch session; do

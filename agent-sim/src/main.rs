@@ -68,6 +68,10 @@ struct RunArgs {
     /// Spread connections over 127.0.0.1..127.0.0.N.
     #[arg(long)]
     sources: Option<usize>,
+    /// Device ids are PREFIX0, PREFIX1, ...: distinct prefixes keep
+    /// simultaneous simulators' devices apart (a device has one session).
+    #[arg(long)]
+    device_prefix: Option<String>,
     /// Use TLS, trusting this CA.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
@@ -119,7 +123,8 @@ fn scenario(a: &RunArgs) -> anyhow::Result<Scenario> {
         window = a.window,
         compression = a.compression,
         churn_per_s = a.churn,
-        source_addresses = a.sources
+        source_addresses = a.sources,
+        device_prefix = a.device_prefix
     );
     if let Some(ca) = &a.tls_ca {
         s.tls = Some(TlsScenario {
