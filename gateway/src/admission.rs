@@ -22,44 +22,78 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::telemetry;
+
+/// How long a connection may wait before it can be evicted: long enough
+/// for an agent's HELLO to be read and checked even while a reconnect storm
+/// keeps the gateway busy, short against the HELLO deadline.
+pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
+
+/// How far the pool may run over its size (and a source over its share)
+/// while every connection in it is within [`EVICTION_GRACE`]; beyond, the
+/// connection waiting longest is evicted all the same.
+pub const OVERFLOW_FACTOR: usize = 4;
 
 /// The pool of connections waiting to authenticate.
 #[derive(Debug)]
 pub struct WaitingPool {
     max: usize,
     per_source: usize,
+    grace: Duration,
     inner: Mutex<WaitingInner>,
 }
+
+/// An entry: where the connection comes from, when it came, and how to tell
+/// it it was evicted.
+type Entry = (IpAddr, Instant, Arc<Notify>);
 
 #[derive(Debug, Default)]
 struct WaitingInner {
     next_id: u64,
     /// By id, which is by age: the first is the one waiting longest.
-    entries: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
+    entries: BTreeMap<u64, Entry>,
     by_source: HashMap<IpAddr, usize>,
 }
 
 impl WaitingInner {
-    fn remove(&mut self, id: u64) -> Option<(IpAddr, Arc<Notify>)> {
-        let (source, evicted) = self.entries.remove(&id)?;
-        if let Some(n) = self.by_source.get_mut(&source) {
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        if let Some(n) = self.by_source.get_mut(&entry.0) {
             *n -= 1;
             if *n == 0 {
-                self.by_source.remove(&source);
+                self.by_source.remove(&entry.0);
             }
         }
-        Some((source, evicted))
+        Some(entry)
     }
 
     fn evict(&mut self, id: u64) {
-        if let Some((_, evicted)) = self.remove(id) {
+        if let Some((_, _, evicted)) = self.remove(id) {
             telemetry::global().connection_evicted();
             // Remembered if the connection is not waiting on it yet.
             evicted.notify_one();
+        }
+    }
+
+    /// Makes room by evicting the oldest connection that `matches`, if it
+    /// has waited out the grace; false if there is none.
+    fn evict_oldest(&mut self, now: Instant, grace: Duration, matches: impl Fn(&IpAddr) -> bool) -> bool {
+        let oldest = self
+            .entries
+            .iter()
+            .find(|(_, (source, _, _))| matches(source))
+            .filter(|(_, (_, since, _))| now.saturating_duration_since(*since) >= grace)
+            .map(|(id, _)| *id);
+        match oldest {
+            Some(id) => {
+                self.evict(id);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -75,32 +109,46 @@ pub struct Waiting {
 impl WaitingPool {
     /// A pool of `max` places, `per_source` of them for any one address.
     pub fn new(max: usize, per_source: usize) -> Arc<WaitingPool> {
+        Self::with_grace(max, per_source, EVICTION_GRACE)
+    }
+
+    /// [`WaitingPool::new`] with another grace (tests).
+    pub fn with_grace(max: usize, per_source: usize, grace: Duration) -> Arc<WaitingPool> {
         Arc::new(WaitingPool {
             max: max.max(1),
             per_source: per_source.max(1),
+            grace,
             inner: Mutex::default(),
         })
     }
 
-    /// A place for a connection from `source`, evicting the connection that
-    /// has waited longest (from the same source first) if there is none.
+    /// A place for a connection from `source`, never refused. When the
+    /// pool (or the source's share) is full, the connection that has waited
+    /// longest (from the same source first) is evicted once it has waited
+    /// out the grace: in a reconnect storm agents whose HELLO is on its way
+    /// are not evicted, and the pool runs over instead. At
+    /// [`OVERFLOW_FACTOR`] times its size the longest waiting goes, grace or
+    /// not, so that a flood of new connections is bounded too.
     pub fn enter(self: &Arc<Self>, source: IpAddr) -> Waiting {
+        let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.by_source.get(&source).copied().unwrap_or(0) >= self.per_source {
-            let oldest = inner.entries.iter().find(|(_, (s, _))| *s == source).map(|(id, _)| *id);
-            if let Some(id) = oldest {
-                inner.evict(id);
-            }
+        let from_source = inner.by_source.get(&source).copied().unwrap_or(0);
+        if from_source >= self.per_source
+            && !inner.evict_oldest(now, self.grace, |s| *s == source)
+            && from_source >= self.per_source * OVERFLOW_FACTOR
+        {
+            inner.evict_oldest(now, Duration::ZERO, |s| *s == source);
         }
         if inner.entries.len() >= self.max
-            && let Some(id) = inner.entries.keys().next().copied()
+            && !inner.evict_oldest(now, self.grace, |_| true)
+            && inner.entries.len() >= self.max * OVERFLOW_FACTOR
         {
-            inner.evict(id);
+            inner.evict_oldest(now, Duration::ZERO, |_| true);
         }
         let id = inner.next_id;
         inner.next_id += 1;
         let evicted = Arc::new(Notify::new());
-        inner.entries.insert(id, (source, evicted.clone()));
+        inner.entries.insert(id, (source, now, evicted.clone()));
         *inner.by_source.entry(source).or_default() += 1;
         telemetry::global().connections_waiting(inner.entries.len());
         Waiting {
@@ -264,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_evicts_the_connection_waiting_longest() {
-        let pool = WaitingPool::new(3, 10);
+        let pool = WaitingPool::with_grace(3, 10, Duration::ZERO);
         let a = pool.enter(ip(1));
         let b = pool.enter(ip(2));
         let c = pool.enter(ip(3));
@@ -280,7 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_source_cannot_hold_more_than_its_share() {
-        let pool = WaitingPool::new(100, 2);
+        let pool = WaitingPool::with_grace(100, 2, Duration::ZERO);
         let a1 = pool.enter(ip(1));
         let other = pool.enter(ip(2));
         let a2 = pool.enter(ip(1));
@@ -289,6 +337,28 @@ mod tests {
         assert!(!was_evicted(&other).await, "not another source's");
         assert!(!was_evicted(&a2).await && !was_evicted(&a3).await);
         assert_eq!(pool.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn connections_within_their_grace_are_evicted_only_when_the_pool_runs_far_over() {
+        let pool = WaitingPool::with_grace(2, 100, Duration::from_secs(60));
+        // A storm: none has had time to send HELLO, so none is evicted...
+        let storm: Vec<_> = (0..2 * OVERFLOW_FACTOR).map(|i| pool.enter(ip(i as u8))).collect();
+        for w in &storm {
+            assert!(!was_evicted(w).await);
+        }
+        assert_eq!(pool.len(), 2 * OVERFLOW_FACTOR);
+        // ...until the pool is four times over: then the longest waiting goes.
+        let late = pool.enter(ip(200));
+        assert!(was_evicted(&storm[0]).await);
+        assert!(!was_evicted(&storm[1]).await && !was_evicted(&late).await);
+        // The same holds for one source's share.
+        let pool = WaitingPool::with_grace(100, 1, Duration::from_secs(60));
+        let one: Vec<_> = (0..OVERFLOW_FACTOR).map(|_| pool.enter(ip(1))).collect();
+        let other = pool.enter(ip(2));
+        let again = pool.enter(ip(1));
+        assert!(was_evicted(&one[0]).await, "the source's oldest");
+        assert!(!was_evicted(&other).await && !was_evicted(&again).await);
     }
 
     #[tokio::test]

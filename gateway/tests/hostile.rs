@@ -362,11 +362,14 @@ async fn twelve_thousand_silent_connections_do_not_keep_agents_out() {
     assert_eq!(open.lock().unwrap().len(), SILENT);
     drop(attack);
     // The gateway kept its small pool of waiting connections, closing the
-    // oldest to make room or at the HELLO deadline, and told each why.
+    // oldest to make room, refusing new ones while it ran over, or at the
+    // HELLO deadline, and told each why.
     let evicted = gw.metric("awp_connections_evicted_total").await;
     assert!(evicted > 0.0, "the pool was full at times");
     eprintln!("{evicted} silent connections evicted");
-    assert!(gw.metric("awp_connections_waiting").await <= 1024.0);
+    // 1,024 places, run over up to 4× by connections still within their
+    // grace (a second to send HELLO).
+    assert!(gw.metric("awp_connections_waiting").await <= 4096.0);
     let mut answers = tokio::task::JoinSet::new();
     for stream in open.lock().unwrap().drain(..) {
         answers.spawn(async move { last_answer(&mut Client::new(stream)).await });

@@ -235,12 +235,15 @@ async fn silent_connections_are_evicted_for_newer_ones_and_agents_get_in() {
     for _ in 0..4 {
         silent.push(t.connect().await);
     }
-    // The fifth connection takes the place of the one waiting longest.
+    // Past their grace (a second), they can be evicted: the fifth
+    // connection takes the place of the one waiting longest.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let agent = t.welcomed_as("d1").await;
     let message = silent[0].expect_error(ErrorCode::ServerBusy).await;
     assert!(message.contains("waiting to authenticate"), "{message}");
     // Authenticated, the agent no longer counts among the waiting: four
     // more silent ones evict only silent ones.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..4 {
         silent.push(t.connect().await);
     }
@@ -552,7 +555,8 @@ async fn behind_a_proxy_the_agents_address_comes_from_the_header() {
     first.send(&proxy_header("198.51.100.1:40001")).await;
     let mut other = t.connect().await;
     other.send(&proxy_header("198.51.100.2:40002")).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Past the grace in which a waiting connection is never evicted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     // The same agent address again: the per-source limit (1) takes the
     // first one's place, not the other address's.
     let mut again = t.connect().await;
