@@ -57,6 +57,7 @@ mod admission;
 mod budget;
 pub mod config;
 mod conn;
+pub mod dev_certs;
 mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -65,6 +65,17 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Write a throwaway PKI for trying TLS and mTLS: a CA, a server certificate, device client certificates.
+    DevCerts {
+        /// The directory to write into (created; nothing in it is overwritten).
+        dir: PathBuf,
+        /// Server certificate names: DNS names or IP addresses.
+        #[arg(long = "name", default_values = ["localhost", "127.0.0.1"])]
+        names: Vec<String>,
+        /// A device client certificate, as TENANT/DEVICE; repeat for more.
+        #[arg(long = "device")]
+        devices: Vec<String>,
+    },
     /// Print the device token for a tenant secret (AWP1.md 4.1), for provisioning and support.
     Token {
         /// The tenant secret.
@@ -118,6 +129,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Inspect { file }) => return inspect_file(file),
+        Some(Command::DevCerts { dir, names, devices }) => {
+            awp_gateway::dev_certs::write(dir, names, devices)?;
+            print_dev_certs_usage(dir, devices);
+            return Ok(ExitCode::SUCCESS);
+        }
         Some(Command::Token {
             secret,
             tenant,
@@ -153,7 +169,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if cli.config.is_none() {
             print_development_banner(&config, &running);
         }
+        // systemd (Type=notify): ready once every listener is bound. A
+        // no-op without NOTIFY_SOCKET.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "cannot tell systemd the gateway is ready");
+        }
         wait_for_signal().await?;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: GOAWAY to agents, draining");
         anyhow::Ok(running.shutdown().await)
     })?;
@@ -210,6 +232,34 @@ fn print_development_banner(config: &Config, running: &RunningServer) {
     );
     println!("  stored items:  sqlite3 {dir}/dev.sqlite3 'select device, rk, item from items limit 10'");
     println!("Ctrl-C drains and stops.");
+}
+
+fn print_dev_certs_usage(dir: &Path, devices: &[String]) {
+    let d = dir.display();
+    println!("Development PKI written to {d}/ (never for production). To try it:");
+    println!("  gateway.toml:");
+    println!("    [server]");
+    println!("    tls_listen = [\"127.0.0.1:7701\"]");
+    println!("    [tls]");
+    println!("    cert = \"{d}/server.pem\"");
+    println!("    key = \"{d}/server.key\"");
+    let mut tenants: Vec<&str> = devices
+        .iter()
+        .filter_map(|x| x.split_once('/').map(|(t, _)| t))
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        println!("    [[tenants]]");
+        println!("    id = \"{tenant}\"");
+        println!("    client_ca = \"{d}/{tenant}-ca.pem\"");
+    }
+    println!("  agents trust {d}/ca.pem (agent-sim: --tls-ca {d}/ca.pem)");
+    for device in devices {
+        if let Some((tenant, id)) = device.split_once('/') {
+            println!("  device {id} of {tenant}: {d}/{tenant}-{id}.pem and .key (agent-sim: client_cert / client_key)");
+        }
+    }
 }
 
 fn inspect_file(file: &Path) -> anyhow::Result<ExitCode> {

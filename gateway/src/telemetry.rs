@@ -689,6 +689,22 @@ mod tests {
     }
 
     #[test]
+    fn the_alert_rules_name_only_real_metrics() {
+        let rules = include_str!("../../deploy/alerts.yml");
+        let names: BTreeSet<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("awp_"))
+            .collect();
+        assert!(names.len() >= 5, "{names:?}");
+        for name in names {
+            assert!(
+                METRICS.iter().any(|m| m.name == name),
+                "deploy/alerts.yml: {name} is not a metric"
+            );
+        }
+    }
+
+    #[test]
     fn the_dynamodb_doc_names_only_real_metrics() {
         let doc = documented(include_str!("../../docs/dynamodb.md"));
         let code = exported();

@@ -242,3 +242,60 @@ async fn the_development_default_takes_a_batch_and_drains_on_sigterm() {
         ("phone-1", "1764000000000#00000000000000000001#00000")
     );
 }
+
+#[tokio::test]
+async fn the_gateway_tells_systemd_it_is_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 from the gateway");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "READY=1");
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let n = socket.recv(&mut buf).expect("STOPPING=1 from the gateway");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The files in deploy/ cannot all be run here (no container runtime), but
+/// what they run can: the compose file's configuration passes check-config,
+/// and the systemd unit's commands are this binary's.
+#[test]
+fn the_deploy_files_use_a_valid_configuration_and_real_commands() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let out = gateway()
+        .arg("--config")
+        .arg(deploy.join("gateway.toml"))
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let unit = std::fs::read_to_string(deploy.join("systemd/awp-gateway.service")).unwrap();
+    for line in unit.lines().filter(|l| l.starts_with("ExecStart")) {
+        let args: Vec<&str> = line.split_once('=').unwrap().1.split_whitespace().skip(1).collect();
+        // The same flags and subcommand, checked by clap (--help does not start anything).
+        let mut args: Vec<&str> = args.into_iter().filter(|a| !a.starts_with("/etc/")).collect();
+        if let Some(i) = args.iter().position(|a| *a == "--config") {
+            args.remove(i);
+        }
+        args.push("--help");
+        let out = gateway().args(&args).output().unwrap();
+        assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(unit.contains("Type=notify") && unit.contains("LimitNOFILE="));
+}

@@ -159,3 +159,74 @@ async fn every_invalid_vector_gets_its_answer_over_tls() {
     }
     setup.server.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn dev_certs_give_a_working_tls_and_mtls_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("dev-certs")
+        .arg(&pki)
+        .args(["--device", "partner_b/mac-7", "--device", "partner_b/mac-8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let usage = String::from_utf8(out.stdout).unwrap();
+    assert!(usage.contains("client_ca = ") && usage.contains("--tls-ca"), "{usage}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(pki.join("partner_b-mac-7.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "keys are private");
+    // Run again into the same directory: refused, nothing overwritten.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("dev-certs")
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // The gateway with those files; the device with its certificate.
+    let (cert, key, ca) = (
+        pki.join("server.pem"),
+        pki.join("server.key"),
+        pki.join("partner_b-ca.pem"),
+    );
+    let server = TestServer::start(move |c| {
+        c.server.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.tls = Some(awp_gateway::config::TlsConfig { cert, key });
+        c.tenants.push(awp_gateway::config::TenantConfig {
+            id: "partner_b".into(),
+            secrets: vec![],
+            client_ca: Some(ca),
+            retention_days: None,
+            sink: None,
+            dynamodb: None,
+            max_connections: None,
+        });
+    })
+    .await;
+    use rustls_pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(pki.join("partner_b-mac-7.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let device_key = rustls_pki_types::PrivateKeyDer::from_pem_file(pki.join("partner_b-mac-7.key")).unwrap();
+    let config = client_config(&pki.join("ca.pem"), Some((chain, device_key)), true);
+    let tcp = tokio::net::TcpStream::connect(server.server.tls_addrs[0])
+        .await
+        .unwrap();
+    let tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the server certificate verifies against ca.pem");
+    let mut c = Client::new(tls);
+    let mut bytes = MAGIC.to_vec();
+    // tenant partner_b, device mac-7, auth_method 2 (client certificate).
+    bytes.extend(vector("hello_client_cert"));
+    c.send(&bytes).await;
+    assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+    server.server.shutdown().await;
+}
