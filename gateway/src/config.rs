@@ -321,6 +321,15 @@ pub struct TenantConfig {
     /// `server.max_connections`); none for no limit of its own.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Records a second this tenant may store on this node; none for no quota.
+    #[serde(default)]
+    pub records_per_second: Option<u32>,
+    /// Inflated batch bytes a second this tenant may store on this node.
+    #[serde(default)]
+    pub bytes_per_second: Option<u32>,
+    /// Records a second each of this tenant's devices may store.
+    #[serde(default)]
+    pub device_records_per_second: Option<u32>,
 }
 
 impl Config {
@@ -482,6 +491,18 @@ impl Config {
                     "client certificates need a TLS listener",
                 ));
             }
+            for (name, value) in [
+                ("records_per_second", t.records_per_second),
+                ("bytes_per_second", t.bytes_per_second),
+                ("device_records_per_second", t.device_records_per_second),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigError::new(
+                        field(name),
+                        "must be at least 1 (or left out for no quota)",
+                    ));
+                }
+            }
             if t.max_connections == Some(0) {
                 return Err(ConfigError::new(
                     field("max_connections"),
@@ -564,6 +585,9 @@ impl Config {
                 sink: None,
                 dynamodb: None,
                 max_connections: None,
+                records_per_second: None,
+                bytes_per_second: None,
+                device_records_per_second: None,
             }],
         }
     }
@@ -670,6 +694,9 @@ secrets = ["change-me-to-a-long-random-secret"]   # several during rotation
 # client_ca = "/etc/awp/acme-ca.pem"  # devices may authenticate with client certificates
 # retention_days = 90                 # sets expires_at on every item
 # max_connections = 5000              # this tenant's share of server.max_connections
+# records_per_second = 50000          # quotas, per node: over them a batch gets ACK RETRY
+# bytes_per_second = 10485760
+# device_records_per_second = 500
 # sink = "dynamodb"                   # this tenant's store, if not [sink] kind
 # [tenants.dynamodb]                  # for the dynamodb sink: the tenant's own table
 # table = "awp-acme"
@@ -728,7 +755,7 @@ mod tests {
         .unwrap();
         let printed = format!(
             "{config:?} {:?}",
-            crate::tenant::Tenants::from_config(&config.tenants).unwrap()
+            crate::tenant::Tenants::from_config(&config.tenants, &config.server).unwrap()
         );
         for secret in ["tenant-secret-one", "tenant-secret-two", "aws-secret-key-value"] {
             assert!(!printed.contains(secret), "{secret} printed in {printed}");

@@ -66,6 +66,7 @@ mod health;
 pub mod inspect;
 mod pipeline;
 mod proxy_protocol;
+mod quota;
 mod read_buffer;
 mod server;
 mod session;

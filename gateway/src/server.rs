@@ -61,7 +61,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     // Before any metric handle is made, so none is a no-op.
     telemetry::install();
     let s = &config.server;
-    let tenants = Arc::new(Tenants::from_config(&config.tenants)?);
+    let tenants = Arc::new(Tenants::from_config(&config.tenants, &config.server)?);
     let mut accepted = CompressionSet::NONE;
     for c in &s.compression {
         accepted = accepted.with(if c == "lz4" {

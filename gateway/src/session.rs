@@ -43,6 +43,7 @@ use tokio::sync::Notify;
 
 use crate::admission::{Admission, Admitted};
 use crate::budget::{BudgetPermit, BudgetRequest, MemoryBudget, TenantBudget};
+use crate::quota::DeviceQuota;
 use crate::read_buffer::ReadBuffer;
 use crate::telemetry;
 use crate::tenant::{Tenant, Tenants};
@@ -151,6 +152,14 @@ enum State {
     Closed,
 }
 
+/// An authenticated connection's places among the connections (and its
+/// device's one session), and its device's quota bucket.
+#[derive(Debug)]
+struct Authenticated {
+    admitted: Admitted,
+    device_quota: Option<DeviceQuota>,
+}
+
 /// A BATCH frame waiting for memory budget, as it arrived.
 #[derive(Debug)]
 struct Parked {
@@ -168,9 +177,9 @@ pub struct Session {
     session_id: [u8; 16],
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     state: State,
-    /// The authenticated connection's places (boxed: most of the time, in
-    /// every idle connection's task, it is not looked at).
-    admitted: Option<Box<Admitted>>,
+    /// What an authenticated connection holds beyond its peer (boxed: most
+    /// of the time, in every idle connection's task, it is not looked at).
+    admitted: Option<Box<Authenticated>>,
     /// Limits for decoding the client's frames: compression only once negotiated.
     decode_limits: Limits,
     peer: Option<Peer>,
@@ -490,7 +499,12 @@ impl Session {
         // A place among the authenticated connections; an older session of
         // this device is told to go away.
         match self.admission.admit(&tenant.id, &hello.device_id) {
-            Ok(admitted) => self.admitted = Some(Box::new(admitted)),
+            Ok(admitted) => {
+                self.admitted = Some(Box::new(Authenticated {
+                    admitted,
+                    device_quota: tenant.quota.device(),
+                }));
+            }
             Err(refusal) => {
                 telemetry::global().connection_refused();
                 return self.fail(ErrorCode::ServerBusy, &refusal.to_string(), out);
@@ -670,6 +684,24 @@ impl Session {
         ) {
             Ok(accepted) => {
                 telemetry::global().records_received(accepted.record_count());
+                let bytes = u32::try_from(accepted.content_len()).unwrap_or(u32::MAX);
+                let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_ref());
+                if let Err(over) = peer.tenant.quota.admit(device_quota, accepted.record_count(), bytes) {
+                    peer.tenant.quota_exceeded(over.scope);
+                    // The bucket's wait, but no less than the usual retry
+                    // delay, and up to half again as jitter. The bucket's
+                    // wait alone is the time this one batch would need if
+                    // nobody else came: a few ms, and an agent fleet over
+                    // its quota would come back hundreds of times a second
+                    // (measured: 3.3 M RETRYs in 25 s, docs/performance.md).
+                    let wait = u64::try_from(over.wait.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(self.settings.retry_after_ms)
+                        .max(1);
+                    let retry_after = wait.saturating_add(self.rng.u64(0..=wait / 2));
+                    let message = format!("over the {} quota; retry later", over.scope.name());
+                    return self.ack(Ack::retry(seq, retry_after, &message), out);
+                }
                 self.inflight.insert(seq, now.mono);
                 out.push(Action::Store {
                     tenant: peer.tenant.clone(),
@@ -727,7 +759,7 @@ impl Session {
     /// Signalled when a newer session of this device is admitted; the
     /// connection then calls [`Session::replaced`].
     pub fn replaced_signal(&self) -> Option<Arc<Notify>> {
-        self.admitted.as_ref().map(|a| a.replaced())
+        self.admitted.as_ref().map(|a| a.admitted.replaced())
     }
 
     /// A newer session of this device was admitted: this one goes away as
@@ -938,8 +970,12 @@ mod tests {
 
         /// A session of tenant `acme`, whose share of the budget is `bytes`.
         fn with_budget(bytes: usize) -> Harness {
+            Harness::with_tenant(Tenant::with_secrets("acme", &["acme-secret-1"]), bytes)
+        }
+
+        fn with_tenant(tenant: Tenant, bytes: usize) -> Harness {
             let mut tenants = Tenants::default();
-            tenants.insert(Tenant::with_secrets("acme", &["acme-secret-1"]));
+            tenants.insert(tenant);
             let budget = Arc::new(MemoryBudget::new(bytes, bytes, ["acme".to_owned()]));
             let t0 = Instant::now();
             let now = Now {
@@ -1492,6 +1528,29 @@ mod tests {
         h.session.batch_done(1, BatchOutcome::Stored, &mut out);
         assert_eq!(acks(&out), [(1, AckStatus::Ok)], "in flight: still acknowledged");
         assert!(h.session.is_closed());
+    }
+
+    #[test]
+    fn a_batch_over_its_devices_quota_is_retried_after_the_buckets_wait() {
+        // One record a second per device; the bucket holds one record.
+        let quota = crate::quota::TenantQuota::new(None, None, std::num::NonZeroU32::new(1), 1, 1 << 20);
+        let tenant = Tenant::with_secrets("acme", &["acme-secret-1"]).with_quota(quota);
+        let mut h = Harness::with_tenant(tenant, PLENTY);
+        let mut hello = MAGIC.to_vec();
+        hello.extend(vector("hello_token_android"));
+        h.feed(&hello);
+        assert_eq!(stored(&h.feed(&vector("batch_one_location"))), [1]);
+        let mut out = Vec::new();
+        h.session.batch_done(1, BatchOutcome::Stored, &mut out);
+        let out = h.feed(&vector("batch_one_location"));
+        let [Action::Send(Frame::Ack(ack))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((ack.seq, ack.status), (1, AckStatus::Retry));
+        assert!(ack.message.contains("device quota"), "{}", ack.message);
+        // About a second to wait (more than retry_after_ms, 250), and up to half again.
+        assert!((900..=1500).contains(&ack.retry_after_ms), "{}", ack.retry_after_ms);
+        assert_eq!(h.session.inflight(), 0, "nothing of it is stored");
     }
 
     #[test]

@@ -86,6 +86,12 @@ pub const METRICS: &[Metric] = &[
         "sessions told to go away because their device connected again",
     ),
     metric(
+        "awp_quota_exceeded_total",
+        C,
+        &["tenant", "scope"],
+        "batches answered ACK RETRY for going over a quota (scope: device, tenant)",
+    ),
+    metric(
         "awp_sessions_aged_total",
         C,
         &[],
@@ -398,6 +404,12 @@ impl Global {
     /// A session was replaced by a newer one of its device.
     pub fn session_replaced(&self) {
         self.sessions_replaced.increment(1);
+    }
+
+    /// A tenant's counters of batches over a quota, by [`crate::quota::Scope`].
+    pub fn quota_counters(&self, tenant: &str) -> [Counter; 2] {
+        ["device", "tenant"]
+            .map(|scope| metrics::counter!("awp_quota_exceeded_total", "tenant" => tenant.to_owned(), "scope" => scope))
     }
 
     /// A session was told to go away at its maximum age.

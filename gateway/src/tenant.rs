@@ -10,6 +10,7 @@
 //! padding).
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use awp_protocol::{Hello, HelloAuth, token};
@@ -17,7 +18,9 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use secrecy::ExposeSecret;
 
-use crate::config::{ConfigError, DynamoConfig, SinkKind, TenantConfig};
+use crate::config::{ConfigError, DynamoConfig, ServerConfig, SinkKind, TenantConfig};
+use crate::quota::{Scope, TenantQuota};
+use crate::telemetry;
 
 /// One tenant, ready for authentication and item mapping.
 #[derive(Debug)]
@@ -32,6 +35,10 @@ pub struct Tenant {
     pub sink: Option<SinkKind>,
     /// The tenant's DynamoDB table, for the `dynamodb` sink.
     pub dynamodb: Option<DynamoConfig>,
+    /// The tenant's quotas on this node.
+    pub quota: TenantQuota,
+    /// Batches over a quota, by scope (device, tenant).
+    quota_exceeded: [metrics::Counter; 2],
 }
 
 impl Tenant {
@@ -45,7 +52,20 @@ impl Tenant {
             retention_secs: None,
             sink: None,
             dynamodb: None,
+            quota: TenantQuota::none(),
+            quota_exceeded: telemetry::global().quota_counters(id),
         }
+    }
+
+    /// The same tenant with `quota` (tests).
+    #[cfg(test)]
+    pub fn with_quota(self, quota: TenantQuota) -> Tenant {
+        Tenant { quota, ..self }
+    }
+
+    /// Counts a batch over a quota.
+    pub fn quota_exceeded(&self, scope: Scope) {
+        self.quota_exceeded[scope as usize].increment(1);
     }
 
     /// `expires_at` (unix seconds) for a batch received at `received_at_ms`.
@@ -87,8 +107,9 @@ pub struct Tenants {
 const DUMMY_SECRET: &[u8] = b"awp-gateway-unknown-tenant-dummy";
 
 impl Tenants {
-    /// Builds the registry from configuration, loading client CAs.
-    pub fn from_config(configs: &[TenantConfig]) -> Result<Tenants, ConfigError> {
+    /// Builds the registry from configuration, loading client CAs; quota
+    /// buckets hold at least the largest batch `server` allows.
+    pub fn from_config(configs: &[TenantConfig], server: &ServerConfig) -> Result<Tenants, ConfigError> {
         let mut tenants = Tenants::default();
         for (i, c) in configs.iter().enumerate() {
             let client_ca = match &c.client_ca {
@@ -109,6 +130,14 @@ impl Tenants {
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
                 sink: c.sink,
                 dynamodb: c.dynamodb.clone(),
+                quota: TenantQuota::new(
+                    c.records_per_second.and_then(NonZeroU32::new),
+                    c.bytes_per_second.and_then(NonZeroU32::new),
+                    c.device_records_per_second.and_then(NonZeroU32::new),
+                    server.max_batch_records,
+                    server.max_batch_bytes,
+                ),
+                quota_exceeded: telemetry::global().quota_counters(&c.id),
             });
         }
         Ok(tenants)

@@ -47,6 +47,9 @@ fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
             sink: None,
             dynamodb: Some(dynamo(&format!("awp-{t}"), endpoint)),
             max_connections: None,
+            records_per_second: None,
+            bytes_per_second: None,
+            device_records_per_second: None,
         });
     }
 }

@@ -36,6 +36,9 @@ async fn tls_server() -> TlsSetup {
             sink: None,
             dynamodb: None,
             max_connections: None,
+            records_per_second: None,
+            bytes_per_second: None,
+            device_records_per_second: None,
         });
     })
     .await;
@@ -205,6 +208,9 @@ async fn dev_certs_give_a_working_tls_and_mtls_setup() {
             sink: None,
             dynamodb: None,
             max_connections: None,
+            records_per_second: None,
+            bytes_per_second: None,
+            device_records_per_second: None,
         });
     })
     .await;
