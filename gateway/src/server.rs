@@ -119,6 +119,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         pipeline: pipeline.clone(),
         write_timeout: Duration::from_millis(s.write_timeout_ms),
     });
+    report_certificate_expiry(config);
     let tls = match (&config.tls, s.tls_listen.is_empty()) {
         (Some(t), false) => {
             let cas: Vec<TenantCa> = tenants
@@ -288,6 +289,26 @@ async fn accept_loop(a: AcceptLoop) {
                 open,
             )),
         };
+    }
+}
+
+/// Sets `awp_tls_certificate_expiry_timestamp_seconds` for the server
+/// certificate and every tenant's client CA.
+fn report_certificate_expiry(config: &Config) {
+    let server = config
+        .tls
+        .as_ref()
+        .map(|t| ("server".to_owned(), &t.cert, "tls.cert".to_owned()));
+    let cas = config.tenants.iter().enumerate().filter_map(|(i, t)| {
+        let path = t.client_ca.as_ref()?;
+        Some((format!("client_ca:{}", t.id), path, format!("tenants[{i}].client_ca")))
+    });
+    for (certificate, path, field) in server.into_iter().chain(cas) {
+        match crate::tls::earliest_expiry(path, &field) {
+            Ok(Some(expiry)) => telemetry::global().certificate_expiry(certificate, expiry),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read a certificate's expiry"),
+        }
     }
 }
 

@@ -86,6 +86,12 @@ pub const METRICS: &[Metric] = &[
         "sessions told to go away because their device connected again",
     ),
     metric(
+        "awp_tls_certificate_expiry_timestamp_seconds",
+        G,
+        &["certificate"],
+        "when the server certificate (`server`) or a tenant's client CA (`client_ca:TENANT`) expires, unix seconds",
+    ),
+    metric(
         "awp_quota_exceeded_total",
         C,
         &["tenant", "scope"],
@@ -404,6 +410,12 @@ impl Global {
     /// A session was replaced by a newer one of its device.
     pub fn session_replaced(&self) {
         self.sessions_replaced.increment(1);
+    }
+
+    /// When a certificate the gateway serves or trusts expires.
+    pub fn certificate_expiry(&self, certificate: String, unix_seconds: i64) {
+        metrics::gauge!("awp_tls_certificate_expiry_timestamp_seconds", "certificate" => certificate)
+            .set(unix_seconds as f64);
     }
 
     /// A tenant's counters of batches over a quota, by [`crate::quota::Scope`].

@@ -200,6 +200,17 @@ pub fn load_ca(path: &Path, field: &str) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// When the first certificate of a PEM file to expire does (its notAfter,
+/// unix seconds): for `awp_tls_certificate_expiry_timestamp_seconds`, so an
+/// alert fires before agents start failing their handshakes.
+pub fn earliest_expiry(path: &Path, field: &str) -> Result<Option<i64>, TlsError> {
+    Ok(load_certs(path, field)?
+        .iter()
+        .filter_map(|cert| x509_parser::parse_x509_certificate(cert.as_ref()).ok())
+        .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+        .min())
+}
+
 /// Builds the listener's TLS configuration.
 ///
 /// `cert_path` is the server certificate chain (leaf first) and `key_path`

@@ -234,5 +234,21 @@ async fn dev_certs_give_a_working_tls_and_mtls_setup() {
     bytes.extend(vector("hello_client_cert"));
     c.send(&bytes).await;
     assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+    // Both certificates' expiry is in /metrics, for an alert.
+    let metrics = support::http_get(server.server.admin_addr.unwrap(), "/metrics").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for certificate in ["server", "client_ca:partner_b"] {
+        let prefix = format!("awp_tls_certificate_expiry_timestamp_seconds{{certificate=\"{certificate}\"}} ");
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing from /metrics"))
+            .parse()
+            .unwrap();
+        assert!(value > now, "{certificate} expires at {value}");
+    }
     server.server.shutdown().await;
 }
