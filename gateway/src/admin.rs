@@ -1,22 +1,26 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process is up) and `/readyz`: 200 `ready` when the gateway accepts
+//! (the process is up), `POST /reload` (read the configuration again,
+//! `reload.rs`; bind the endpoint to a private address, as it has no
+//! authentication of its own) and `/readyz`: 200 `ready` when the gateway accepts
 //! agents and stores every tenant's records; 503 while draining, or while a
 //! tenant is degraded (its writer restarting, or its sink failing every
 //! write for `pipeline.unhealthy_after_ms`), with a line per tenant saying
 //! what is wrong.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::watch;
 
 use crate::budget::MemoryBudget;
 use crate::health::Health;
+use crate::reload::{ReloadError, ReloadReport, Reloader};
 use crate::telemetry::{self, TenantMetrics};
 
 /// Serves the admin endpoint until shutdown; returns the task and the bound address.
@@ -25,27 +29,39 @@ pub async fn start(
     ready: Arc<AtomicBool>,
     budget: Arc<MemoryBudget>,
     health: Arc<Health>,
+    reloader: Arc<Reloader>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
     let handle = telemetry::install();
-    let tenants: Vec<(String, TenantMetrics)> = budget
-        .tenant_ids()
-        .map(|t| (t.to_owned(), TenantMetrics::new(t)))
-        .collect();
+    // Each tenant's handles, made at the first scrape that sees the tenant
+    // (a reload adds tenants).
+    let tenants: Arc<Mutex<HashMap<String, TenantMetrics>>> = Arc::default();
     let scraped = health.clone();
     let render = move || {
         // Gauges that are cheaper to read at a scrape than to keep up to date.
-        for (tenant, metrics) in &tenants {
-            metrics.budget_used(budget.used(tenant));
+        let mut tenants = tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        for tenant in budget.tenant_ids() {
+            let used = budget.used(&tenant);
+            tenants
+                .entry(tenant)
+                .or_insert_with_key(|t| TenantMetrics::new(t))
+                .budget_used(used);
         }
         for (tenant, problem) in scraped.report() {
-            telemetry::tenant_degraded(tenant, problem.is_some());
+            telemetry::tenant_degraded(&tenant, problem.is_some());
         }
         std::future::ready(handle.render())
     };
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/reload",
+            post(move || {
+                let reloader = reloader.clone();
+                async move { reload_answer(reloader.reload().await) }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -70,6 +86,24 @@ pub async fn start(
     Ok((task, bound))
 }
 
+/// `POST /reload`'s answer: 200 and what changed, or why the reload was
+/// refused (the configuration in force stays): 400 for an invalid
+/// configuration, 409 for one that needs a restart or no source, 503 while
+/// shutting down.
+fn reload_answer(result: Result<ReloadReport, ReloadError>) -> (StatusCode, String) {
+    match result {
+        Ok(report) => (StatusCode::OK, format!("{report}\n")),
+        Err(e) => {
+            let status = match e {
+                ReloadError::Invalid(_) | ReloadError::Sink { .. } => StatusCode::BAD_REQUEST,
+                ReloadError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::CONFLICT,
+            };
+            (status, format!("reload refused: {e}\n"))
+        }
+    }
+}
+
 /// `/readyz`'s answer.
 fn readiness(accepting: bool, health: &Health) -> (StatusCode, String) {
     if !accepting {
@@ -77,6 +111,7 @@ fn readiness(accepting: bool, health: &Health) -> (StatusCode, String) {
     }
     let degraded: String = health
         .report()
+        .into_iter()
         .filter_map(|(tenant, problem)| problem.map(|p| format!("degraded: tenant {tenant}: {p}\n")))
         .collect();
     if degraded.is_empty() {

@@ -20,11 +20,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 use crate::telemetry;
 
@@ -171,6 +171,14 @@ impl Waiting {
         self.evicted.notified().await;
     }
 
+    /// Where the connection comes from (the agent's address behind a
+    /// balancer speaking the PROXY protocol); read from the pool rather
+    /// than kept here, where every connection's task would carry it twice.
+    pub fn source(&self) -> Option<IpAddr> {
+        let inner = self.pool.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.entries.get(&self.id).map(|(source, _, _)| *source)
+    }
+
     /// Notified when the connection is evicted.
     pub fn signal(&self) -> Arc<Notify> {
         self.evicted.clone()
@@ -188,11 +196,48 @@ impl Drop for Waiting {
 /// The places of authenticated connections, and each device's session.
 #[derive(Debug)]
 pub struct Admission {
-    connections: Arc<Semaphore>,
-    tenants: HashMap<String, Arc<Semaphore>>,
+    connections: Arc<Places>,
+    /// Tenants with a limit of their own; a reload changes them.
+    tenants: RwLock<HashMap<String, Arc<Places>>>,
     /// Each connected device's session: its serial and its replaced signal.
     devices: Mutex<HashMap<DeviceKey, (u64, Arc<Notify>)>>,
     next_session: AtomicU64,
+}
+
+/// A number of places, some taken. The limit can change while places are
+/// taken (a reload): lowering it admits nobody new until enough leave, and
+/// never closes a connection.
+#[derive(Debug)]
+struct Places {
+    limit: AtomicUsize,
+    taken: AtomicUsize,
+}
+
+impl Places {
+    fn new(limit: usize) -> Arc<Places> {
+        Arc::new(Places {
+            limit: AtomicUsize::new(limit),
+            taken: AtomicUsize::new(0),
+        })
+    }
+
+    fn take(self: &Arc<Self>) -> Option<Place> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        Some(Place(self.clone()))
+    }
+}
+
+/// A taken place; given back when dropped.
+#[derive(Debug)]
+struct Place(Arc<Places>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A device: (tenant, device id).
@@ -212,8 +257,8 @@ pub enum Refusal {
 /// An authenticated connection's places; given back when dropped.
 #[derive(Debug)]
 pub struct Admitted {
-    _connection: OwnedSemaphorePermit,
-    _tenant: Option<OwnedSemaphorePermit>,
+    _connection: Place,
+    _tenant: Place,
     device: DeviceSlot,
 }
 
@@ -229,29 +274,72 @@ impl Admission {
     /// `max_connections` authenticated connections in all, and per tenant
     /// the limits given (tenants not named have none of their own).
     pub fn new(max_connections: usize, tenant_limits: impl IntoIterator<Item = (String, usize)>) -> Arc<Admission> {
-        Arc::new(Admission {
-            connections: Arc::new(Semaphore::new(max_connections)),
-            tenants: tenant_limits
-                .into_iter()
-                .map(|(t, n)| (t, Arc::new(Semaphore::new(n))))
-                .collect(),
+        let admission = Arc::new(Admission {
+            connections: Places::new(max_connections),
+            tenants: RwLock::default(),
             devices: Mutex::default(),
             next_session: AtomicU64::new(1),
-        })
+        });
+        admission.set_limits(max_connections, tenant_limits);
+        admission
+    }
+
+    /// After a reload: the new limits, for connections admitted from now on.
+    pub fn set_limits(&self, max_connections: usize, tenant_limits: impl IntoIterator<Item = (String, usize)>) {
+        self.connections.limit.store(max_connections, Ordering::Relaxed);
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        let limits: HashMap<String, usize> = tenant_limits.into_iter().collect();
+        // A tenant that lost its limit keeps its count (its connections
+        // still hold places), with no limit.
+        for (tenant, places) in tenants.iter() {
+            if !limits.contains_key(tenant) {
+                places.limit.store(usize::MAX, Ordering::Relaxed);
+            }
+        }
+        for (tenant, limit) in limits {
+            match tenants.get(&tenant) {
+                Some(places) => places.limit.store(limit, Ordering::Relaxed),
+                None => {
+                    tenants.insert(tenant, Places::new(limit));
+                }
+            }
+        }
+    }
+
+    /// Tells every session of `tenant` to go away (a reload removed the
+    /// tenant); returns how many were told.
+    pub fn tell_tenant_to_go(&self, tenant: &str) -> usize {
+        let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut told = 0;
+        for ((t, _), (_, signal)) in devices.iter() {
+            if t == tenant {
+                signal.notify_one();
+                told += 1;
+            }
+        }
+        told
     }
 
     /// Admits an authenticated connection of `device` of `tenant`, or says
     /// why not. An older session of the same device is told it was replaced.
     pub fn admit(self: &Arc<Self>, tenant: &str, device: &str) -> Result<Admitted, Refusal> {
-        let connection = self
-            .connections
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::ServerFull)?;
-        let tenant_permit = match self.tenants.get(tenant) {
-            Some(limit) => Some(limit.clone().try_acquire_owned().map_err(|_| Refusal::TenantFull)?),
-            None => None,
-        };
+        let connection = self.connections.take().ok_or(Refusal::ServerFull)?;
+        // Every tenant's connections are counted, limit or not, so that a
+        // limit a reload gives counts the connections already open.
+        let known = self
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned();
+        let places = known.unwrap_or_else(|| {
+            let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+            tenants
+                .entry(tenant.to_owned())
+                .or_insert_with(|| Places::new(usize::MAX))
+                .clone()
+        });
+        let tenant_permit = places.take().ok_or(Refusal::TenantFull)?;
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let key = (tenant.to_owned(), device.to_owned());
         let replaced = Arc::new(Notify::new());
@@ -388,5 +476,43 @@ mod tests {
         drop(first);
         assert!(admission.devices.lock().unwrap().is_empty());
         assert!(admission.admit("small", "d2").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_reload_changes_limits_without_closing_anybody_and_tells_removed_tenants() {
+        let admission = Admission::new(10, [("t".to_owned(), 2)]);
+        let a = admission.admit("t", "a").unwrap();
+        let b = admission.admit("t", "b").unwrap();
+        let other = admission.admit("u", "x").unwrap();
+        // Lowered below what is open: nobody new until enough leave.
+        admission.set_limits(10, [("t".to_owned(), 1)]);
+        assert_eq!(admission.admit("t", "c").unwrap_err(), Refusal::TenantFull);
+        drop(a);
+        assert_eq!(admission.admit("t", "c").unwrap_err(), Refusal::TenantFull);
+        drop(b);
+        let c = admission.admit("t", "c").unwrap();
+        // The limit removed: the open connection still counts if it returns.
+        admission.set_limits(10, []);
+        let d = admission.admit("t", "d").unwrap();
+        admission.set_limits(10, [("t".to_owned(), 2)]);
+        assert_eq!(admission.admit("t", "e").unwrap_err(), Refusal::TenantFull);
+        // The global limit too.
+        admission.set_limits(3, []);
+        assert_eq!(admission.admit("v", "y").unwrap_err(), Refusal::ServerFull);
+        // A removed tenant's sessions are told; the others are not.
+        let (c_told, d_told, other_told) = (c.replaced(), d.replaced(), other.replaced());
+        assert_eq!(admission.tell_tenant_to_go("t"), 2);
+        for signal in [&c_told, &d_told] {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(20), signal.notified())
+                    .await
+                    .is_ok()
+            );
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), other_told.notified())
+                .await
+                .is_err()
+        );
     }
 }

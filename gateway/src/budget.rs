@@ -14,7 +14,7 @@
 //! queue either: while anybody waits, released bytes go to the waiters.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -28,7 +28,8 @@ pub struct MemoryBudget {
     global: Arc<Semaphore>,
     total: usize,
     tenant_share: usize,
-    tenants: HashMap<String, Arc<Semaphore>>,
+    /// Each tenant's share; a reload adds and removes tenants.
+    tenants: RwLock<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl MemoryBudget {
@@ -40,11 +41,33 @@ impl MemoryBudget {
             global: Arc::new(Semaphore::new(total)),
             total,
             tenant_share,
-            tenants: tenants
-                .into_iter()
-                .map(|t| (t, Arc::new(Semaphore::new(tenant_share))))
-                .collect(),
+            tenants: RwLock::new(
+                tenants
+                    .into_iter()
+                    .map(|t| (t, Arc::new(Semaphore::new(tenant_share))))
+                    .collect(),
+            ),
         }
+    }
+
+    fn shares(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Semaphore>>> {
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After a reload: a share for each of `tenants`, kept as it is for
+    /// those that had one (their batches hold it), new for the others;
+    /// removed tenants lose theirs (their remaining batches keep what they
+    /// hold until written).
+    pub fn set_tenants<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        let mut shares = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = HashMap::new();
+        for t in tenants {
+            let share = shares
+                .remove(t)
+                .unwrap_or_else(|| Arc::new(Semaphore::new(self.tenant_share)));
+            next.insert(t.to_owned(), share);
+        }
+        *shares = next;
     }
 
     /// The whole budget, bytes.
@@ -54,20 +77,20 @@ impl MemoryBudget {
 
     /// A tenant's part of the budget, or `None` for a tenant not configured.
     pub fn tenant(&self, tenant: &str) -> Option<TenantBudget> {
-        self.tenants.get(tenant).map(|share| TenantBudget {
+        self.shares().get(tenant).map(|share| TenantBudget {
             share: share.clone(),
             global: self.global.clone(),
         })
     }
 
     /// The tenants with a share.
-    pub fn tenant_ids(&self) -> impl Iterator<Item = &str> {
-        self.tenants.keys().map(String::as_str)
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.shares().keys().cloned().collect()
     }
 
     /// Bytes `tenant`'s batches hold now (0 for an unknown tenant), for `/metrics`.
     pub fn used(&self, tenant: &str) -> usize {
-        self.tenants
+        self.shares()
             .get(tenant)
             .map_or(0, |s| self.tenant_share - s.available_permits())
     }
@@ -214,6 +237,19 @@ mod tests {
         assert!(a.try_take(100).is_none());
         drop(held);
         let _w = tokio::time::timeout(Duration::from_secs(1), &mut waiter).await.unwrap();
+    }
+
+    #[test]
+    fn a_reload_keeps_the_shares_of_kept_tenants() {
+        let b = budget();
+        let held = b.tenant("a").unwrap().try_take(500).unwrap();
+        b.set_tenants(["a", "c"]);
+        assert_eq!(b.used("a"), 500, "a's batches still count against its share");
+        assert!(b.tenant("a").unwrap().try_take(200).is_none());
+        assert!(b.tenant("b").is_none(), "b was removed");
+        assert!(b.tenant("c").unwrap().try_take(400).is_some(), "c has a share");
+        drop(held);
+        assert_eq!(b.used("a"), 0);
     }
 
     #[test]

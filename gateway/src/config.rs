@@ -163,7 +163,7 @@ pub struct TlsConfig {
 }
 
 /// `[pipeline]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// The most items (records) in one sink write.
@@ -214,7 +214,7 @@ impl PipelineConfig {
 }
 
 /// `[sink]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// `sqlite` (one database per tenant under `data_dir`), `dynamodb` (each

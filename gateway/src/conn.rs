@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -22,14 +23,15 @@ use crate::pipeline::{Answers, Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
 use crate::sink::SinkError;
 use crate::telemetry;
-use crate::tenant::Tenants;
+use crate::tenant::LiveTenants;
 
 /// What every connection shares.
 pub struct ConnContext {
-    /// Session parameters.
-    pub settings: Arc<SessionSettings>,
-    /// Tenants for authentication.
-    pub tenants: Arc<Tenants>,
+    /// Session parameters for new connections (a reload replaces them;
+    /// a session keeps the ones it started with, told in its WELCOME).
+    pub settings: ArcSwap<SessionSettings>,
+    /// Tenants for authentication, as the last reload left them.
+    pub tenants: Arc<LiveTenants>,
     /// The memory budget batches are held under.
     pub budget: Arc<MemoryBudget>,
     /// Places for authenticated connections, and each device's session.
@@ -77,7 +79,7 @@ pub async fn serve<S, G>(
         return;
     }
     let mut session = Session::new(
-        ctx.settings.clone(),
+        ctx.settings.load_full(),
         ctx.tenants.clone(),
         ctx.budget.clone(),
         ctx.admission.clone(),
@@ -85,6 +87,9 @@ pub async fn serve<S, G>(
         peer_certs,
         Now::read(),
     );
+    if let Some(agent) = waiting.source() {
+        session.set_agent_address(agent);
+    }
     // Reads and writes never overlap (the loop writes, then waits), so the
     // stream is not split.
     let mut wbuf = BytesMut::new();

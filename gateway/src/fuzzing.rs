@@ -245,7 +245,7 @@ pub fn run(frames: &Frames, data: &[u8]) {
     let mut h = Harness {
         session: Session::new(
             settings,
-            Arc::new(tenants),
+            Arc::new(crate::tenant::LiveTenants::from_pointee(tenants)),
             budget,
             Admission::new(10, []),
             [7; 16],

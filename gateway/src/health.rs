@@ -7,7 +7,7 @@
 //! `pipeline.unhealthy_after_ms`. `/readyz` then answers 503 with a line per
 //! degraded tenant, and `awp_tenant_degraded{tenant}` is 1.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// One tenant's writer and sink, as far as health goes.
@@ -71,7 +71,8 @@ impl TenantHealth {
 /// Every tenant's health.
 #[derive(Debug, Default)]
 pub struct Health {
-    tenants: Vec<(String, Arc<TenantHealth>)>,
+    /// A reload adds and removes tenants.
+    tenants: RwLock<Vec<(String, Arc<TenantHealth>)>>,
     unhealthy_after: Duration,
 }
 
@@ -80,24 +81,42 @@ impl Health {
     /// degrades its tenant (zero: never).
     pub fn new(tenants: impl IntoIterator<Item = String>, unhealthy_after: Duration) -> Health {
         Health {
-            tenants: tenants.into_iter().map(|t| (t, Arc::default())).collect(),
+            tenants: RwLock::new(tenants.into_iter().map(|t| (t, Arc::default())).collect()),
             unhealthy_after,
         }
     }
 
+    fn tenants(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Arc<TenantHealth>)>> {
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After a reload: `tenants`, keeping the records of those already here.
+    pub fn set_tenants<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        let mut current = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        let next = tenants
+            .into_iter()
+            .map(|id| {
+                let kept = current.iter().find(|(t, _)| t == id).map(|(_, h)| h.clone());
+                (id.to_owned(), kept.unwrap_or_default())
+            })
+            .collect();
+        *current = next;
+    }
+
     /// A tenant's record, for its writer.
     pub fn tenant(&self, id: &str) -> Arc<TenantHealth> {
-        self.tenants
+        self.tenants()
             .iter()
             .find(|(t, _)| t == id)
             .map_or_else(Arc::default, |(_, h)| h.clone())
     }
 
     /// Each tenant and what is wrong with it, if anything.
-    pub fn report(&self) -> impl Iterator<Item = (&str, Option<String>)> {
-        self.tenants
+    pub fn report(&self) -> Vec<(String, Option<String>)> {
+        self.tenants()
             .iter()
-            .map(|(t, h)| (t.as_str(), h.problem(self.unhealthy_after)))
+            .map(|(t, h)| (t.clone(), h.problem(self.unhealthy_after)))
+            .collect()
     }
 }
 
@@ -109,12 +128,9 @@ mod tests {
     fn a_tenant_is_degraded_while_down_or_failing_too_long() {
         let health = Health::new(["a".to_owned(), "b".to_owned()], Duration::from_millis(50));
         let a = health.tenant("a");
-        assert!(health.report().all(|(_, p)| p.is_none()));
+        assert!(health.report().iter().all(|(_, p)| p.is_none()));
         a.down("panicked".into());
-        assert_eq!(
-            health.report().next().unwrap().1.as_deref(),
-            Some("writer down: panicked")
-        );
+        assert_eq!(health.report()[0].1.as_deref(), Some("writer down: panicked"));
         a.up();
         a.write_failed("disk full");
         assert!(a.problem(Duration::from_millis(50)).is_none(), "not for long yet");

@@ -36,7 +36,8 @@
 //! ```
 //!
 //! `telemetry` names every metric; `admin` serves `/metrics`, `/healthz`,
-//! `/readyz`; `config` reads and checks the TOML configuration; `inspect`
+//! `/readyz`, `POST /reload`; `reload` applies a configuration read again
+//! (SIGHUP) without dropping agents, or refuses it whole; `config` reads and checks the TOML configuration; `inspect`
 //! decodes a captured stream; `tables` creates DynamoDB tables.
 //! `docs/architecture.md` has the full picture and where each bound lives.
 //!
@@ -68,6 +69,7 @@ mod pipeline;
 mod proxy_protocol;
 mod quota;
 mod read_buffer;
+pub mod reload;
 mod server;
 mod session;
 pub mod sink;

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 ///
 /// With no arguments it runs the embedded development default: loopback
 /// only, SQLite under ./data, one tenant `dev` whose secret it prints.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML). Without one, the development default runs.
@@ -44,7 +44,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Run the gateway (the default).
     Run,
@@ -93,7 +93,7 @@ enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum TablesAction {
     /// Create each tenant's table (keys device/rk, on-demand, TTL on expires_at); idempotent.
     Create,
@@ -174,7 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "cannot tell systemd the gateway is ready");
         }
-        wait_for_signal().await?;
+        // SIGHUP (systemd's ExecReload) reads the same file, with the same
+        // command-line overrides, again.
+        let source = cli.clone();
+        running.set_config_source(std::sync::Arc::new(move || load_config(&source)));
+        wait_for_signal(&running).await?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: GOAWAY to agents, draining");
         anyhow::Ok(running.shutdown().await)
@@ -292,11 +296,25 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// Waits for SIGTERM or Ctrl-C, reloading the configuration on each SIGHUP
+/// meanwhile (a refused reload is logged; the gateway goes on).
+async fn wait_for_signal(running: &RunningServer) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return Ok(r?),
+            _ = term.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                // systemd shows the unit reloading until READY=1.
+                let mut reloading = vec![sd_notify::NotifyState::Reloading];
+                reloading.extend(sd_notify::NotifyState::monotonic_usec_now());
+                let _ = sd_notify::notify(&reloading);
+                // The outcome is logged and counted by the reload itself.
+                let _ = running.reload().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+        }
     }
-    Ok(())
 }

@@ -39,6 +39,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use awp_store::AcceptedBatch;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, mpsc};
@@ -49,7 +50,7 @@ use crate::config::{PipelineConfig, SinkConfig};
 use crate::health::{Health, TenantHealth};
 use crate::sink::{self, SinkError, TenantSink};
 use crate::telemetry::TenantMetrics;
-use crate::tenant::Tenants;
+use crate::tenant::{Tenant, Tenants};
 
 /// The outcome of one submitted batch.
 pub type WriteResult = Result<(), SinkError>;
@@ -146,22 +147,36 @@ impl Waiter {
 /// The per-tenant queues. Cloning shares them.
 #[derive(Clone)]
 pub struct Pipeline {
-    queues: Arc<HashMap<String, mpsc::UnboundedSender<Submission>>>,
+    /// Each tenant's queue; a reload swaps in a new map, and a writer ends
+    /// once its queue is in no map and no `submit` holds it.
+    queues: Arc<ArcSwap<HashMap<String, mpsc::UnboundedSender<Submission>>>>,
+    writers: Arc<Mutex<JoinSet<()>>>,
+    sink_config: SinkConfig,
+    config: PipelineConfig,
+    health: Arc<Health>,
 }
 
-/// The writer tasks; awaited at shutdown after every `Pipeline` clone is dropped.
+/// The writer tasks; awaited at shutdown once the queues are closed.
 pub struct Writers {
-    tasks: JoinSet<()>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
 }
 
 impl Writers {
     /// Waits until every writer has written what was queued (the queues
-    /// close when the last `Pipeline` is dropped), or the deadline passes.
-    pub async fn drain(mut self, deadline: Duration) -> bool {
-        tokio::time::timeout(deadline, async { while self.tasks.join_next().await.is_some() {} })
+    /// close when [`Pipeline::close`] is called and the last `Pipeline` is
+    /// dropped), or the deadline passes.
+    pub async fn drain(self, deadline: Duration) -> bool {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        tokio::time::timeout(deadline, async { while tasks.join_next().await.is_some() {} })
             .await
             .is_ok()
     }
+}
+
+/// A tenant's sink, opened and ready for a writer ([`Pipeline::open`]).
+pub struct OpenedSink {
+    tenant: Arc<Tenant>,
+    sink: sink::Sink,
 }
 
 impl Pipeline {
@@ -171,35 +186,71 @@ impl Pipeline {
         tenants: &Tenants,
         sink_config: &SinkConfig,
         config: &PipelineConfig,
-        health: &Health,
+        health: &Arc<Health>,
     ) -> Result<(Pipeline, Writers), SinkError> {
-        let mut queues = HashMap::new();
-        let mut tasks = JoinSet::new();
+        let writers = Arc::new(Mutex::new(JoinSet::new()));
+        let pipeline = Pipeline {
+            queues: Arc::default(),
+            writers: writers.clone(),
+            sink_config: sink_config.clone(),
+            config: config.clone(),
+            health: health.clone(),
+        };
+        let mut opened = Vec::new();
         for tenant in tenants.iter() {
-            let sink = sink::open(tenant, sink_config, config).await?;
+            opened.push(pipeline.open(tenant).await?);
+        }
+        pipeline.install(opened, &[]);
+        Ok((pipeline, Writers { tasks: writers }))
+    }
+
+    /// Opens `tenant`'s sink, for [`Pipeline::install`]: a reload opens the
+    /// sinks of added tenants before it changes anything, so that one that
+    /// cannot be opened refuses the reload.
+    pub async fn open(&self, tenant: &Arc<Tenant>) -> Result<OpenedSink, SinkError> {
+        Ok(OpenedSink {
+            tenant: tenant.clone(),
+            sink: sink::open(tenant, &self.sink_config, &self.config).await?,
+        })
+    }
+
+    /// Starts a writer for each opened sink, in place of the tenant's
+    /// current writer if it has one, and stops taking batches for the
+    /// `removed` tenants. A replaced or removed writer writes what is
+    /// queued for it, then ends.
+    pub fn install(&self, opened: Vec<OpenedSink>, removed: &[String]) {
+        let mut queues = HashMap::clone(&self.queues.load());
+        for id in removed {
+            queues.remove(id);
+        }
+        let mut writers = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
+        for OpenedSink { tenant, sink } in opened {
             crate::telemetry::tenant_sink(&tenant.id, sink.kind().name());
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = Writer {
                 metrics: TenantMetrics::new(&tenant.id),
                 tenant: tenant.id.clone(),
-                config: config.clone(),
+                config: self.config.clone(),
                 rx,
-                health: health.tenant(&tenant.id),
+                health: self.health.tenant(&tenant.id),
             };
             queues.insert(tenant.id.clone(), tx);
-            let (owner, sinks, pipeline) = (tenant.clone(), sink_config.clone(), config.clone());
+            let (sinks, pipeline) = (self.sink_config.clone(), self.config.clone());
             let reopen = move || {
-                let (owner, sinks, pipeline) = (owner.clone(), sinks.clone(), pipeline.clone());
+                let (owner, sinks, pipeline) = (tenant.clone(), sinks.clone(), pipeline.clone());
                 async move { sink::open(&owner, &sinks, &pipeline).await }
             };
-            tasks.spawn(writer.supervise(sink, reopen));
+            // Reap the writers that ended (replaced or removed ones).
+            while writers.try_join_next().is_some() {}
+            writers.spawn(writer.supervise(sink, reopen));
         }
-        Ok((
-            Pipeline {
-                queues: Arc::new(queues),
-            },
-            Writers { tasks },
-        ))
+        self.queues.store(Arc::new(queues));
+    }
+
+    /// Takes no more batches: each writer writes what is queued, then ends
+    /// (at shutdown, once the connections are done).
+    pub fn close(&self) {
+        self.queues.store(Arc::default());
     }
 
     /// Queues a batch for `tenant`; its outcome goes to `reply`, and its
@@ -211,7 +262,8 @@ impl Pipeline {
         permit: BudgetPermit,
         reply: &Arc<Answers>,
     ) -> Result<(), SubmitError> {
-        let queue = self.queues.get(tenant).ok_or(SubmitError::Closed)?;
+        let queues = self.queues.load();
+        let queue = queues.get(tenant).ok_or(SubmitError::Closed)?;
         let submission = Submission {
             waiter: Waiter {
                 seq: batch.seq(),

@@ -13,10 +13,19 @@
 //!
 //! Quotas are per node: behind a load balancer over N nodes, a tenant gets
 //! up to N times its quota.
+//!
+//! A reload (`reload.rs`) keeps a tenant's buckets when its quota settings
+//! did not change, so that reloading cannot be used to refill them; when
+//! they did, the tenant's sessions all move to the new buckets at once
+//! (the tenant holds them in a [`SharedQuota`]). A device's bucket is made at
+//! HELLO: a changed device quota applies to sessions that start after the
+//! reload.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// Which quota a batch went over.
@@ -47,9 +56,29 @@ pub struct OverQuota {
     pub wait: Duration,
 }
 
+/// A tenant's quotas as its sessions see them: replaced whole when a reload
+/// changes them.
+pub type SharedQuota = Arc<ArcSwap<TenantQuota>>;
+
+/// What a tenant's buckets are made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSettings {
+    /// The tenant's records a second.
+    pub records_per_second: Option<NonZeroU32>,
+    /// The tenant's inflated bytes a second.
+    pub bytes_per_second: Option<NonZeroU32>,
+    /// Each device's records a second.
+    pub device_records_per_second: Option<NonZeroU32>,
+    /// The largest batch, records: the least a records bucket holds.
+    pub max_batch_records: u32,
+    /// The largest batch, bytes: the least the bytes bucket holds.
+    pub max_batch_bytes: u32,
+}
+
 /// A tenant's quotas; none when the tenant has none.
 #[derive(Debug)]
 pub struct TenantQuota {
+    settings: Option<QuotaSettings>,
     records: Option<DefaultDirectRateLimiter>,
     bytes: Option<DefaultDirectRateLimiter>,
     device_records: Option<Quota>,
@@ -75,7 +104,26 @@ impl TenantQuota {
         max_batch_records: u32,
         max_batch_bytes: u32,
     ) -> TenantQuota {
+        Self::from_settings(QuotaSettings {
+            records_per_second,
+            bytes_per_second,
+            device_records_per_second,
+            max_batch_records,
+            max_batch_bytes,
+        })
+    }
+
+    /// Buckets made from `settings`.
+    pub fn from_settings(settings: QuotaSettings) -> TenantQuota {
+        let QuotaSettings {
+            records_per_second,
+            bytes_per_second,
+            device_records_per_second,
+            max_batch_records,
+            max_batch_bytes,
+        } = settings;
         TenantQuota {
+            settings: Some(settings),
             records: records_per_second.map(|r| RateLimiter::direct(quota(r, max_batch_records))),
             bytes: bytes_per_second.map(|r| RateLimiter::direct(quota(r, max_batch_bytes))),
             device_records: device_records_per_second.map(|r| quota(r, max_batch_records)),
@@ -86,10 +134,16 @@ impl TenantQuota {
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn none() -> TenantQuota {
         TenantQuota {
+            settings: None,
             records: None,
             bytes: None,
             device_records: None,
         }
+    }
+
+    /// What the buckets were made from.
+    pub fn settings(&self) -> Option<QuotaSettings> {
+        self.settings
     }
 
     /// A bucket for one of the tenant's devices, if devices have a quota.

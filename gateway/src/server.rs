@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use awp_protocol::{CompressionSet, Limits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -32,9 +33,10 @@ use crate::config::Config;
 use crate::conn::{ConnContext, serve};
 use crate::health::Health;
 use crate::pipeline::{Pipeline, Writers};
+use crate::reload::{ConfigSource, Parts, ReloadError, ReloadReport, Reloader};
 use crate::session::SessionSettings;
 use crate::telemetry;
-use crate::tenant::Tenants;
+use crate::tenant::{LiveTenants, Tenants};
 use crate::tls::TenantCa;
 
 /// A started gateway.
@@ -51,17 +53,14 @@ pub struct RunningServer {
     connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
     writers: Writers,
     pipeline: Pipeline,
+    reloader: Arc<Reloader>,
     admin: Option<tokio::task::JoinHandle<()>>,
     drain_timeout: Duration,
 }
 
-/// Binds the listeners and starts serving.
-pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
-    config.validate()?;
-    // Before any metric handle is made, so none is a no-op.
-    telemetry::install();
+/// The session parameters `config` gives new connections.
+pub(crate) fn session_settings(config: &Config) -> SessionSettings {
     let s = &config.server;
-    let tenants = Arc::new(Tenants::from_config(&config.tenants, &config.server)?);
     let mut accepted = CompressionSet::NONE;
     for c in &s.compression {
         accepted = accepted.with(if c == "lz4" {
@@ -70,7 +69,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             awp_protocol::Compression::Zstd
         });
     }
-    let settings = Arc::new(SessionSettings {
+    SessionSettings {
         limits: Limits {
             max_frame_len: s.max_frame_len,
             max_batch_records: s.max_batch_records,
@@ -85,7 +84,24 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         budget_wait: Duration::from_millis(config.pipeline.budget_wait_ms),
         min_frame_rate: s.min_frame_rate,
         max_connection_age: (s.max_connection_age_ms > 0).then(|| Duration::from_millis(s.max_connection_age_ms)),
-    });
+    }
+}
+
+/// The tenants' client CAs, which the TLS listeners ask clients for.
+pub(crate) fn tenant_cas(tenants: &Tenants) -> Vec<TenantCa> {
+    tenants
+        .iter()
+        .filter_map(|t| t.client_ca().map(|roots| TenantCa { roots: roots.clone() }))
+        .collect()
+}
+
+/// Binds the listeners and starts serving.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    // Before any metric handle is made, so none is a no-op.
+    telemetry::install();
+    let s = &config.server;
+    let tenants = Tenants::from_config(&config.tenants, &config.server)?;
     let budget = Arc::new(MemoryBudget::new(
         config.pipeline.budget_bytes,
         config.pipeline.tenant_budget_bytes(),
@@ -105,31 +121,34 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline, &health)
         .await
         .context("sink: cannot open the tenants' stores")?;
+    report_certificate_expiry(config);
+    telemetry::global().config_loaded();
+    let tls = match (&config.tls, s.tls_listen.is_empty()) {
+        (Some(t), false) => Some(Arc::new(ArcSwap::new(crate::tls::server_config(
+            &t.cert,
+            &t.key,
+            &tenant_cas(&tenants),
+        )?))),
+        _ => None,
+    };
     let ctx = Arc::new(ConnContext {
-        settings,
-        tenants: tenants.clone(),
+        settings: ArcSwap::from_pointee(session_settings(config)),
+        tenants: Arc::new(LiveTenants::from_pointee(tenants)),
         budget: budget.clone(),
-        admission: Admission::new(
-            s.max_connections,
-            config
-                .tenants
-                .iter()
-                .filter_map(|t| Some((t.id.clone(), t.max_connections?))),
-        ),
+        admission: Admission::new(s.max_connections, crate::reload::tenant_limits(config)),
         pipeline: pipeline.clone(),
         write_timeout: Duration::from_millis(s.write_timeout_ms),
     });
-    report_certificate_expiry(config);
-    let tls = match (&config.tls, s.tls_listen.is_empty()) {
-        (Some(t), false) => {
-            let cas: Vec<TenantCa> = tenants
-                .iter()
-                .filter_map(|t| t.client_ca().map(|roots| TenantCa { roots: roots.clone() }))
-                .collect();
-            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, &cas)?))
-        }
-        _ => None,
-    };
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        Parts {
+            ctx: ctx.clone(),
+            tls: tls.clone(),
+            budget: budget.clone(),
+            health: health.clone(),
+            pipeline: pipeline.clone(),
+        },
+    ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let waiting = WaitingPool::new(s.max_unauthenticated, s.max_unauthenticated_per_source);
@@ -155,7 +174,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         tracing::info!(addr = %bound, tls = acceptor.is_some(), "listening");
         accept_tasks.spawn(accept_loop(AcceptLoop {
             listener,
-            acceptor,
+            tls: acceptor,
             handshake_timeout,
             waiting: waiting.clone(),
             proxy_protocol: s.proxy_protocol,
@@ -167,8 +186,15 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let ready = Arc::new(AtomicBool::new(true));
     let (admin, admin_addr) = match s.admin_listen {
         Some(addr) => {
-            let (handle, bound) =
-                crate::admin::start(addr, ready.clone(), budget.clone(), health.clone(), shutdown_rx.clone()).await?;
+            let (handle, bound) = crate::admin::start(
+                addr,
+                ready.clone(),
+                budget.clone(),
+                health.clone(),
+                reloader.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?;
             (Some(handle), Some(bound))
         }
         None => (None, None),
@@ -183,17 +209,31 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         connections,
         writers,
         pipeline,
+        reloader,
         admin,
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
     })
 }
 
 impl RunningServer {
+    /// Where reloads ([`RunningServer::reload`], `POST /reload`) read the
+    /// configuration; without one they are refused.
+    pub fn set_config_source(&self, source: ConfigSource) {
+        self.reloader.set_source(source);
+    }
+
+    /// Reads the configuration again and applies it without dropping
+    /// agents, or refuses it whole (`reload.rs`).
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload().await
+    }
+
     /// Drains and stops: GOAWAY to every agent, acks for what was received,
     /// sinks flushed; returns whether everything finished within the drain
     /// deadline.
     pub async fn shutdown(mut self) -> bool {
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        self.reloader.stop();
         self.ready.store(false, Ordering::SeqCst);
         self.accept_tasks.abort_all();
         while self.accept_tasks.join_next().await.is_some() {}
@@ -206,7 +246,8 @@ impl RunningServer {
             tracing::warn!(left = connections.len(), "drain deadline passed; dropping connections");
             connections.abort_all();
         }
-        // The writers end when the last pipeline handle is gone.
+        // The writers end once their queues close.
+        self.pipeline.close();
         drop(self.pipeline);
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let writers_done = self.writers.drain(remaining).await;
@@ -220,7 +261,8 @@ impl RunningServer {
 
 struct AcceptLoop {
     listener: TcpListener,
-    acceptor: Option<TlsAcceptor>,
+    /// TLS for this listener, as the last reload left it.
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     handshake_timeout: Duration,
     waiting: Arc<WaitingPool>,
     proxy_protocol: bool,
@@ -241,14 +283,16 @@ async fn accept_loop(a: AcceptLoop) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let open = OpenConnection::new(a.acceptor.is_some());
+        let open = OpenConnection::new(a.tls.is_some());
         let mut connections = a.connections.lock().await;
         // Reap finished connections so the set stays the size of the live ones.
         while connections.try_join_next().is_some() {}
         // One task per connection, whose future is the session itself:
         // with many mostly idle agents, every byte of it counts.
         let (ctx, shutdown, pool) = (a.ctx.clone(), a.shutdown.clone(), a.waiting.clone());
-        let (acceptor, handshake_timeout) = (a.acceptor.clone(), a.handshake_timeout);
+        // New handshakes use the certificate in force now.
+        let acceptor = a.tls.as_ref().map(|tls| TlsAcceptor::from(tls.load_full()));
+        let handshake_timeout = a.handshake_timeout;
         if a.proxy_protocol {
             // The agent's address comes first, from the balancer's header
             // (in a box of its own, freed once read); then the connection
@@ -294,7 +338,7 @@ async fn accept_loop(a: AcceptLoop) {
 
 /// Sets `awp_tls_certificate_expiry_timestamp_seconds` for the server
 /// certificate and every tenant's client CA.
-fn report_certificate_expiry(config: &Config) {
+pub(crate) fn report_certificate_expiry(config: &Config) {
     let server = config
         .tls
         .as_ref()
@@ -369,7 +413,7 @@ async fn tls_connection(
     waiting: Waiting,
     open: OpenConnection,
 ) {
-    let handshake = Box::pin(handshake(stream, &acceptor, handshake_timeout));
+    let handshake = Box::pin(handshake(stream, &acceptor, handshake_timeout, &waiting));
     // Evicted while still shaking hands: closed without a word (there is
     // no channel to send one on yet).
     let tls = tokio::select! {
@@ -388,20 +432,17 @@ async fn handshake(
     stream: TcpStream,
     acceptor: &TlsAcceptor,
     timeout: Duration,
+    waiting: &Waiting,
 ) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(Box::new(tls)),
-        Ok(Err(e)) => {
-            telemetry::global().tls_handshake_failed();
-            tracing::info!(error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            telemetry::global().tls_handshake_failed();
-            tracing::info!("TLS handshake timed out");
-            None
-        }
-    }
+    let failure = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(Box::new(tls)),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    telemetry::global().tls_handshake_failed();
+    let agent = waiting.source().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(agent, error = failure, "TLS handshake failed");
+    None
 }
 
 #[cfg(test)]
@@ -421,8 +462,8 @@ mod tests {
     async fn a_connections_task_stays_small() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::development(dir.path().to_path_buf(), "0123456789abcdef".into());
-        let tenants = Arc::new(Tenants::default());
-        let settings = Arc::new(SessionSettings {
+        let tenants = Tenants::default();
+        let settings = ArcSwap::from_pointee(SessionSettings {
             limits: Limits::DEFAULT,
             max_inflight: 32,
             heartbeat: Duration::from_secs(30),
@@ -433,13 +474,13 @@ mod tests {
             min_frame_rate: 1024,
             max_connection_age: None,
         });
-        let health = Health::default();
+        let health = Arc::new(Health::default());
         let (pipeline, _writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline, &health)
             .await
             .unwrap();
         let ctx = Arc::new(ConnContext {
             settings,
-            tenants,
+            tenants: Arc::new(LiveTenants::from_pointee(tenants)),
             budget: Arc::new(MemoryBudget::new(1 << 20, 1 << 20, [])),
             admission: Admission::new(1, []),
             pipeline,
@@ -460,10 +501,11 @@ mod tests {
             pool.enter(source),
             OpenConnection::new(false),
         );
-        // 1,144 bytes with the waiting place and the eviction/replacement
-        // signal (issue 9); about 1,000 before.
+        // 1,168 bytes: 1,144 with the waiting place and the
+        // eviction/replacement signal (issue 9), about 1,000 before; the
+        // agent's address for the session's log lines (issue 10) adds 24.
         assert!(
-            std::mem::size_of_val(&plain) <= 1152,
+            std::mem::size_of_val(&plain) <= 1168,
             "{}",
             std::mem::size_of_val(&plain)
         );
@@ -483,7 +525,8 @@ mod tests {
             pool.enter(source),
             open,
         );
-        // The TLS stream itself (about 1.2 KiB) lives in a box of its own.
-        assert!(std::mem::size_of_val(&tls) <= 1280, "{}", std::mem::size_of_val(&tls));
+        // The TLS stream itself (about 1.2 KiB) lives in a box of its own;
+        // 1,288 bytes with the agent's address.
+        assert!(std::mem::size_of_val(&tls) <= 1288, "{}", std::mem::size_of_val(&tls));
     }
 }

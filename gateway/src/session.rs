@@ -29,6 +29,7 @@
 //! `budget_wait` is answered ACK RETRY.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,7 @@ use crate::budget::{BudgetPermit, BudgetRequest, MemoryBudget, TenantBudget};
 use crate::quota::DeviceQuota;
 use crate::read_buffer::ReadBuffer;
 use crate::telemetry;
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::{LiveTenants, Tenant};
 
 /// The session parameters, from configuration (the same for every connection).
 #[derive(Debug, Clone)]
@@ -171,10 +172,12 @@ struct Parked {
 #[derive(Debug)]
 pub struct Session {
     settings: Arc<SessionSettings>,
-    tenants: Arc<Tenants>,
+    tenants: Arc<LiveTenants>,
     budget: Arc<MemoryBudget>,
     admission: Arc<Admission>,
     session_id: [u8; 16],
+    /// The agent's address (the PROXY header's behind a balancer), for logs.
+    agent: IpAddr,
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     state: State,
     /// What an authenticated connection holds beyond its peer (boxed: most
@@ -212,7 +215,7 @@ impl Session {
     /// certificate chain, if the client presented one.
     pub fn new(
         settings: Arc<SessionSettings>,
-        tenants: Arc<Tenants>,
+        tenants: Arc<LiveTenants>,
         budget: Arc<MemoryBudget>,
         admission: Arc<Admission>,
         session_id: [u8; 16],
@@ -229,6 +232,7 @@ impl Session {
             budget,
             admission,
             session_id,
+            agent: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             peer_certs,
             state: State::AwaitPreamble,
             admitted: None,
@@ -247,6 +251,11 @@ impl Session {
             partial_frame_received: None,
             rng: fastrand::Rng::with_seed(u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default())),
         }
+    }
+
+    /// Where the agent connects from, for the session's log lines.
+    pub fn set_agent_address(&mut self, agent: IpAddr) {
+        self.agent = agent;
     }
 
     /// `mean` ms, give or take half, drawn uniformly: agents that are told
@@ -466,7 +475,7 @@ impl Session {
                 self.close_if_done(out);
             }
             (_, Frame::Error(e)) => {
-                tracing::info!(code = e.code, message = %e.message, "client sent ERROR");
+                tracing::info!(agent = %self.agent, code = e.code, message = %e.message, "client sent ERROR");
                 self.state = State::Closed;
                 out.push(Action::Close);
             }
@@ -487,6 +496,7 @@ impl Session {
         };
         let Some(tenant) = self
             .tenants
+            .load()
             .authenticate(&hello, self.peer_certs.as_deref(), now.unix_ms / 1000)
         else {
             telemetry::global().auth_failed();
@@ -502,13 +512,22 @@ impl Session {
             Ok(admitted) => {
                 self.admitted = Some(Box::new(Authenticated {
                     admitted,
-                    device_quota: tenant.quota.device(),
+                    device_quota: tenant.quota.load().device(),
                 }));
             }
             Err(refusal) => {
                 telemetry::global().connection_refused();
                 return self.fail(ErrorCode::ServerBusy, &refusal.to_string(), out);
             }
+        }
+        // A reload may have removed the tenant since the check above; it
+        // tells the tenant's admitted sessions to go away after swapping the
+        // registry, so a session admitted before that is told, and one
+        // admitted after sees the new registry here.
+        if !self.tenants.load().contains(&tenant.id) {
+            self.admitted = None;
+            telemetry::global().auth_failed();
+            return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
         }
         let compression = hello.compression.intersect(self.settings.limits.accepted_compression);
         self.decode_limits.accepted_compression = compression;
@@ -522,7 +541,7 @@ impl Session {
             heartbeat_ms: self.settings.heartbeat.as_millis() as u64,
             compression,
         })));
-        tracing::debug!(tenant = %tenant.id, device = %hello.device_id, "session authenticated");
+        tracing::debug!(agent = %self.agent, tenant = %tenant.id, device = %hello.device_id, "session authenticated");
         self.peer = Some(Peer {
             tenant,
             origin: Arc::new(Origin {
@@ -686,7 +705,12 @@ impl Session {
                 telemetry::global().records_received(accepted.record_count());
                 let bytes = u32::try_from(accepted.content_len()).unwrap_or(u32::MAX);
                 let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_ref());
-                if let Err(over) = peer.tenant.quota.admit(device_quota, accepted.record_count(), bytes) {
+                if let Err(over) = peer
+                    .tenant
+                    .quota
+                    .load()
+                    .admit(device_quota, accepted.record_count(), bytes)
+                {
                     peer.tenant.quota_exceeded(over.scope);
                     // The bucket's wait, but no less than the usual retry
                     // delay, and up to half again as jitter. The bucket's
@@ -710,7 +734,7 @@ impl Session {
                 });
             }
             Err(e) => {
-                tracing::info!(tenant = %peer.tenant.id, device = %peer.origin.device_id, seq, error = %e, "batch rejected");
+                tracing::info!(agent = %self.agent, tenant = %peer.tenant.id, device = %peer.origin.device_id, seq, error = %e, "batch rejected");
                 self.ack(Ack::rejected(seq, &e.to_string()), out);
             }
         }
@@ -764,8 +788,18 @@ impl Session {
 
     /// A newer session of this device was admitted: this one goes away as
     /// at shutdown (in-flight batches are still acknowledged).
+    /// The same signal tells the sessions of a tenant a reload removed.
     pub fn replaced(&mut self, now: Now, out: &mut Vec<Action>) {
-        self.go_away("replaced by a newer session of this device", now, out);
+        let removed = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| !self.tenants.load().contains(&p.tenant.id));
+        let reason = if removed {
+            "tenant no longer served by this gateway"
+        } else {
+            "replaced by a newer session of this device"
+        };
+        self.go_away(reason, now, out);
     }
 
     /// GOAWAY with `reason`, then close once in-flight batches are
@@ -865,7 +899,11 @@ impl Session {
 
     fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<Action>) {
         telemetry::global().error_sent(code);
-        tracing::info!(code = code.name(), message, "session error");
+        let (tenant, device) = match &self.peer {
+            Some(p) => (p.tenant.id.as_str(), p.origin.device_id.as_str()),
+            None => ("", ""),
+        };
+        tracing::info!(agent = %self.agent, tenant, device, code = code.name(), message, "session error");
         out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
         out.push(Action::Close);
         self.state = State::Closed;
@@ -934,6 +972,7 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
+    use crate::tenant::Tenants;
 
     fn vector(name: &str) -> Vec<u8> {
         awp_testkit::vectors().bytes(name).to_vec()
@@ -985,7 +1024,7 @@ mod tests {
             Harness {
                 session: Session::new(
                     settings(),
-                    Arc::new(tenants),
+                    Arc::new(LiveTenants::from_pointee(tenants)),
                     budget.clone(),
                     Admission::new(100, []),
                     [7; 16],

@@ -86,6 +86,18 @@ pub const METRICS: &[Metric] = &[
         "sessions told to go away because their device connected again",
     ),
     metric(
+        "awp_config_reloads_total",
+        C,
+        &["outcome"],
+        "configuration reloads (SIGHUP, `POST /reload`): `ok`, or `refused` (the configuration in force stays)",
+    ),
+    metric(
+        "awp_config_last_reload_successful",
+        G,
+        &[],
+        "1 if the last configuration reload was applied (or none was tried), 0 if it was refused",
+    ),
+    metric(
         "awp_tls_certificate_expiry_timestamp_seconds",
         G,
         &["certificate"],
@@ -410,6 +422,18 @@ impl Global {
     /// A session was replaced by a newer one of its device.
     pub fn session_replaced(&self) {
         self.sessions_replaced.increment(1);
+    }
+
+    /// The configuration in force loaded (at start): no reload failed yet.
+    pub fn config_loaded(&self) {
+        metrics::gauge!("awp_config_last_reload_successful").set(1.0);
+    }
+
+    /// A configuration reload was applied (`true`) or refused.
+    pub fn config_reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        metrics::counter!("awp_config_reloads_total", "outcome" => outcome).increment(1);
+        metrics::gauge!("awp_config_last_reload_successful").set(if ok { 1.0 } else { 0.0 });
     }
 
     /// When a certificate the gateway serves or trusts expires.

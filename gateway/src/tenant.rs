@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use awp_protocol::{Hello, HelloAuth, token};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use secrecy::ExposeSecret;
 
 use crate::config::{ConfigError, DynamoConfig, ServerConfig, SinkKind, TenantConfig};
-use crate::quota::{Scope, TenantQuota};
+use crate::quota::{QuotaSettings, Scope, SharedQuota, TenantQuota};
 use crate::telemetry;
 
 /// One tenant, ready for authentication and item mapping.
@@ -35,8 +36,9 @@ pub struct Tenant {
     pub sink: Option<SinkKind>,
     /// The tenant's DynamoDB table, for the `dynamodb` sink.
     pub dynamodb: Option<DynamoConfig>,
-    /// The tenant's quotas on this node.
-    pub quota: TenantQuota,
+    /// The tenant's quotas on this node, shared by its sessions (and, when
+    /// a reload keeps the tenant, by its old and new records).
+    pub quota: SharedQuota,
     /// Batches over a quota, by scope (device, tenant).
     quota_exceeded: [metrics::Counter; 2],
 }
@@ -52,7 +54,7 @@ impl Tenant {
             retention_secs: None,
             sink: None,
             dynamodb: None,
-            quota: TenantQuota::none(),
+            quota: Arc::new(ArcSwap::from_pointee(TenantQuota::none())),
             quota_exceeded: telemetry::global().quota_counters(id),
         }
     }
@@ -60,7 +62,10 @@ impl Tenant {
     /// The same tenant with `quota` (tests).
     #[cfg(test)]
     pub fn with_quota(self, quota: TenantQuota) -> Tenant {
-        Tenant { quota, ..self }
+        Tenant {
+            quota: Arc::new(ArcSwap::from_pointee(quota)),
+            ..self
+        }
     }
 
     /// Counts a batch over a quota.
@@ -94,6 +99,9 @@ impl std::fmt::Debug for TokenKey {
         f.write_str("TokenKey([REDACTED])")
     }
 }
+
+/// The tenants in force: replaced whole by a reload, read at each HELLO.
+pub type LiveTenants = ArcSwap<Tenants>;
 
 /// All configured tenants, by id.
 #[derive(Debug, Default)]
@@ -130,13 +138,13 @@ impl Tenants {
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
                 sink: c.sink,
                 dynamodb: c.dynamodb.clone(),
-                quota: TenantQuota::new(
-                    c.records_per_second.and_then(NonZeroU32::new),
-                    c.bytes_per_second.and_then(NonZeroU32::new),
-                    c.device_records_per_second.and_then(NonZeroU32::new),
-                    server.max_batch_records,
-                    server.max_batch_bytes,
-                ),
+                quota: Arc::new(ArcSwap::from_pointee(TenantQuota::from_settings(QuotaSettings {
+                    records_per_second: c.records_per_second.and_then(NonZeroU32::new),
+                    bytes_per_second: c.bytes_per_second.and_then(NonZeroU32::new),
+                    device_records_per_second: c.device_records_per_second.and_then(NonZeroU32::new),
+                    max_batch_records: server.max_batch_records,
+                    max_batch_bytes: server.max_batch_bytes,
+                }))),
                 quota_exceeded: telemetry::global().quota_counters(&c.id),
             });
         }
@@ -147,6 +155,34 @@ impl Tenants {
     pub fn insert(&mut self, tenant: Tenant) {
         self.max_secrets = self.max_secrets.max(tenant.secrets.len()).max(1);
         self.by_id.insert(tenant.id.clone(), Arc::new(tenant));
+    }
+
+    /// Carries the quota buckets of tenants kept by a reload over from
+    /// `previous`, the registry in force until now: unchanged settings keep
+    /// the buckets as they are (a reload does not refill them); changed
+    /// ones replace them for the tenant's existing sessions too.
+    pub fn carry_quotas_over(&mut self, previous: &Tenants) {
+        for (id, tenant) in &mut self.by_id {
+            let Some(old) = previous.by_id.get(id) else { continue };
+            let Some(tenant) = Arc::get_mut(tenant) else {
+                // Shared already: not a registry being built; nothing to carry.
+                continue;
+            };
+            if old.quota.load().settings() != tenant.quota.load().settings() {
+                old.quota.store(tenant.quota.load_full());
+            }
+            tenant.quota = old.quota.clone();
+        }
+    }
+
+    /// Whether `id` is a tenant here.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// One tenant.
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
     }
 
     /// All tenants.
@@ -184,5 +220,39 @@ impl Tenants {
             },
         };
         if ok { tenant.cloned() } else { None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn registry(quota: &str) -> Tenants {
+        let config = Config::parse(&format!(
+            "[server]\nmax_batch_records = 10\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789\"]\n{quota}"
+        ))
+        .unwrap();
+        Tenants::from_config(&config.tenants, &config.server).unwrap()
+    }
+
+    fn admits(tenants: &Tenants) -> bool {
+        tenants.get("a").unwrap().quota.load().admit(None, 10, 10).is_ok()
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_buckets_and_moves_sessions_to_changed_ones() {
+        let old = registry("records_per_second = 10");
+        assert!(admits(&old) && !admits(&old), "the bucket holds one batch");
+        // Unchanged: the same, still empty, bucket (a reload does not refill it).
+        let mut same = registry("records_per_second = 10");
+        same.carry_quotas_over(&old);
+        assert!(!admits(&same));
+        assert!(Arc::ptr_eq(&same.get("a").unwrap().quota, &old.get("a").unwrap().quota));
+        // Changed: new buckets, which sessions holding the old tenant see too.
+        let mut changed = registry("records_per_second = 1000");
+        changed.carry_quotas_over(&same);
+        assert!(admits(&old), "an existing session moved to the new bucket");
+        assert!(admits(&changed));
     }
 }

@@ -1,5 +1,6 @@
 //! The `gateway` binary: the development default end to end (start, take a
-//! batch, SIGTERM, drain), `check-config`, `example-config`, `inspect`, `token`.
+//! batch, SIGTERM, drain), SIGHUP reloads, `check-config`, `example-config`,
+//! `inspect`, `token`.
 
 mod support;
 
@@ -244,7 +245,7 @@ async fn the_development_default_takes_a_batch_and_drains_on_sigterm() {
 }
 
 #[tokio::test]
-async fn the_gateway_tells_systemd_it_is_ready_and_stopping() {
+async fn the_gateway_tells_systemd_it_is_ready_reloading_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
@@ -262,6 +263,13 @@ async fn the_gateway_tells_systemd_it_is_ready_and_stopping() {
     let n = socket.recv(&mut buf).expect("READY=1 from the gateway");
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "READY=1");
     let pid = child.id().unwrap().to_string();
+    // A reload (systemctl reload: SIGHUP) is reported as one.
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let n = socket.recv(&mut buf).expect("RELOADING=1 from the gateway");
+    let reloading = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    let n = socket.recv(&mut buf).expect("READY=1 after the reload");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "READY=1");
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let n = socket.recv(&mut buf).expect("STOPPING=1 from the gateway");
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
@@ -298,4 +306,172 @@ fn the_deploy_files_use_a_valid_configuration_and_real_commands() {
         assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(unit.contains("Type=notify") && unit.contains("LimitNOFILE="));
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+}
+
+/// Starts the binary on `config`; reads the agent and admin addresses from
+/// its log, and passes on the log's later lines.
+async fn gateway_on(config: &std::path::Path) -> (tokio::process::Child, String, String, Log) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--log-format", "json", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut agents, mut admin) = (None, None);
+    let found = async {
+        while agents.is_none() || admin.is_none() {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the gateway logs its addresses");
+            let addr = || {
+                line.split("\"addr\":\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            };
+            if line.contains("admin endpoint listening") {
+                admin = Some(addr());
+            } else if line.contains("listening") {
+                agents = Some(addr());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), found).await.unwrap();
+    // Keep reading so the gateway never blocks on a full pipe.
+    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, agents.unwrap(), admin.unwrap(), log)
+}
+
+/// The log's lines from now on (JSON), as the gateway writes them.
+type Log = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+async fn log_line(log: &mut Log, containing: &str) -> String {
+    let find = async {
+        loop {
+            let line = log.recv().await.expect("the gateway is still logging");
+            if line.contains(containing) {
+                return line;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), find)
+        .await
+        .unwrap_or_else(|_| panic!("no log line with {containing}"))
+}
+
+#[tokio::test]
+async fn behind_a_proxy_log_lines_name_the_agents_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nproxy_protocol = true\n[sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"acme\"\nsecrets = [\"acme-secret-1\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (mut child, agents, _admin, mut log) = gateway_on(&file).await;
+    let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
+    let source: std::net::SocketAddr = "203.0.113.7:40001".parse().unwrap();
+    let destination: std::net::SocketAddr = "10.0.0.1:7700".parse().unwrap();
+    let header = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (source, destination),
+    )
+    .build()
+    .unwrap();
+    c.send(&header).await;
+    c.send_hello_as("acme", "not-the-secret", "phone-1").await;
+    c.expect_error(awp_protocol::ErrorCode::AuthFailed).await;
+    let line = log_line(&mut log, "session error").await;
+    assert!(line.contains("\"agent\":\"203.0.113.7\""), "{line}");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    let text = |tenants: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n[sink]\ndata_dir = \"{}\"\n{tenants}",
+            dir.path().join("data").display()
+        )
+    };
+    let tenant = |id: &str| format!("[[tenants]]\nid = \"{id}\"\nsecrets = [\"{id}-secret-1\"]\n");
+    std::fs::write(&file, text(&tenant("acme"))).unwrap();
+    let (mut child, agents, admin, _log) = gateway_on(&file).await;
+    let admin: std::net::SocketAddr = admin.parse().unwrap();
+    let hello = |tenant: &'static str| {
+        let agents = agents.clone();
+        async move {
+            let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
+            c.send_hello_as(tenant, &format!("{tenant}-secret-1"), "phone-1").await;
+            c.next().await
+        }
+    };
+    let metric = |name: &'static str| async move {
+        let text = support::http_get(admin, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    };
+    let pid = child.id().unwrap().to_string();
+    let hangup = || assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(matches!(hello("gamma").await, Some(Frame::Error(_))));
+    assert_eq!(metric("awp_config_last_reload_successful").await, Some(1.0));
+
+    // A tenant added to the file is served after SIGHUP.
+    std::fs::write(&file, text(&[tenant("acme"), tenant("gamma")].concat())).unwrap();
+    hangup();
+    let mut ok = None;
+    for _ in 0..100 {
+        ok = metric("awp_config_reloads_total{outcome=\"ok\"}").await;
+        if ok.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ok, Some(1.0), "the reload is counted");
+    assert!(matches!(hello("gamma").await, Some(Frame::Welcome(_))));
+
+    // A broken file is refused; the gateway goes on with what it had.
+    std::fs::write(&file, "[server\n").unwrap();
+    hangup();
+    let mut refused = None;
+    for _ in 0..100 {
+        refused = metric("awp_config_reloads_total{outcome=\"refused\"}").await;
+        if refused.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused, Some(1.0));
+    assert_eq!(metric("awp_config_last_reload_successful").await, Some(0.0));
+    assert!(matches!(hello("gamma").await, Some(Frame::Welcome(_))));
+    assert!(matches!(hello("acme").await, Some(Frame::Welcome(_))));
+
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
 }

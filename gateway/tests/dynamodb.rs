@@ -494,3 +494,42 @@ async fn a_batch_the_store_refuses_is_rejected_and_the_rest_of_its_write_is_stor
     assert!(acks.values().all(|(status, _)| *status == AckStatus::Retry), "{acks:?}");
     t.server.shutdown().await;
 }
+
+/// A reload that gives a tenant another table starts a new writer for it:
+/// the tenant's connected agent goes on, and its next batches land in the
+/// new table.
+#[tokio::test]
+async fn a_reload_moves_a_tenant_to_its_new_table_without_dropping_its_agents() {
+    let db = Dynalite::start();
+    let client = create_tables(&db.endpoint, &["acme", "acme-moved"]).await;
+    let endpoint = db.endpoint.clone();
+    let t = TestServer::start(|c| use_dynamo(c, &endpoint, &[])).await;
+    let mut next = support::config(t.dir.path());
+    use_dynamo(&mut next, &db.endpoint, &[]);
+    next.tenants[0].dynamodb = Some(dynamo("awp-acme-moved", &db.endpoint));
+    t.server
+        .set_config_source(std::sync::Arc::new(move || Ok(next.clone())));
+
+    let mut c = agent(t.addr(), "acme", "acme-secret-1", "phone-1").await;
+    c.send(&batch(1, 3)).await;
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok));
+    let report = t.server.reload().await.unwrap();
+    assert_eq!(report.store_changed, ["acme"]);
+    c.send(&batch(2, 3)).await;
+    assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.seq == 2 && a.status == AckStatus::Ok));
+    let seqs = |items: Vec<Value>| -> BTreeSet<String> {
+        items
+            .iter()
+            .map(|i| i["seq"]["N"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        seqs(query(&client, "awp-acme", "phone-1").await),
+        BTreeSet::from(["1".to_owned()])
+    );
+    assert_eq!(
+        seqs(query(&client, "awp-acme-moved", "phone-1").await),
+        BTreeSet::from(["2".to_owned()])
+    );
+    t.server.shutdown().await;
+}

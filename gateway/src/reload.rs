@@ -1,0 +1,365 @@
+//! Reloading the configuration without dropping agents (SIGHUP, `POST
+//! /reload`).
+//!
+//! A reload reads the configuration again from its source (the file the
+//! gateway was started with), and either applies all of it or none:
+//!
+//! 1. **Check.** The new configuration must pass `check-config`, change no
+//!    setting that needs a restart ([`restart_only_changes`]: listeners,
+//!    the sink kind, the pipeline, ...), and every file it names must load:
+//!    client CAs, the server certificate and key. The sinks of added
+//!    tenants (and of tenants whose table changed) are opened. Any failure
+//!    refuses the reload with its reason, and the configuration in force
+//!    stays.
+//! 2. **Apply**, in an order that never lets a session see a tenant without
+//!    its parts: health records, budget shares, connection limits, writers
+//!    (new ones started; removed tenants' writers write what is queued and
+//!    end), session settings, the tenant registry (new secrets, CAs and
+//!    quotas), the TLS configuration for new handshakes. Then every session
+//!    of a removed tenant is told to go away (GOAWAY).
+//!
+//! What existing connections keep: their TLS session, their authentication
+//! (a rotated secret or CA applies to the next HELLO), the limits their
+//! WELCOME told them, and their retention. Quotas are shared: a changed
+//! tenant quota applies to existing sessions at once (`quota.rs`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use secrecy::ExposeSecret;
+
+use crate::budget::MemoryBudget;
+use crate::config::{Config, DynamoConfig, TenantConfig};
+use crate::conn::ConnContext;
+use crate::health::Health;
+use crate::pipeline::Pipeline;
+use crate::telemetry;
+use crate::tenant::Tenants;
+
+/// Where a reload reads the configuration: the file the gateway was started
+/// with, with the same command-line overrides.
+pub type ConfigSource = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// Why a reload was refused; the configuration in force stays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The new configuration does not load or does not pass `check-config`.
+    #[error("the new configuration is invalid: {0}")]
+    Invalid(String),
+    /// The new configuration changes settings that need a restart.
+    #[error("these settings cannot change without a restart: {}", .0.join(", "))]
+    RestartOnly(Vec<String>),
+    /// A tenant's sink cannot be opened.
+    #[error("tenant {tenant}: cannot open its sink: {reason}")]
+    Sink {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
+    /// The gateway was started without a configuration source to read again.
+    #[error("this gateway has no configuration file to read again")]
+    NoSource,
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Tenants added.
+    pub added: Vec<String>,
+    /// Tenants removed; their sessions were told to go away.
+    pub removed: Vec<String>,
+    /// Tenants whose store (sink or table) changed: they have a new writer.
+    pub store_changed: Vec<String>,
+    /// Tenants kept (their secrets, CAs, quotas and limits may have changed).
+    pub kept: usize,
+    /// Sessions told to go away.
+    pub sessions_told: usize,
+}
+
+impl std::fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "configuration reloaded: tenants added [{}], removed [{}] ({} sessions told to go away), store changed [{}], {} kept",
+            self.added.join(", "),
+            self.removed.join(", "),
+            self.sessions_told,
+            self.store_changed.join(", "),
+            self.kept
+        )
+    }
+}
+
+/// What a reload changes, and the configuration in force.
+pub struct Reloader {
+    /// The configuration in force; the lock makes reloads one at a time.
+    current: tokio::sync::Mutex<Config>,
+    source: std::sync::Mutex<Option<ConfigSource>>,
+    ctx: Arc<ConnContext>,
+    /// The agent listeners' TLS configuration, when TLS listeners run.
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    budget: Arc<MemoryBudget>,
+    health: Arc<Health>,
+    pipeline: Pipeline,
+    stopping: AtomicBool,
+}
+
+/// The parts of a running gateway a reload changes.
+pub struct Parts {
+    /// What every connection shares.
+    pub ctx: Arc<ConnContext>,
+    /// The agent listeners' TLS configuration.
+    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// The memory budget.
+    pub budget: Arc<MemoryBudget>,
+    /// Tenants' health.
+    pub health: Arc<Health>,
+    /// The writers.
+    pub pipeline: Pipeline,
+}
+
+impl Reloader {
+    /// A reloader for a gateway started with `config`.
+    pub fn new(config: Config, parts: Parts) -> Reloader {
+        Reloader {
+            current: tokio::sync::Mutex::new(config),
+            source: std::sync::Mutex::new(None),
+            ctx: parts.ctx,
+            tls: parts.tls,
+            budget: parts.budget,
+            health: parts.health,
+            pipeline: parts.pipeline,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Where reloads read the configuration.
+    pub fn set_source(&self, source: ConfigSource) {
+        *self.source.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
+    }
+
+    /// Refuses reloads from now on (shutdown).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads the configuration again and applies it, or refuses it whole;
+    /// logged and counted either way.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(report) => tracing::info!(
+                added = ?report.added,
+                removed = ?report.removed,
+                store_changed = ?report.store_changed,
+                kept = report.kept,
+                sessions_told = report.sessions_told,
+                "configuration reloaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "configuration reload refused; the configuration in force stays"),
+        }
+        telemetry::global().config_reloaded(result.is_ok());
+        result
+    }
+
+    async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
+        let mut current = self.current.lock().await;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(ReloadError::ShuttingDown);
+        }
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(ReloadError::NoSource)?;
+        let next = source().map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
+        next.validate().map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let restart = restart_only_changes(&current, &next);
+        if !restart.is_empty() {
+            return Err(ReloadError::RestartOnly(restart));
+        }
+
+        // Everything that can fail, before anything changes.
+        let mut tenants =
+            Tenants::from_config(&next.tenants, &next.server).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let tls = match (&self.tls, &next.tls) {
+            (Some(_), Some(t)) => Some(
+                crate::tls::server_config(&t.cert, &t.key, &crate::server::tenant_cas(&tenants))
+                    .map_err(|e| ReloadError::Invalid(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let before: HashSet<&str> = current.tenants.iter().map(|t| t.id.as_str()).collect();
+        let mut report = ReloadReport::default();
+        let mut opened = Vec::new();
+        for config in &next.tenants {
+            let old = current.tenants.iter().find(|t| t.id == config.id);
+            match old {
+                None => report.added.push(config.id.clone()),
+                Some(old) if !same_store(old, config) => report.store_changed.push(config.id.clone()),
+                Some(_) => {
+                    report.kept += 1;
+                    continue;
+                }
+            }
+            let Some(tenant) = tenants.get(&config.id) else {
+                continue;
+            };
+            let sink = self.pipeline.open(tenant).await.map_err(|e| ReloadError::Sink {
+                tenant: config.id.clone(),
+                reason: e.to_string(),
+            })?;
+            opened.push(sink);
+        }
+        let after: HashSet<&str> = next.tenants.iter().map(|t| t.id.as_str()).collect();
+        report.removed = before.difference(&after).map(|t| (*t).to_owned()).collect();
+        report.removed.sort();
+
+        // Apply.
+        let ids = || next.tenants.iter().map(|t| t.id.as_str());
+        self.health.set_tenants(ids());
+        self.budget.set_tenants(ids());
+        self.ctx
+            .admission
+            .set_limits(next.server.max_connections, tenant_limits(&next));
+        self.pipeline.install(opened, &report.removed);
+        self.ctx
+            .settings
+            .store(Arc::new(crate::server::session_settings(&next)));
+        tenants.carry_quotas_over(&self.ctx.tenants.load());
+        self.ctx.tenants.store(Arc::new(tenants));
+        if let (Some(live), Some(tls)) = (&self.tls, tls) {
+            live.store(tls);
+        }
+        for tenant in &report.removed {
+            report.sessions_told += self.ctx.admission.tell_tenant_to_go(tenant);
+            telemetry::tenant_degraded(tenant, false);
+        }
+        crate::server::report_certificate_expiry(&next);
+        for tenant in next.null_sink_tenants() {
+            if report.added.iter().chain(&report.store_changed).any(|t| t == tenant) {
+                tracing::warn!(
+                    tenant,
+                    "the null sink is on: this tenant's batches are acknowledged and NOT stored"
+                );
+            }
+        }
+        *current = next;
+        Ok(report)
+    }
+}
+
+/// Each tenant's own `max_connections`, for admission.
+pub fn tenant_limits(config: &Config) -> impl Iterator<Item = (String, usize)> + '_ {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| Some((t.id.clone(), t.max_connections?)))
+}
+
+/// Whether a tenant's store is the same in both configurations (its sink
+/// kind and its DynamoDB table and credentials); if not, a reload gives it
+/// a new writer.
+fn same_store(a: &TenantConfig, b: &TenantConfig) -> bool {
+    fn same_table(a: &DynamoConfig, b: &DynamoConfig) -> bool {
+        a.table == b.table
+            && a.region == b.region
+            && a.endpoint == b.endpoint
+            && a.profile == b.profile
+            && a.role_arn == b.role_arn
+            && a.access_key_id == b.access_key_id
+            && a.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned())
+                == b.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned())
+            && a.max_concurrency == b.max_concurrency
+    }
+    a.sink == b.sink
+        && match (&a.dynamodb, &b.dynamodb) {
+            (None, None) => true,
+            (Some(a), Some(b)) => same_table(a, b),
+            _ => false,
+        }
+}
+
+/// The settings that differ between `old` and `new` and need a restart:
+/// the listeners (sockets are bound once), the admission pool of
+/// connections waiting to authenticate, the pipeline (its writers and
+/// budget are sized at start), and the sink kind and data directory.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    macro_rules! compare {
+        ($section:ident: $($field:ident),+) => {
+            $(
+                if old.$section.$field != new.$section.$field {
+                    changed.push(concat!(stringify!($section), ".", stringify!($field)).to_owned());
+                }
+            )+
+        };
+    }
+    compare!(server: listen, tls_listen, admin_listen, proxy_protocol, listen_backlog,
+        max_unauthenticated, max_unauthenticated_per_source, tls_handshake_timeout_ms,
+        write_timeout_ms, drain_timeout_ms);
+    compare!(pipeline: max_items, max_bytes, linger_ms, write_timeout_ms, budget_bytes,
+        tenant_budget_percent, budget_wait_ms, unhealthy_after_ms);
+    compare!(sink: kind, data_dir, allow_null);
+    // TLS listeners need a certificate; which one is reloadable.
+    if !new.server.tls_listen.is_empty() && old.tls.is_some() != new.tls.is_some() {
+        changed.push("tls".to_owned());
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+            [server]
+            listen = ["127.0.0.1:7700"]
+            [[tenants]]
+            id = "a"
+            secrets = ["0123456789abcdef"]
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_that_need_a_restart_are_named() {
+        let old = config();
+        let mut new = config();
+        assert!(restart_only_changes(&old, &new).is_empty());
+        // Reloadable: limits, tenants.
+        new.server.max_inflight = 7;
+        new.server.max_connections = 5;
+        new.tenants.clear();
+        assert!(restart_only_changes(&old, &new).is_empty());
+        new.server.listen = vec!["127.0.0.1:7701".parse().unwrap()];
+        new.pipeline.budget_bytes = 1 << 20;
+        new.sink.kind = crate::config::SinkKind::Dynamodb;
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            ["server.listen", "pipeline.budget_bytes", "sink.kind"]
+        );
+    }
+
+    #[test]
+    fn a_changed_table_is_a_changed_store() {
+        let a = config().tenants.remove(0);
+        let mut b = a.clone();
+        b.secrets.clear();
+        b.records_per_second = Some(10);
+        assert!(same_store(&a, &b), "secrets and quotas are not the store");
+        b.sink = Some(crate::config::SinkKind::Null);
+        assert!(!same_store(&a, &b));
+    }
+}
