@@ -20,12 +20,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
+use crate::mailbox::Mailbox;
 use crate::telemetry;
 
 /// How long a connection may wait before it can be evicted: long enough
@@ -49,7 +48,7 @@ pub struct WaitingPool {
 
 /// An entry: where the connection comes from, when it came, and how to tell
 /// it it was evicted.
-type Entry = (IpAddr, Instant, Arc<Notify>);
+type Entry = (IpAddr, Instant, Arc<Mailbox>);
 
 #[derive(Debug, Default)]
 struct WaitingInner {
@@ -72,10 +71,10 @@ impl WaitingInner {
     }
 
     fn evict(&mut self, id: u64) {
-        if let Some((_, _, evicted)) = self.remove(id) {
+        if let Some((_, _, mailbox)) = self.remove(id) {
             telemetry::global().connection_evicted();
             // Remembered if the connection is not waiting on it yet.
-            evicted.notify_one();
+            mailbox.evict();
         }
     }
 
@@ -103,7 +102,7 @@ impl WaitingInner {
 pub struct Waiting {
     pool: Arc<WaitingPool>,
     id: u64,
-    evicted: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl WaitingPool {
@@ -147,14 +146,14 @@ impl WaitingPool {
         }
         let id = inner.next_id;
         inner.next_id += 1;
-        let evicted = Arc::new(Notify::new());
-        inner.entries.insert(id, (source, now, evicted.clone()));
+        let mailbox = Arc::new(Mailbox::default());
+        inner.entries.insert(id, (source, now, mailbox.clone()));
         *inner.by_source.entry(source).or_default() += 1;
         telemetry::global().connections_waiting(inner.entries.len());
         Waiting {
             pool: self.clone(),
             id,
-            evicted,
+            mailbox,
         }
     }
 
@@ -168,7 +167,7 @@ impl WaitingPool {
 impl Waiting {
     /// Resolves when the connection was evicted to make room for a newer one.
     pub async fn evicted(&self) {
-        self.evicted.notified().await;
+        self.mailbox.evicted().await;
     }
 
     /// Where the connection comes from (the agent's address behind a
@@ -179,9 +178,9 @@ impl Waiting {
         inner.entries.get(&self.id).map(|(source, _, _)| *source)
     }
 
-    /// Notified when the connection is evicted.
-    pub fn signal(&self) -> Arc<Notify> {
-        self.evicted.clone()
+    /// The connection's mailbox, told when it is evicted.
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        self.mailbox.clone()
     }
 }
 
@@ -199,9 +198,9 @@ pub struct Admission {
     connections: Arc<Places>,
     /// Tenants with a limit of their own; a reload changes them.
     tenants: RwLock<HashMap<String, Arc<Places>>>,
-    /// Each connected device's session: its serial and its replaced signal.
-    devices: Mutex<HashMap<DeviceKey, (u64, Arc<Notify>)>>,
-    next_session: AtomicU64,
+    /// Each connected device's session, by its connection's mailbox (whose
+    /// identity tells sessions apart).
+    devices: Mutex<HashMap<DeviceKey, Arc<Mailbox>>>,
 }
 
 /// A number of places, some taken. The limit can change while places are
@@ -241,7 +240,18 @@ impl Drop for Place {
 }
 
 /// A device: (tenant, device id).
-type DeviceKey = (String, String);
+/// A device: its tenant and its id, as `TENANT\nDEVICE` (a tenant id has no
+/// newline), in one allocation shared by the map and the session: with a
+/// hundred thousand agents, each byte here is 100 kB.
+type DeviceKey = Arc<str>;
+
+fn device_key(tenant: &str, device: &str) -> DeviceKey {
+    let mut key = String::with_capacity(tenant.len() + 1 + device.len());
+    key.push_str(tenant);
+    key.push('\n');
+    key.push_str(device);
+    Arc::from(key)
+}
 
 /// Why a HELLO that authenticated is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -259,15 +269,14 @@ pub enum Refusal {
 pub struct Admitted {
     _connection: Place,
     _tenant: Place,
-    device: DeviceSlot,
+    _device: DeviceSlot,
 }
 
 #[derive(Debug)]
 struct DeviceSlot {
     admission: Arc<Admission>,
     key: DeviceKey,
-    session: u64,
-    replaced: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl Admission {
@@ -278,7 +287,6 @@ impl Admission {
             connections: Places::new(max_connections),
             tenants: RwLock::default(),
             devices: Mutex::default(),
-            next_session: AtomicU64::new(1),
         });
         admission.set_limits(max_connections, tenant_limits);
         admission
@@ -311,18 +319,19 @@ impl Admission {
     pub fn tell_tenant_to_go(&self, tenant: &str) -> usize {
         let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
         let mut told = 0;
-        for ((t, _), (_, signal)) in devices.iter() {
-            if t == tenant {
-                signal.notify_one();
+        for (key, mailbox) in devices.iter() {
+            if key.split_once('\n').is_some_and(|(t, _)| t == tenant) {
+                mailbox.tell_to_go();
                 told += 1;
             }
         }
         told
     }
 
-    /// Admits an authenticated connection of `device` of `tenant`, or says
-    /// why not. An older session of the same device is told it was replaced.
-    pub fn admit(self: &Arc<Self>, tenant: &str, device: &str) -> Result<Admitted, Refusal> {
+    /// Admits an authenticated connection of `device` of `tenant`, whose
+    /// connection's mailbox is `mailbox`, or says why not. An older session
+    /// of the same device is told to go away.
+    pub fn admit(self: &Arc<Self>, tenant: &str, device: &str, mailbox: &Arc<Mailbox>) -> Result<Admitted, Refusal> {
         let connection = self.connections.take().ok_or(Refusal::ServerFull)?;
         // Every tenant's connections are counted, limit or not, so that a
         // limit a reload gives counts the connections already open.
@@ -340,35 +349,25 @@ impl Admission {
                 .clone()
         });
         let tenant_permit = places.take().ok_or(Refusal::TenantFull)?;
-        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let key = (tenant.to_owned(), device.to_owned());
-        let replaced = Arc::new(Notify::new());
+        let key = device_key(tenant, device);
         let older = self
             .devices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), (session, replaced.clone()));
-        if let Some((_, older)) = older {
+            .insert(key.clone(), mailbox.clone());
+        if let Some(older) = older {
             telemetry::global().session_replaced();
-            older.notify_one();
+            older.tell_to_go();
         }
         Ok(Admitted {
             _connection: connection,
             _tenant: tenant_permit,
-            device: DeviceSlot {
+            _device: DeviceSlot {
                 admission: self.clone(),
                 key,
-                session,
-                replaced,
+                mailbox: mailbox.clone(),
             },
         })
-    }
-}
-
-impl Admitted {
-    /// Resolves when a newer session of the same device was admitted.
-    pub fn replaced(&self) -> Arc<Notify> {
-        self.device.replaced.clone()
     }
 }
 
@@ -376,7 +375,7 @@ impl Drop for DeviceSlot {
     fn drop(&mut self) {
         let mut devices = self.admission.devices.lock().unwrap_or_else(PoisonError::into_inner);
         // Only if it is still this session's: a newer one has its own.
-        if devices.get(&self.key).is_some_and(|(s, _)| *s == self.session) {
+        if devices.get(&self.key).is_some_and(|m| Arc::ptr_eq(m, &self.mailbox)) {
             devices.remove(&self.key);
         }
     }
@@ -449,70 +448,65 @@ mod tests {
         assert!(!was_evicted(&other).await && !was_evicted(&again).await);
     }
 
-    #[tokio::test]
-    async fn limits_hold_and_a_device_has_one_session() {
+    /// A connection's mailbox, and whether it was told to go away.
+    fn mailbox() -> Arc<Mailbox> {
+        Arc::new(Mailbox::default())
+    }
+
+    #[test]
+    fn limits_hold_and_a_device_has_one_session() {
         let admission = Admission::new(3, [("small".to_owned(), 1)]);
-        let first = admission.admit("small", "d1").unwrap();
-        assert_eq!(admission.admit("small", "d2").unwrap_err(), Refusal::TenantFull);
-        let replaced = first.replaced();
-        let second = admission.admit("big", "d1").unwrap();
-        let again = admission.admit("big", "d1").unwrap();
+        let (m1, m2, m3) = (mailbox(), mailbox(), mailbox());
+        let first = admission.admit("small", "d1", &m1).unwrap();
+        assert_eq!(
+            admission.admit("small", "d2", &mailbox()).unwrap_err(),
+            Refusal::TenantFull
+        );
+        let second = admission.admit("big", "d1", &m2).unwrap();
+        let again = admission.admit("big", "d1", &m3).unwrap();
         // The same device of the same tenant: the older session is told.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(20), second.replaced().notified())
-                .await
-                .is_ok()
+        assert!(m2.take_told_to_go());
+        assert!(!m1.take_told_to_go() && !m3.take_told_to_go());
+        assert_eq!(
+            admission.admit("big", "d3", &mailbox()).unwrap_err(),
+            Refusal::ServerFull
         );
-        assert!(
-            tokio::time::timeout(Duration::from_millis(20), replaced.notified())
-                .await
-                .is_err()
-        );
-        assert_eq!(admission.admit("big", "d3").unwrap_err(), Refusal::ServerFull);
         drop(second);
         // The older session ending does not free the newer one's slot.
         assert_eq!(admission.devices.lock().unwrap().len(), 2);
         drop(again);
         drop(first);
         assert!(admission.devices.lock().unwrap().is_empty());
-        assert!(admission.admit("small", "d2").is_ok());
+        assert!(admission.admit("small", "d2", &mailbox()).is_ok());
     }
 
-    #[tokio::test]
-    async fn a_reload_changes_limits_without_closing_anybody_and_tells_removed_tenants() {
+    #[test]
+    fn a_reload_changes_limits_without_closing_anybody_and_tells_removed_tenants() {
         let admission = Admission::new(10, [("t".to_owned(), 2)]);
-        let a = admission.admit("t", "a").unwrap();
-        let b = admission.admit("t", "b").unwrap();
-        let other = admission.admit("u", "x").unwrap();
+        let a = admission.admit("t", "a", &mailbox()).unwrap();
+        let b = admission.admit("t", "b", &mailbox()).unwrap();
+        let other_told = mailbox();
+        let _other = admission.admit("u", "x", &other_told).unwrap();
         // Lowered below what is open: nobody new until enough leave.
         admission.set_limits(10, [("t".to_owned(), 1)]);
-        assert_eq!(admission.admit("t", "c").unwrap_err(), Refusal::TenantFull);
+        assert_eq!(admission.admit("t", "c", &mailbox()).unwrap_err(), Refusal::TenantFull);
         drop(a);
-        assert_eq!(admission.admit("t", "c").unwrap_err(), Refusal::TenantFull);
+        assert_eq!(admission.admit("t", "c", &mailbox()).unwrap_err(), Refusal::TenantFull);
         drop(b);
-        let c = admission.admit("t", "c").unwrap();
+        let c_told = mailbox();
+        let _c = admission.admit("t", "c", &c_told).unwrap();
         // The limit removed: the open connection still counts if it returns.
         admission.set_limits(10, []);
-        let d = admission.admit("t", "d").unwrap();
+        let d_told = mailbox();
+        let _d = admission.admit("t", "d", &d_told).unwrap();
         admission.set_limits(10, [("t".to_owned(), 2)]);
-        assert_eq!(admission.admit("t", "e").unwrap_err(), Refusal::TenantFull);
+        assert_eq!(admission.admit("t", "e", &mailbox()).unwrap_err(), Refusal::TenantFull);
         // The global limit too.
         admission.set_limits(3, []);
-        assert_eq!(admission.admit("v", "y").unwrap_err(), Refusal::ServerFull);
+        assert_eq!(admission.admit("v", "y", &mailbox()).unwrap_err(), Refusal::ServerFull);
         // A removed tenant's sessions are told; the others are not.
-        let (c_told, d_told, other_told) = (c.replaced(), d.replaced(), other.replaced());
         assert_eq!(admission.tell_tenant_to_go("t"), 2);
-        for signal in [&c_told, &d_told] {
-            assert!(
-                tokio::time::timeout(Duration::from_millis(20), signal.notified())
-                    .await
-                    .is_ok()
-            );
-        }
-        assert!(
-            tokio::time::timeout(Duration::from_millis(20), other_told.notified())
-                .await
-                .is_err()
-        );
+        assert!(c_told.take_told_to_go() && d_told.take_told_to_go());
+        assert!(!other_told.take_told_to_go());
     }
 }

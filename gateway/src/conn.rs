@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::admission::{Admission, Waiting};
 use crate::budget::{BudgetPermit, MemoryBudget};
-use crate::pipeline::{Answers, Outcome, Pipeline, SubmitError};
+use crate::pipeline::{Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
 use crate::sink::SinkError;
 use crate::telemetry;
@@ -50,7 +50,8 @@ type BudgetWait = Pin<Box<dyn Future<Output = BudgetPermit> + Send>>;
 enum Event {
     Budget(BudgetPermit),
     Shutdown,
-    Answers,
+    /// Something is in the mailbox: outcomes, or an eviction or replacement.
+    Mail,
     Read(std::io::Result<usize>),
     Deadline,
     /// Closed to make room while waiting to authenticate.
@@ -87,20 +88,19 @@ pub async fn serve<S, G>(
         peer_certs,
         Now::read(),
     );
-    if let Some(agent) = waiting.source() {
-        session.set_agent_address(agent);
-    }
+    // One mailbox for everything the connection is told: its batches'
+    // outcomes, its eviction from the waiting pool, and (once admitted)
+    // that its session must go away. One wait instead of three keeps the
+    // task small.
+    let mailbox = waiting.mailbox();
+    let agent = waiting.source().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    session.attach(agent, mailbox.clone());
     // Reads and writes never overlap (the loop writes, then waits), so the
     // stream is not split.
     let mut wbuf = BytesMut::new();
-    let answers = Arc::new(Answers::default());
     let mut budget_wait: Option<BudgetWait> = None;
     let mut actions = Vec::new();
     let mut closing = false;
-    // One signal, whose meaning is the session's state: before HELLO is
-    // accepted, evicted from the waiting pool; after, replaced by a newer
-    // session of the device. One wait instead of two keeps the task small.
-    let mut signal = waiting.signal();
     let mut waiting = Some(waiting);
     let mut evicted = false;
     let mut draining = *shutdown.borrow();
@@ -121,7 +121,7 @@ pub async fn serve<S, G>(
                     }
                     Action::Store { tenant, batch, permit } => {
                         let seq = batch.seq();
-                        if let Err(SubmitError::Closed) = ctx.pipeline.submit(&tenant.id, batch, permit, &answers) {
+                        if let Err(SubmitError::Closed) = ctx.pipeline.submit(&tenant.id, batch, permit, &mailbox) {
                             session.batch_done(seq, BatchOutcome::Retry("gateway stopping".into()), &mut actions);
                         }
                     }
@@ -148,12 +148,9 @@ pub async fn serve<S, G>(
         if closing || session.is_closed() {
             break;
         }
-        if waiting.is_some()
-            && let Some(replaced) = session.replaced_signal()
-        {
+        if waiting.is_some() && session.is_admitted() {
             // Counted among the authenticated connections from now on.
             waiting = None;
-            signal = replaced;
         }
         if !session.awaiting_budget() {
             // Answered otherwise (drain, timeout): leave the line.
@@ -170,12 +167,21 @@ pub async fn serve<S, G>(
                 }
             } => Event::Budget(permit),
             _ = shutdown.changed(), if !draining => Event::Shutdown,
-            _ = answers.arrived() => Event::Answers,
+            _ = mailbox.arrived() => Event::Mail,
             read = stream.read_buf(&mut input), if reading => Event::Read(read),
             _ = tokio::time::sleep_until(deadline) => Event::Deadline,
-            _ = signal.notified(), if !draining => {
-                if waiting.is_some() { Event::Evicted } else { Event::Replaced }
+        };
+        // What the mail says: an eviction counts while waiting to
+        // authenticate, a replacement once admitted (an eviction that raced
+        // the HELLO is moot), and neither once draining.
+        let event = match event {
+            Event::Mail if !draining && waiting.is_some() && mailbox.was_evicted() => Event::Evicted,
+            Event::Mail if !draining && waiting.is_none() && mailbox.take_told_to_go() => {
+                // Outcomes that came with it are handled on the next wake-up.
+                mailbox.put_back_wake();
+                Event::Replaced
             }
+            other => other,
         };
         let now = Now::read();
         match event {
@@ -197,8 +203,8 @@ pub async fn serve<S, G>(
                         session.drain(now, &mut actions);
                     }
                     // Every answer that is ready, with one write.
-                    Event::Answers => {
-                        for outcome in answers.take() {
+                    Event::Mail => {
+                        for outcome in mailbox.take() {
                             outcome_done(&mut session, outcome, &mut actions);
                         }
                     }
@@ -226,7 +232,7 @@ pub async fn serve<S, G>(
             Some(_) => {
                 tokio::select! {
                     _ = linger(&mut stream) => {}
-                    _ = signal.notified() => {}
+                    _ = mailbox.evicted() => {}
                 }
             }
             None => linger(&mut stream).await,

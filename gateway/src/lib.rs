@@ -65,6 +65,7 @@ mod files;
 pub mod fuzzing;
 mod health;
 pub mod inspect;
+mod mailbox;
 mod pipeline;
 mod proxy_protocol;
 mod quota;

@@ -42,12 +42,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use awp_store::AcceptedBatch;
 use futures_util::FutureExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::budget::BudgetPermit;
 use crate::config::{PipelineConfig, SinkConfig};
 use crate::health::{Health, TenantHealth};
+use crate::mailbox::Mailbox;
 use crate::sink::{self, SinkError, TenantSink};
 use crate::telemetry::TenantMetrics;
 use crate::tenant::{Tenant, Tenants};
@@ -62,35 +63,6 @@ pub struct Outcome {
     pub seq: u64,
     /// Whether it is durable.
     pub result: WriteResult,
-}
-
-/// Where a connection hears how its batches ended: the writers put
-/// answers in, the connection takes them out. It holds at most one answer
-/// per batch in flight (`max_inflight`), and no allocation at all while the
-/// connection is idle, which matters with many mostly idle agents (a tokio
-/// channel would keep a block of 32 slots for every connection).
-#[derive(Debug, Default)]
-pub struct Answers {
-    ready: Mutex<Vec<Outcome>>,
-    arrived: Notify,
-}
-
-impl Answers {
-    fn put(&self, outcome: Outcome) {
-        self.ready.lock().unwrap_or_else(PoisonError::into_inner).push(outcome);
-        self.arrived.notify_one();
-    }
-
-    /// Resolves when answers may be ready (an answer put in while nobody
-    /// waited is remembered).
-    pub async fn arrived(&self) {
-        self.arrived.notified().await;
-    }
-
-    /// Every answer put in so far.
-    pub fn take(&self) -> Vec<Outcome> {
-        std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner))
-    }
 }
 
 /// Why a batch was not queued.
@@ -111,7 +83,7 @@ struct Submission {
 struct Waiter {
     seq: u64,
     /// Taken when the answer is given: a batch is answered once.
-    reply: Option<Arc<Answers>>,
+    reply: Option<Arc<Mailbox>>,
     queued_at: Instant,
     /// Given back when the waiter is dropped: once the batch's bytes are no
     /// longer held, which for a write that ran late is after it ended, not
@@ -260,7 +232,7 @@ impl Pipeline {
         tenant: &str,
         batch: AcceptedBatch,
         permit: BudgetPermit,
-        reply: &Arc<Answers>,
+        reply: &Arc<Mailbox>,
     ) -> Result<(), SubmitError> {
         let queues = self.queues.load();
         let queue = queues.get(tenant).ok_or(SubmitError::Closed)?;
@@ -545,7 +517,7 @@ mod tests {
         }
     }
 
-    async fn next_answer(answers: &Answers) -> Outcome {
+    async fn next_answer(answers: &Mailbox) -> Outcome {
         loop {
             if let Some(outcome) = answers.take().pop() {
                 return outcome;
@@ -586,7 +558,7 @@ mod tests {
         };
         let task = tokio::spawn(writer.supervise(sink, reopen));
         let budget = MemoryBudget::new(1 << 20, 1 << 20, ["t".to_owned()]);
-        let answers = Arc::new(Answers::default());
+        let answers = Arc::new(Mailbox::default());
         let submit = |seq: u64| {
             let batch = vector_batch("batch_one_location", 1);
             Submission {

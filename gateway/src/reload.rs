@@ -145,9 +145,12 @@ impl Reloader {
         *self.source.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
     }
 
-    /// Refuses reloads from now on (shutdown).
-    pub fn stop(&self) {
+    /// Refuses reloads from now on (shutdown), and waits for one in
+    /// progress to finish, so that it cannot start writers after the
+    /// pipeline closed.
+    pub async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        drop(self.current.lock().await);
     }
 
     /// Reads the configuration again and applies it, or refuses it whole;

@@ -40,10 +40,10 @@ use awp_protocol::{
 use awp_store::{AcceptedBatch, Origin};
 use bytes::{Buf, Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
-use tokio::sync::Notify;
 
 use crate::admission::{Admission, Admitted};
 use crate::budget::{BudgetPermit, BudgetRequest, MemoryBudget, TenantBudget};
+use crate::mailbox::Mailbox;
 use crate::quota::DeviceQuota;
 use crate::read_buffer::ReadBuffer;
 use crate::telemetry;
@@ -157,8 +157,11 @@ enum State {
 /// device's one session), and its device's quota bucket.
 #[derive(Debug)]
 struct Authenticated {
-    admitted: Admitted,
-    device_quota: Option<DeviceQuota>,
+    /// Held for its places, given back when the session ends.
+    _admitted: Admitted,
+    /// Boxed: most tenants have no device quota, and every idle session
+    /// would carry the bucket's room.
+    device_quota: Option<Box<DeviceQuota>>,
 }
 
 /// A BATCH frame waiting for memory budget, as it arrived.
@@ -178,6 +181,9 @@ pub struct Session {
     session_id: [u8; 16],
     /// The agent's address (the PROXY header's behind a balancer), for logs.
     agent: IpAddr,
+    /// The connection's mailbox, where admission tells the session to go
+    /// away (see [`Session::attach`]).
+    mailbox: Option<Arc<Mailbox>>,
     peer_certs: Option<Vec<CertificateDer<'static>>>,
     state: State,
     /// What an authenticated connection holds beyond its peer (boxed: most
@@ -233,6 +239,7 @@ impl Session {
             admission,
             session_id,
             agent: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            mailbox: None,
             peer_certs,
             state: State::AwaitPreamble,
             admitted: None,
@@ -253,9 +260,12 @@ impl Session {
         }
     }
 
-    /// Where the agent connects from, for the session's log lines.
-    pub fn set_agent_address(&mut self, agent: IpAddr) {
+    /// The connection: where the agent connects from (for the session's
+    /// log lines), and its mailbox, where admission tells the session to go
+    /// away (the connection then calls [`Session::replaced`]).
+    pub fn attach(&mut self, agent: IpAddr, mailbox: Arc<Mailbox>) {
         self.agent = agent;
+        self.mailbox = Some(mailbox);
     }
 
     /// `mean` ms, give or take half, drawn uniformly: agents that are told
@@ -494,10 +504,12 @@ impl Session {
             );
             return self.fail(ErrorCode::UnsupportedVersion, &message, out);
         };
+        // Needed for this HELLO only: not kept for the session's life.
+        let peer_certs = self.peer_certs.take();
         let Some(tenant) = self
             .tenants
             .load()
-            .authenticate(&hello, self.peer_certs.as_deref(), now.unix_ms / 1000)
+            .authenticate(&hello, peer_certs.as_deref(), now.unix_ms / 1000)
         else {
             telemetry::global().auth_failed();
             return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
@@ -508,11 +520,12 @@ impl Session {
         };
         // A place among the authenticated connections; an older session of
         // this device is told to go away.
-        match self.admission.admit(&tenant.id, &hello.device_id) {
+        let mailbox = self.mailbox.get_or_insert_with(Arc::default);
+        match self.admission.admit(&tenant.id, &hello.device_id, mailbox) {
             Ok(admitted) => {
                 self.admitted = Some(Box::new(Authenticated {
-                    admitted,
-                    device_quota: tenant.quota.load().device(),
+                    _admitted: admitted,
+                    device_quota: tenant.quota.load().device().map(Box::new),
                 }));
             }
             Err(refusal) => {
@@ -704,7 +717,7 @@ impl Session {
             Ok(accepted) => {
                 telemetry::global().records_received(accepted.record_count());
                 let bytes = u32::try_from(accepted.content_len()).unwrap_or(u32::MAX);
-                let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_ref());
+                let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_deref());
                 if let Err(over) = peer
                     .tenant
                     .quota
@@ -780,10 +793,10 @@ impl Session {
         }
     }
 
-    /// Signalled when a newer session of this device is admitted; the
-    /// connection then calls [`Session::replaced`].
-    pub fn replaced_signal(&self) -> Option<Arc<Notify>> {
-        self.admitted.as_ref().map(|a| a.admitted.replaced())
+    /// Whether HELLO was accepted and the connection holds a place among
+    /// the authenticated ones.
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.is_some()
     }
 
     /// A newer session of this device was admitted: this one goes away as
@@ -1514,12 +1527,13 @@ mod tests {
     #[test]
     fn a_device_connecting_again_replaces_its_older_session() {
         let mut h = Harness::welcomed();
-        let replaced = h.session.replaced_signal().expect("admitted");
+        let mailbox = h.session.mailbox.clone().expect("admitted");
         h.feed(&vector("batch_one_location"));
         let out = same_device_again(&h, h.session.admission.clone());
         assert!(matches!(&out[..], [Action::Send(Frame::Welcome(_))]), "{out:?}");
         // The connection is woken, and the older session goes away as at shutdown.
-        assert!(replaced.notified().now_or_never().is_some());
+        assert!(mailbox.arrived().now_or_never().is_some());
+        assert!(mailbox.take_told_to_go());
         let mut out = Vec::new();
         h.session.replaced(h.at(1), &mut out);
         let [Action::Send(Frame::GoAway(g))] = &out[..] else {

@@ -235,12 +235,14 @@ impl Bench {
         let config = format!(
             "[server]\nlisten = [\"{}\"]\ntls_listen = [\"{}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
              max_connections = 12000\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[pipeline]\n{}\n\n\
-             [sink]\nkind = \"{sink}\"\ndata_dir = \"{}\"\n\n[[tenants]]\nid = \"{TENANT}\"\nsecrets = [\"{SECRET}\"]\n",
+             [sink]\nkind = \"{sink}\"\n{}data_dir = \"{}\"\n\n[[tenants]]\nid = \"{TENANT}\"\nsecrets = [\"{SECRET}\"]\n",
             addrs.plain,
             addrs.tls,
             self.pki.cert.display(),
             self.pki.key.display(),
             self.args.pipeline.join("\n"),
+            // The null sink must be opted into (gateways since issue 9).
+            if sink == "null" { "allow_null = true\n" } else { "" },
             data.display(),
         );
         let path = self.args.out.join(format!("gateway-{name}.toml"));
