@@ -3,8 +3,11 @@
 //!
 //! ```sh
 //! scripts/dynalite.sh install
-//! cargo run --release -p awp-gateway --example dynamo_sink_bench -- [ITEMS] [ITEMS_PER_WRITE] [CONCURRENCY]
+//! cargo run --release -p awp-gateway --example dynamo_sink_bench -- [ITEMS] [ITEMS_PER_WRITE] [CONCURRENCY] [packed]
 //! ```
+//!
+//! With `packed`, the table is written in the packed layout (one item per
+//! batch); ITEMS and ITEMS_PER_WRITE still count records.
 //!
 //! It starts its own dynalite (in memory), creates a table, accepts typical
 //! 100-record batches (`awp_benches::typical_batch`) exactly as the gateway
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use awp_gateway::config::DynamoConfig;
+use awp_gateway::config::{DynamoConfig, Layout};
 use awp_gateway::sink::TenantSink;
 use awp_gateway::sink::dynamodb::{DynamoSink, client};
 use awp_protocol::{Limits, Platform, PreparedBatch};
@@ -41,6 +44,11 @@ async fn main() -> anyhow::Result<()> {
     let total = args.first().copied().unwrap_or(100_000);
     let per_write = args.get(1).copied().unwrap_or(2_000);
     let concurrency = args.get(2).copied().unwrap_or(8);
+    let layout = if std::env::args().any(|a| a == "packed") {
+        Layout::Packed
+    } else {
+        Layout::Record
+    };
 
     let serve = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dynalite/serve.js");
     let mut dynalite = Command::new("node")
@@ -65,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         max_concurrency: concurrency,
     };
     awp_gateway::tables::create_table(&client(&config).await, "bench").await?;
-    let mut sink = DynamoSink::connect("bench", &config, Duration::from_secs(60)).await;
+    let mut sink = DynamoSink::connect("bench", &config, Duration::from_secs(60), layout).await;
 
     // Batches as the gateway accepts them: 100-record typical batches from 50 devices.
     let origins: Vec<Arc<Origin>> = (0..50)
@@ -119,9 +127,10 @@ async fn main() -> anyhow::Result<()> {
         pct(1.0)
     );
     println!(
-        "CPU: sink process {:.0}% of one core, dynalite {:.0}% of one core",
+        "CPU: sink process {:.0}% of one core, dynalite {:.0}% of one core; sink process {:.2} µs per record ({layout:?} layout)",
         (me1 - me0) / secs * 100.0,
-        (db1 - db0) / secs * 100.0
+        (db1 - db0) / secs * 100.0,
+        (me1 - me0) / total as f64 * 1e6,
     );
     let _ = dynalite.kill();
     Ok(())

@@ -269,8 +269,8 @@ pub fn tenant_limits(config: &Config) -> impl Iterator<Item = (String, usize)> +
 }
 
 /// Whether a tenant's store is the same in both configurations (its sink
-/// kind and its DynamoDB table and credentials); if not, a reload gives it
-/// a new writer.
+/// kind, layout, and DynamoDB table and credentials); if not, a reload gives
+/// it a new writer.
 fn same_store(a: &TenantConfig, b: &TenantConfig) -> bool {
     fn same_table(a: &DynamoConfig, b: &DynamoConfig) -> bool {
         a.table == b.table
@@ -284,6 +284,7 @@ fn same_store(a: &TenantConfig, b: &TenantConfig) -> bool {
             && a.max_concurrency == b.max_concurrency
     }
     a.sink == b.sink
+        && a.layout == b.layout
         && match (&a.dynamodb, &b.dynamodb) {
             (None, None) => true,
             (Some(a), Some(b)) => same_table(a, b),

@@ -19,7 +19,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use secrecy::ExposeSecret;
 
-use crate::config::{ConfigError, DynamoConfig, ServerConfig, SinkKind, TenantConfig};
+use crate::config::{ConfigError, DynamoConfig, Layout, ServerConfig, SinkKind, TenantConfig};
 use crate::quota::{QuotaSettings, Scope, SharedQuota, TenantQuota};
 use crate::telemetry;
 
@@ -36,6 +36,8 @@ pub struct Tenant {
     pub sink: Option<SinkKind>,
     /// The tenant's DynamoDB table, for the `dynamodb` sink.
     pub dynamodb: Option<DynamoConfig>,
+    /// How its records become items.
+    pub layout: Layout,
     /// The tenant's quotas on this node, shared by its sessions (and, when
     /// a reload keeps the tenant, by its old and new records).
     pub quota: SharedQuota,
@@ -54,6 +56,7 @@ impl Tenant {
             retention_secs: None,
             sink: None,
             dynamodb: None,
+            layout: Layout::Record,
             quota: Arc::new(ArcSwap::from_pointee(TenantQuota::none())),
             quota_exceeded: telemetry::global().quota_counters(id),
         }
@@ -138,6 +141,7 @@ impl Tenants {
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
                 sink: c.sink,
                 dynamodb: c.dynamodb.clone(),
+                layout: c.layout,
                 quota: Arc::new(ArcSwap::from_pointee(TenantQuota::from_settings(QuotaSettings {
                     records_per_second: c.records_per_second.and_then(NonZeroU32::new),
                     bytes_per_second: c.bytes_per_second.and_then(NonZeroU32::new),

@@ -50,6 +50,7 @@ fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
             records_per_second: None,
             bytes_per_second: None,
             device_records_per_second: None,
+            layout: Default::default(),
         });
     }
 }
@@ -387,7 +388,7 @@ async fn a_write_stores_every_item_even_with_a_concurrency_of_zero() {
     let client = create_tables(&db.endpoint, &["acme"]).await;
     let mut config = dynamo("awp-acme", &db.endpoint);
     config.max_concurrency = 0;
-    let mut sink = DynamoSink::connect("acme", &config, Duration::from_secs(60)).await;
+    let mut sink = DynamoSink::connect("acme", &config, Duration::from_secs(60), Default::default()).await;
     let origin = Arc::new(Origin {
         device_id: "dev-0001".into(),
         platform: Platform::Android,
@@ -531,5 +532,59 @@ async fn a_reload_moves_a_tenant_to_its_new_table_without_dropping_its_agents() 
         seqs(query(&client, "awp-acme-moved", "phone-1").await),
         BTreeSet::from(["2".to_owned()])
     );
+    t.server.shutdown().await;
+}
+
+/// A packed tenant: one item per batch, however often and however
+/// compressed it is sent, whose records read back as the record layout's
+/// items in plain JSON.
+#[tokio::test]
+async fn a_packed_tenant_stores_each_batch_as_one_item() {
+    let db = Dynalite::start();
+    let client = create_tables(&db.endpoint, &["acme"]).await;
+    let endpoint = db.endpoint.clone();
+    let t = TestServer::start(move |c| {
+        use_dynamo(c, &endpoint, &[]);
+        c.tenants[0].layout = awp_gateway::config::Layout::Packed;
+    })
+    .await;
+    for _round in 0..2 {
+        let mut c = t.welcomed().await;
+        for n in [
+            "batch_one_location",
+            "batch_mixed_kinds",
+            "batch_mixed_lz4",
+            "batch_mixed_zstd",
+        ] {
+            c.send(&vector(n)).await;
+            assert!(
+                matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok),
+                "{n}"
+            );
+        }
+    }
+    let items = query(&client, "awp-acme", "dev-0001").await;
+    // Two batches (the mixed vectors are one batch, compressed three ways).
+    assert_eq!(items.len(), 2, "{items:?}");
+    let mut records: Vec<Value> = Vec::new();
+    for item in &items {
+        use base64::Engine;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(item["records"]["B"].as_str().unwrap())
+            .unwrap();
+        let lines = awp_store::packed::unpack(&blob).unwrap();
+        assert_eq!(item["count"]["N"], lines.lines().count().to_string());
+        for line in lines.lines() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            v.as_object_mut().unwrap().remove("received_at");
+            records.push(v);
+        }
+    }
+    let expected: Vec<Value> = support::expected_vector_items()
+        .iter()
+        .map(awp_store::plain::value_to_plain)
+        .collect();
+    records.sort_by_key(|r| r["rk"].as_str().unwrap().to_owned());
+    assert_eq!(records, expected);
     t.server.shutdown().await;
 }

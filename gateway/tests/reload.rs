@@ -314,3 +314,50 @@ async fn new_handshakes_use_a_rotated_certificate_and_existing_tls_sessions_go_o
     stored(&mut before, 2).await;
     gateway.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tenant_added_with_a_client_ca_authenticates_its_devices_by_certificate() {
+    let pki = certs::TestPki::new();
+    let partner = pki.tenant_ca("partner_b");
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        pki.server_cert.display(),
+        pki.server_key.display(),
+        tenant("acme", "acme-1")
+    );
+    let gateway = Reloadable::start_with("tls_listen = [\"127.0.0.1:0\"]", &tls).await;
+    let device = partner.issue("mac-7");
+    // tenant partner_b, device mac-7, authenticated by its certificate.
+    let cert_hello = || {
+        let (addr, config) = (
+            gateway.server.tls_addrs[0],
+            certs::client_config(&pki.ca_pem, Some(device.cert_and_key()), true),
+        );
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .expect("TLS handshake");
+            let mut c = Client::new(tls);
+            let mut bytes = awp_protocol::MAGIC.to_vec();
+            bytes.extend(support::vector("hello_client_cert"));
+            c.send(&bytes).await;
+            (c.next().await, c)
+        }
+    };
+    assert!(
+        matches!(cert_hello().await.0, Some(Frame::Error(e)) if e.error_code() == Some(ErrorCode::AuthFailed)),
+        "partner_b is not a tenant yet"
+    );
+    gateway.rewrite(&format!(
+        "{tls}[[tenants]]\nid = \"partner_b\"\nclient_ca = \"{}\"\n",
+        partner.path.display()
+    ));
+    let (status, body) = gateway.post_reload().await;
+    assert_eq!(status, 200, "{body}");
+    let (welcome, mut c) = cert_hello().await;
+    assert!(matches!(welcome, Some(Frame::Welcome(_))), "{welcome:?}");
+    stored(&mut c, 1).await;
+    gateway.server.shutdown().await;
+}

@@ -39,6 +39,7 @@ async fn tls_server() -> TlsSetup {
             records_per_second: None,
             bytes_per_second: None,
             device_records_per_second: None,
+            layout: Default::default(),
         });
     })
     .await;
@@ -211,6 +212,7 @@ async fn dev_certs_give_a_working_tls_and_mtls_setup() {
             records_per_second: None,
             bytes_per_second: None,
             device_records_per_second: None,
+            layout: Default::default(),
         });
     })
     .await;

@@ -10,7 +10,40 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 
 use crate::batch::{AcceptedBatch, StoredRecord};
+use crate::packed::PackedItem;
 use crate::text::{push_e7, push_f64};
+
+/// A packed item (`crate::packed`) as an attribute map.
+pub fn packed_item(item: &PackedItem<'_>) -> HashMap<String, AttributeValue> {
+    let origin = item.batch.origin();
+    let mut map = HashMap::with_capacity(12);
+    map.insert("device".to_owned(), AttributeValue::S(origin.device_id.clone()));
+    map.insert("rk".to_owned(), AttributeValue::S(item.rk.to_owned()));
+    map.insert("count".to_owned(), number(u64::from(item.count)));
+    map.insert("t_min".to_owned(), number(item.t_min));
+    map.insert("t_max".to_owned(), number(item.t_max));
+    map.insert(
+        "kinds".to_owned(),
+        AttributeValue::Ss(item.kinds().map(str::to_owned).collect()),
+    );
+    map.insert("seq".to_owned(), number(item.batch.seq()));
+    map.insert("received_at".to_owned(), number(item.batch.received_at_ms()));
+    map.insert(
+        "platform".to_owned(),
+        AttributeValue::S(origin.platform.as_str().to_owned()),
+    );
+    if !origin.agent_version.is_empty() {
+        map.insert(
+            "agent_version".to_owned(),
+            AttributeValue::S(origin.agent_version.clone()),
+        );
+    }
+    if let Some(e) = item.batch.expires_at() {
+        map.insert("expires_at".to_owned(), number(e));
+    }
+    map.insert("records".to_owned(), AttributeValue::B(Blob::new(item.records)));
+    map
+}
 
 /// Builds the attribute maps of a batch's items. What every item of the
 /// batch shares is built once and cloned into each (the SDK's maps own
@@ -138,6 +171,8 @@ pub fn attributes_to_json(item: &HashMap<String, AttributeValue>) -> Value {
             AttributeValue::B(b) => json!({"B": crate::text::base64(b.as_ref())}),
             AttributeValue::Bool(b) => json!({"BOOL": b}),
             AttributeValue::Null(_) => json!({"NULL": true}),
+            AttributeValue::Ss(v) => json!({"SS": v}),
+            AttributeValue::L(v) => json!({"L": v.iter().map(value).collect::<Vec<_>>()}),
             AttributeValue::M(m) => {
                 json!({"M": m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<serde_json::Map<_, _>>()})
             }
@@ -153,6 +188,22 @@ mod tests {
     use super::*;
     use crate::json::JsonItems;
     use crate::tests::{accept_vector, accept_vector_with};
+
+    #[test]
+    fn a_packed_items_attribute_map_says_what_its_json_says() {
+        let batch = accept_vector_with("batch_mixed_kinds", "4.2.0", Some(1_900_000_000));
+        crate::packed::Packer::new()
+            .unwrap()
+            .pack::<crate::packed::PackError>(&batch, |item| {
+                let mut json = String::new();
+                item.push_json(&mut json);
+                let json: Value = serde_json::from_str(&json).unwrap();
+                assert_eq!(attributes_to_json(&packed_item(&item)), json);
+                assert_eq!(json["kinds"]["SS"].as_array().unwrap().len(), 6, "{json}");
+                Ok(())
+            })
+            .unwrap();
+    }
 
     #[test]
     fn attribute_maps_say_what_the_json_says() {

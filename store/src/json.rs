@@ -67,7 +67,7 @@ impl JsonItems {
     }
 
     /// Renders what every item of `batch` shares.
-    fn begin(&mut self, batch: &AcceptedBatch) {
+    pub(crate) fn begin(&mut self, batch: &AcceptedBatch) {
         let origin = batch.origin();
         self.head.clear();
         self.head.push_str(r#"{"device":{"S":"#);
@@ -97,6 +97,12 @@ impl JsonItems {
             push_u64(c, e);
             c.push_str(r#""}"#);
         }
+    }
+
+    /// One record's item, after [`JsonItems::begin`] with its batch.
+    pub(crate) fn render_record_json(&mut self, r: &StoredRecord<'_>) -> &str {
+        self.render_record(r);
+        &self.item
     }
 
     /// Renders one record's item into `self.item`; returns where `rk` is in it.

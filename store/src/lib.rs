@@ -16,7 +16,10 @@
 //!     ├─ json::JsonItems           DynamoDB JSON text, one reused buffer
 //!     │                            (SQLite's item column; the null sink)
 //!     ├─ dynamodb::AttributeItems  the SDK's attribute maps (BatchWriteItem)
-//!     └─ size::ItemSizer           DynamoDB's size of each item
+//!     ├─ size::ItemSizer           DynamoDB's size of each item
+//!     └─ packed::Packer            the packed layout: one item per batch
+//!                                  (or part), its records as zstd'd lines
+//!                                  of plain JSON (plain::to_plain)
 //! ```
 //!
 //! Beside it: [`key`] formats and parses `rk`, [`sqlite`] is the SQLite
@@ -32,6 +35,8 @@ pub mod compare;
 pub mod dynamodb;
 pub mod json;
 pub mod key;
+pub mod packed;
+pub mod plain;
 pub mod size;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use awp_store::batch::StoredRecords;
 use awp_store::dynamodb::AttributeItems;
+use awp_store::packed::Packer;
 use awp_store::{AcceptedBatch, ItemSizer, RangeKey};
 
 use aws_config::BehaviorVersion;
@@ -44,7 +45,7 @@ use futures_util::stream::FuturesUnordered;
 use secrecy::ExposeSecret;
 
 use super::{SinkError, TenantSink};
-use crate::config::DynamoConfig;
+use crate::config::{DynamoConfig, Layout};
 use crate::telemetry::{DynamoErrorKind, DynamoMetrics};
 
 /// BatchWriteItem's limits.
@@ -102,6 +103,9 @@ pub async fn client(config: &DynamoConfig) -> Client {
 
 /// One tenant's table.
 pub struct DynamoSink {
+    /// Set for a tenant with the packed layout (boxed: its buffers and zstd
+    /// context are large beside the rest).
+    packer: Option<Box<Packer>>,
     tenant: String,
     table: String,
     client: Client,
@@ -113,8 +117,20 @@ pub struct DynamoSink {
 impl DynamoSink {
     /// A sink writing to `config.table`; a write gives up (and its batches
     /// get ACK RETRY) after `give_up_after`.
-    pub async fn connect(tenant: &str, config: &DynamoConfig, give_up_after: Duration) -> DynamoSink {
+    pub async fn connect(tenant: &str, config: &DynamoConfig, give_up_after: Duration, layout: Layout) -> DynamoSink {
         DynamoSink {
+            // Making a zstd context fails only without memory; the record
+            // layout is then the one that still works, and it is logged.
+            packer: match layout {
+                Layout::Record => None,
+                Layout::Packed => match Packer::new() {
+                    Ok(p) => Some(Box::new(p)),
+                    Err(e) => {
+                        tracing::error!(tenant, error = %e, "cannot pack: writing this tenant's records one item each");
+                        None
+                    }
+                },
+            },
             tenant: tenant.to_owned(),
             table: config.table.clone(),
             client: client(config).await,
@@ -219,6 +235,46 @@ impl<'a> Requests<'a> {
 }
 
 /// How a failed request is handled.
+/// A write's requests in the packed layout: every batch's packed items (one
+/// per batch, or its parts), at most 25 items and 16 MB a request; a key
+/// named twice (a batch resent while its first copy was queued) is written
+/// once, the later copy winning.
+fn packed_requests(packer: &mut Packer, batches: &[AcceptedBatch]) -> Result<Vec<Vec<WriteRequest>>, SinkError> {
+    let mut items: Vec<(WriteRequest, usize)> = Vec::with_capacity(batches.len());
+    let mut at: HashMap<(&str, String), usize> = HashMap::with_capacity(batches.len());
+    for batch in batches {
+        packer.pack::<SinkError>(batch, |item| {
+            let put = PutRequest::builder()
+                .set_item(Some(awp_store::dynamodb::packed_item(&item)))
+                .build()
+                .map_err(|e| SinkError::Fatal(format!("cannot build a PutRequest: {e}")))?;
+            let request = (WriteRequest::builder().put_request(put).build(), item.size());
+            match at.entry((batch.device_id(), item.rk.to_owned())) {
+                std::collections::hash_map::Entry::Occupied(e) => items[*e.get()] = request,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(items.len());
+                    items.push(request);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let mut requests = Vec::new();
+    let (mut request, mut bytes) = (Vec::new(), 0);
+    for (item, size) in items {
+        if request.len() == MAX_REQUEST_ITEMS || (bytes + size > MAX_REQUEST_BYTES && !request.is_empty()) {
+            requests.push(std::mem::take(&mut request));
+            bytes = 0;
+        }
+        request.push(item);
+        bytes += size;
+    }
+    if !request.is_empty() {
+        requests.push(request);
+    }
+    Ok(requests)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
     /// Throttled: back off and lower the concurrency.
@@ -422,16 +478,32 @@ impl DynamoSink {
 
 impl TenantSink for DynamoSink {
     async fn write(&mut self, batches: Vec<AcceptedBatch>) -> Result<(), SinkError> {
+        if let Some(packer) = &mut self.packer {
+            let mut requests = packed_requests(packer, &batches)?.into_iter();
+            return self.send_all(|| Ok(requests.next())).await;
+        }
         let mut fresh = Requests::new(&batches)?;
         self.send_all(|| fresh.next_request()).await
     }
 
     async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {
-        let mut deletes = Vec::with_capacity(batch.record_count() as usize);
-        for record in batch.records() {
+        let mut keys = Vec::new();
+        match &mut self.packer {
+            None => {
+                for record in batch.records() {
+                    keys.push(record?.key.to_string());
+                }
+            }
+            Some(packer) => packer.pack::<SinkError>(batch, |item| {
+                keys.push(item.rk.to_owned());
+                Ok(())
+            })?,
+        }
+        let mut deletes = Vec::with_capacity(keys.len());
+        for rk in keys {
             let key = HashMap::from([
                 ("device".to_owned(), AttributeValue::S(batch.device_id().to_owned())),
-                ("rk".to_owned(), AttributeValue::S(record?.key.to_string())),
+                ("rk".to_owned(), AttributeValue::S(rk)),
             ]);
             let delete = DeleteRequest::builder()
                 .set_key(Some(key))

@@ -49,6 +49,17 @@ impl SinkError {
     }
 }
 
+impl From<awp_store::packed::PackError> for SinkError {
+    /// A batch too large to pack is refused by the store (ACK REJECTED);
+    /// anything else is the gateway's.
+    fn from(e: awp_store::packed::PackError) -> SinkError {
+        match e {
+            awp_store::packed::PackError::TooLarge { .. } => SinkError::Refused(e.to_string()),
+            other => SinkError::Fatal(format!("packing a batch: {other}")),
+        }
+    }
+}
+
 impl From<awp_protocol::BatchError> for SinkError {
     /// A stored batch's bytes no longer decode: they were checked when the
     /// batch was accepted, so this is a bug, never a skipped record.
@@ -86,7 +97,7 @@ pub(crate) enum Sink {
 pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
     Ok(match tenant.sink.unwrap_or(config.kind) {
         #[cfg(feature = "sqlite")]
-        SinkKind::Sqlite => Sink::Sqlite(sqlite::SqliteSink::open(&config.data_dir, &tenant.id)?),
+        SinkKind::Sqlite => Sink::Sqlite(sqlite::SqliteSink::open(&config.data_dir, &tenant.id, tenant.layout)?),
         SinkKind::Null => Sink::Null(null::NullSink::new().0),
         #[cfg(feature = "dynamodb")]
         SinkKind::Dynamodb => {
@@ -99,7 +110,7 @@ pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &Pipeli
             // Give up a little before the pipeline's own timeout, so the
             // batches get the sink's reason rather than a timeout.
             let give_up = std::time::Duration::from_millis(pipeline.write_timeout_ms * 9 / 10);
-            Sink::Dynamodb(dynamodb::DynamoSink::connect(&tenant.id, dynamo, give_up).await)
+            Sink::Dynamodb(dynamodb::DynamoSink::connect(&tenant.id, dynamo, give_up, tenant.layout).await)
         }
         #[allow(unreachable_patterns)]
         other => {
@@ -182,6 +193,12 @@ pub(crate) mod tests {
     /// `batch_mixed_kinds`, received at 1764000009999.
     pub(crate) fn mixed_kinds_batch() -> AcceptedBatch {
         vector_batch("batch_mixed_kinds", 1_764_000_009_999)
+    }
+
+    /// Base64 as DynamoDB JSON writes binary, decoded (tests).
+    pub(crate) fn base64_decode(text: &str) -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(text).unwrap()
     }
 
     /// The items `batch_mixed_kinds` must become (without `received_at`).

@@ -44,11 +44,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use awp_store::packed::{PackError, Packer};
 use awp_store::sqlite::{CREATE_TABLE, DELETE, UPSERT, database_path};
 use awp_store::{AcceptedBatch, JsonItems};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{SinkError, TenantSink};
+use crate::config::Layout;
 
 /// How long a write waits for a lock held by another connection (a shell,
 /// a checkpoint) before failing with a retryable error.
@@ -67,10 +69,13 @@ const CACHE_BYTES: i64 = 64 * 1024 * 1024;
 /// written again before then are copied once.
 const CHECKPOINT_BYTES: u32 = 128 * 1024 * 1024;
 
-/// The connection and the text buffer its rows are rendered into.
+/// The connection and the buffers its rows are rendered into.
 struct Store {
     conn: Connection,
     json: JsonItems,
+    /// Set for a tenant with the packed layout.
+    packer: Option<Packer>,
+    packed_json: String,
 }
 
 /// One tenant's SQLite store.
@@ -84,7 +89,7 @@ impl SqliteSink {
     /// Opens (creating it and `data_dir` if missing) the tenant's database
     /// `data_dir/<tenant_id>.sqlite3`. Blocking: call it at startup or on a
     /// blocking thread.
-    pub fn open(data_dir: &Path, tenant_id: &str) -> Result<SqliteSink, SinkError> {
+    pub fn open(data_dir: &Path, tenant_id: &str, layout: Layout) -> Result<SqliteSink, SinkError> {
         if !awp_protocol::is_valid_tenant_id(tenant_id) {
             return Err(SinkError::Fatal(format!("invalid tenant id {tenant_id:?}")));
         }
@@ -97,10 +102,16 @@ impl SqliteSink {
         crate::files::create_private_file(&path)
             .map_err(|e| SinkError::Fatal(format!("cannot create {}: {e}", path.display())))?;
         let conn = open_connection(&path).map_err(|e| sink_error(&path, e))?;
+        let packer = match layout {
+            Layout::Record => None,
+            Layout::Packed => Some(Packer::new().map_err(|e| SinkError::Fatal(e.to_string()))?),
+        };
         Ok(SqliteSink {
             store: Arc::new(Mutex::new(Store {
                 conn,
                 json: JsonItems::new(),
+                packer,
+                packed_json: String::new(),
             })),
             path,
         })
@@ -146,10 +157,21 @@ fn write_batches(store: &mut Store, batches: &[AcceptedBatch]) -> Result<(), Wri
     {
         let mut stmt = tx.prepare_cached(UPSERT)?;
         for batch in batches {
-            store.json.render::<WriteError>(batch, |item| {
-                stmt.execute(params![item.device, item.rk, item.json])?;
-                Ok(())
-            })?;
+            match &mut store.packer {
+                None => store.json.render::<WriteError>(batch, |item| {
+                    stmt.execute(params![item.device, item.rk, item.json])?;
+                    Ok(())
+                })?,
+                Some(packer) => {
+                    let text = &mut store.packed_json;
+                    packer.pack::<WriteError>(batch, |item| {
+                        text.clear();
+                        item.push_json(text);
+                        stmt.execute(params![batch.device_id(), item.rk, text.as_str()])?;
+                        Ok(())
+                    })?
+                }
+            }
         }
     }
     tx.commit()?;
@@ -160,6 +182,23 @@ fn write_batches(store: &mut Store, batches: &[AcceptedBatch]) -> Result<(), Wri
 enum WriteError {
     Sqlite(rusqlite::Error),
     Batch(awp_protocol::BatchError),
+    Pack(PackError),
+}
+
+impl From<PackError> for WriteError {
+    fn from(e: PackError) -> Self {
+        WriteError::Pack(e)
+    }
+}
+
+impl WriteError {
+    fn into_sink_error(self, path: &Path) -> SinkError {
+        match self {
+            WriteError::Sqlite(e) => sink_error(path, e),
+            WriteError::Batch(e) => SinkError::from(e),
+            WriteError::Pack(e) => SinkError::from(e),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for WriteError {
@@ -201,10 +240,7 @@ impl TenantSink for SqliteSink {
             // A panic elsewhere cannot leave a transaction open (Transaction
             // rolls back on drop), so a poisoned lock is still usable.
             let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            write_batches(&mut store, &batches).map_err(|e| match e {
-                WriteError::Sqlite(e) => sink_error(&path, e),
-                WriteError::Batch(e) => SinkError::from(e),
-            })
+            write_batches(&mut store, &batches).map_err(|e| e.into_sink_error(&path))
         })
         .await
         .map_err(|e| SinkError::Fatal(format!("sqlite write task failed: {e}")))?
@@ -216,10 +252,7 @@ impl TenantSink for SqliteSink {
         let batch = batch.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            delete_batch(&mut store.conn, &batch).map_err(|e| match e {
-                WriteError::Sqlite(e) => sink_error(&path, e),
-                WriteError::Batch(e) => SinkError::from(e),
-            })
+            delete_batch(&mut store, &batch).map_err(|e| e.into_sink_error(&path))
         })
         .await
         .map_err(|e| SinkError::Fatal(format!("sqlite discard task failed: {e}")))?
@@ -227,12 +260,20 @@ impl TenantSink for SqliteSink {
 }
 
 /// Deletes a batch's rows, in one transaction.
-fn delete_batch(conn: &mut Connection, batch: &AcceptedBatch) -> Result<(), WriteError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn delete_batch(store: &mut Store, batch: &AcceptedBatch) -> Result<(), WriteError> {
+    let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(DELETE)?;
-        for record in batch.records() {
-            stmt.execute(params![batch.device_id(), record?.key.to_string()])?;
+        match &mut store.packer {
+            None => {
+                for record in batch.records() {
+                    stmt.execute(params![batch.device_id(), record?.key.to_string()])?;
+                }
+            }
+            Some(packer) => packer.pack::<WriteError>(batch, |item| {
+                stmt.execute(params![batch.device_id(), item.rk])?;
+                Ok(())
+            })?,
         }
     }
     tx.commit()?;
@@ -277,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn stores_the_vector_items() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme", Layout::Record).unwrap();
         assert_eq!(sink.path(), dir.path().join("acme.sqlite3"));
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
 
@@ -293,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn a_resent_batch_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme", Layout::Record).unwrap();
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         // The resend arrives later (a newer received_at), and twice in one write.
         let resent = vector_batch("batch_mixed_kinds", 1_764_000_099_999);
@@ -303,16 +344,50 @@ mod tests {
         assert!(stored.values().all(|v| v["received_at"]["N"] == "1764000099999"));
     }
 
+    #[tokio::test]
+    async fn packed_a_batch_is_one_row_whose_lines_are_its_record_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme", Layout::Packed).unwrap();
+        sink.write(vec![mixed_kinds_batch()]).await.unwrap();
+        // Resent, twice in one write and once more later: still one row.
+        let resent = vector_batch("batch_mixed_kinds", 1_764_000_099_999);
+        sink.write(vec![resent.clone(), resent.clone()]).await.unwrap();
+        sink.write(vec![resent]).await.unwrap();
+        let stored = rows(sink.path());
+        assert_eq!(stored.len(), 1);
+        let (rk, item) = stored.into_iter().next().unwrap();
+        let expected = mixed_kinds_expected();
+        assert_eq!(item["count"]["N"], expected.len().to_string());
+        let t_min = expected
+            .iter()
+            .map(|i| i["ts"]["N"].as_str().unwrap().parse::<u64>().unwrap())
+            .min();
+        assert_eq!(rk, format!("{:013}#{:020}", t_min.unwrap(), 77));
+        // The records, read with nothing but zstd and a JSON parser.
+        let records = crate::sink::tests::base64_decode(item["records"]["B"].as_str().unwrap());
+        let lines = zstd::bulk::decompress(&records, 1 << 20).unwrap();
+        let lines: Vec<Value> = String::from_utf8(lines)
+            .unwrap()
+            .lines()
+            .map(|l| without_received_at(serde_json::from_str(l).unwrap()))
+            .collect();
+        let plain: Vec<Value> = expected.iter().map(awp_store::plain::value_to_plain).collect();
+        assert_eq!(lines, plain);
+        // A refused batch's packed row is what discard removes.
+        sink.discard(&mixed_kinds_batch()).await.unwrap();
+        assert!(rows(sink.path()).is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_survives_reopening_and_settings_hold() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("nested").join("data");
         {
-            let mut sink = SqliteSink::open(&data_dir, "acme").unwrap();
+            let mut sink = SqliteSink::open(&data_dir, "acme", Layout::Record).unwrap();
             sink.write(vec![vector_batch("batch_one_location", 1)]).await.unwrap();
             sink.write(Vec::new()).await.unwrap();
         }
-        let mut sink = SqliteSink::open(&data_dir, "acme").unwrap();
+        let mut sink = SqliteSink::open(&data_dir, "acme", Layout::Record).unwrap();
         assert_eq!(rows(sink.path()).len(), 1);
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         assert_eq!(rows(sink.path()).len(), 1 + mixed_kinds_expected().len());
@@ -335,7 +410,7 @@ mod tests {
                  PRIMARY KEY (device, rk)) WITHOUT ROWID",
             )
             .unwrap();
-        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme", Layout::Record).unwrap();
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         assert_eq!(rows(&path).len(), mixed_kinds_expected().len());
@@ -347,7 +422,7 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
-        let mut sink = SqliteSink::open(&data_dir, "acme").unwrap();
+        let mut sink = SqliteSink::open(&data_dir, "acme", Layout::Record).unwrap();
         sink.write(vec![mixed_kinds_batch()]).await.unwrap();
         assert_eq!(mode(&data_dir), 0o700);
         for file in ["acme.sqlite3", "acme.sqlite3-wal", "acme.sqlite3-shm"] {
@@ -358,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn a_discarded_batch_leaves_no_row() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme", Layout::Record).unwrap();
         sink.write(vec![mixed_kinds_batch(), vector_batch("batch_one_location", 1)])
             .await
             .unwrap();
@@ -371,8 +446,8 @@ mod tests {
     #[tokio::test]
     async fn tenants_get_their_own_files() {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = SqliteSink::open(dir.path(), "acme").unwrap();
-        let b = SqliteSink::open(dir.path(), "partner_b").unwrap();
+        let mut a = SqliteSink::open(dir.path(), "acme", Layout::Record).unwrap();
+        let b = SqliteSink::open(dir.path(), "partner_b", Layout::Record).unwrap();
         a.write(vec![mixed_kinds_batch()]).await.unwrap();
         assert_eq!(rows(b.path()).len(), 0);
     }
@@ -380,16 +455,21 @@ mod tests {
     #[test]
     fn configuration_problems_are_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(SqliteSink::open(dir.path(), "../x").err().unwrap().is_fatal());
+        assert!(
+            SqliteSink::open(dir.path(), "../x", Layout::Record)
+                .err()
+                .unwrap()
+                .is_fatal()
+        );
         std::fs::write(dir.path().join("junk.sqlite3"), vec![0x5a; 8192]).unwrap();
-        let err = SqliteSink::open(dir.path(), "junk").err().unwrap();
+        let err = SqliteSink::open(dir.path(), "junk", Layout::Record).err().unwrap();
         assert!(err.is_fatal(), "{err}");
     }
 
     #[tokio::test]
     async fn a_held_lock_is_retryable() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = SqliteSink::open(dir.path(), "acme").unwrap();
+        let mut sink = SqliteSink::open(dir.path(), "acme", Layout::Record).unwrap();
         sink.store
             .lock()
             .unwrap()

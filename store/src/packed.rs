@@ -1,0 +1,437 @@
+//! The packed layout: one item per accepted BATCH instead of one per
+//! record, for tenants with `layout = "packed"`.
+//!
+//! DynamoDB bills a write unit per item and started KB, and keeps about 100
+//! bytes and every attribute name per item: a 100-record batch of small
+//! records costs 100 write units in the record layout and one or two packed.
+//!
+//! # The item
+//!
+//! | attribute | value |
+//! |---|---|
+//! | `device` (partition key) | the device id |
+//! | `rk` (sort key) | `{t_min:013}#{seq:020}`, `t_min` the batch's earliest record time; a batch too large for one item is split into parts `…#p000`, `…#p001`, … |
+//! | `count` | records in the item |
+//! | `t_min`, `t_max` | the earliest and latest record time in the item, unix ms |
+//! | `kinds` | string set of the record kinds in the item |
+//! | `seq`, `received_at`, `platform`, `agent_version`, `expires_at` | as in the record layout (`agent_version` left out when empty, `expires_at` when the tenant keeps records forever) |
+//! | `records` | binary: zstd of the records as JSON lines, one per record, in record order |
+//!
+//! Each line is the record's item in the record layout as plain JSON
+//! ([`crate::plain`]): numbers as numbers, bytes as base64 strings. Anyone
+//! with zstd and a JSON parser reads it, in any language.
+//!
+//! # Parts
+//!
+//! A part holds whole records, in order, whose JSON lines add up to at most
+//! [`PART_LINES_BYTES`] before compression (a part always holds at least one
+//! record), so a part's item stays well under DynamoDB's 400 KB. A batch
+//! that fits one part has one item, without the `#p` suffix. The split
+//! depends only on the batch's content, so a resent batch lands on the same
+//! keys and is stored once. A single record whose packed item would still
+//! be over 400 KB (only possible for an unknown kind with a body near the
+//! limit that does not compress) cannot be stored packed:
+//! [`PackError::TooLarge`].
+
+use std::ops::Range;
+
+use awp_protocol::{BatchError, RecordBody};
+
+use crate::batch::AcceptedBatch;
+use crate::json::JsonItems;
+use crate::key::{SEQ_DIGITS, TIME_DIGITS};
+use crate::plain::to_plain;
+use crate::size::MAX_ITEM_BYTES;
+use crate::text::{push_base64, push_json_str, push_padded, push_padded_digits, push_u64};
+
+/// The most JSON-line bytes, before compression, in one part.
+pub const PART_LINES_BYTES: usize = 256 * 1024;
+
+/// The zstd level of `records`: fast to write; the lines of small records
+/// compress 5-10 times at it.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The most bytes a part's lines may inflate to when read back: far above
+/// what the gateway writes, and a bound against a tampered item.
+pub const MAX_LINES_BYTES: usize = 16 << 20;
+
+/// Why a batch cannot be packed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackError {
+    /// Walking the batch's records failed (a checked batch does not).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// A record's item is over 400 KB even alone and compressed.
+    #[error("record {index}: its packed item would be {bytes} bytes, over DynamoDB's 400 KB")]
+    TooLarge {
+        /// The record's index in the batch.
+        index: usize,
+        /// The packed item's size.
+        bytes: usize,
+    },
+    /// zstd failed.
+    #[error("zstd: {0}")]
+    Zstd(String),
+    /// A record's line could not be rendered (a bug: the renderer's own
+    /// DynamoDB JSON did not read back).
+    #[error("rendering a record's line: {0}")]
+    Render(String),
+}
+
+/// The record kinds, in the order `kinds` lists them (sorted, as DynamoDB
+/// returns a string set's members in no order, and readers compare sets).
+pub const KINDS: [&str; 6] = ["app_usage", "event", "location", "message", "net_usage", "unknown"];
+
+fn kind_bit(body: &RecordBody<'_>) -> u8 {
+    1 << match body {
+        RecordBody::AppUsage(_) => 0,
+        RecordBody::Event(_) => 1,
+        RecordBody::Location(_) => 2,
+        RecordBody::Message(_) => 3,
+        RecordBody::NetUsage(_) => 4,
+        RecordBody::Unknown(_) => 5,
+    }
+}
+
+/// One packed item, borrowed from the [`Packer`].
+#[derive(Debug, Clone, Copy)]
+pub struct PackedItem<'a> {
+    /// The batch it packs (for the attributes it shares with the record
+    /// layout: device, seq, received_at, platform, agent_version, expires_at).
+    pub batch: &'a AcceptedBatch,
+    /// The sort key.
+    pub rk: &'a str,
+    /// Records in it.
+    pub count: u32,
+    /// Earliest record time, unix ms.
+    pub t_min: u64,
+    /// Latest record time, unix ms.
+    pub t_max: u64,
+    /// The record kinds in it, as a bit set over [`KINDS`].
+    kinds: u8,
+    /// zstd of the records' JSON lines.
+    pub records: &'a [u8],
+}
+
+impl PackedItem<'_> {
+    /// The record kinds in it, sorted.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        KINDS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.kinds & (1 << i) != 0)
+            .map(|(_, k)| *k)
+    }
+
+    /// The item as DynamoDB JSON (the SQLite sink's `item` column), into
+    /// `out`; `records` is base64, as DynamoDB JSON writes binary.
+    pub fn push_json(&self, out: &mut String) {
+        let origin = self.batch.origin();
+        out.push_str(r#"{"device":{"S":"#);
+        push_json_str(out, &origin.device_id);
+        out.push_str(r#"},"rk":{"S":""#);
+        out.push_str(self.rk);
+        out.push_str(r#""},"count":{"N":""#);
+        push_u64(out, u64::from(self.count));
+        out.push_str(r#""},"t_min":{"N":""#);
+        push_u64(out, self.t_min);
+        out.push_str(r#""},"t_max":{"N":""#);
+        push_u64(out, self.t_max);
+        out.push_str(r#""},"kinds":{"SS":["#);
+        for (i, kind) in self.kinds().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(kind);
+            out.push('"');
+        }
+        out.push_str(r#"]},"seq":{"N":""#);
+        push_u64(out, self.batch.seq());
+        out.push_str(r#""},"received_at":{"N":""#);
+        push_u64(out, self.batch.received_at_ms());
+        out.push_str(r#""},"platform":{"S":""#);
+        out.push_str(origin.platform.as_str());
+        out.push_str(r#""}"#);
+        if !origin.agent_version.is_empty() {
+            out.push_str(r#","agent_version":{"S":"#);
+            push_json_str(out, &origin.agent_version);
+            out.push('}');
+        }
+        if let Some(e) = self.batch.expires_at() {
+            out.push_str(r#","expires_at":{"N":""#);
+            push_u64(out, e);
+            out.push_str(r#""}"#);
+        }
+        out.push_str(r#","records":{"B":""#);
+        push_base64(out, self.records);
+        out.push_str(r#""}}"#);
+    }
+
+    /// Its size as DynamoDB counts it (attribute names and values), to
+    /// check against 400 KB and to count write units.
+    pub fn size(&self) -> usize {
+        let digits = |n: u64| itoa::Buffer::new().format(n).len();
+        let origin = self.batch.origin();
+        let mut size = "device".len() + origin.device_id.len() + "rk".len() + self.rk.len();
+        size += "count".len() + digits(u64::from(self.count));
+        size += "t_min".len() + digits(self.t_min) + "t_max".len() + digits(self.t_max);
+        size += "kinds".len() + self.kinds().map(str::len).sum::<usize>();
+        size += "seq".len() + digits(self.batch.seq());
+        size += "received_at".len() + digits(self.batch.received_at_ms());
+        size += "platform".len() + origin.platform.as_str().len();
+        if !origin.agent_version.is_empty() {
+            size += "agent_version".len() + origin.agent_version.len();
+        }
+        if let Some(e) = self.batch.expires_at() {
+            size += "expires_at".len() + digits(e);
+        }
+        size + "records".len() + self.records.len()
+    }
+}
+
+/// A part being cut: its records' lines and what its item says of them.
+#[derive(Debug, Clone)]
+struct Part {
+    lines: Range<usize>,
+    first_record: usize,
+    count: u32,
+    t_min: u64,
+    t_max: u64,
+    kinds: u8,
+}
+
+/// Packs batches; keep one and reuse it, its buffers and zstd context stay.
+pub struct Packer {
+    json: JsonItems,
+    lines: String,
+    parts: Vec<Part>,
+    rk: String,
+    compressed: Vec<u8>,
+    zstd: zstd::bulk::Compressor<'static>,
+}
+
+impl std::fmt::Debug for Packer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packer")
+            .field("lines", &self.lines.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Packer {
+    /// A packer with empty buffers.
+    pub fn new() -> Result<Packer, PackError> {
+        Ok(Packer {
+            json: JsonItems::new(),
+            lines: String::new(),
+            parts: Vec::new(),
+            rk: String::new(),
+            compressed: Vec::new(),
+            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| PackError::Zstd(e.to_string()))?,
+        })
+    }
+
+    /// Calls `each` with every packed item of `batch` (one, or its parts in
+    /// order). Stops at the first error.
+    pub fn pack<E: From<PackError>>(
+        &mut self,
+        batch: &AcceptedBatch,
+        mut each: impl FnMut(PackedItem<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.cut(batch)?;
+        let batch_t_min = self.parts.iter().map(|p| p.t_min).min().unwrap_or(0);
+        let split = self.parts.len() > 1;
+        for (n, part) in self.parts.iter().enumerate() {
+            self.rk.clear();
+            push_padded_digits(&mut self.rk, itoa::Buffer::new().format(batch_t_min), TIME_DIGITS);
+            self.rk.push('#');
+            push_padded(&mut self.rk, batch.seq(), SEQ_DIGITS);
+            if split {
+                self.rk.push_str("#p");
+                push_padded(&mut self.rk, n as u64, 3);
+            }
+            self.compressed.clear();
+            let lines = &self.lines.as_bytes()[part.lines.clone()];
+            self.compressed.reserve(zstd::zstd_safe::compress_bound(lines.len()));
+            self.zstd
+                .compress_to_buffer(lines, &mut self.compressed)
+                .map_err(|e| PackError::Zstd(e.to_string()))?;
+            let item = PackedItem {
+                batch,
+                rk: &self.rk,
+                count: part.count,
+                t_min: part.t_min,
+                t_max: part.t_max,
+                kinds: part.kinds,
+                records: &self.compressed,
+            };
+            let bytes = item.size();
+            if bytes > MAX_ITEM_BYTES {
+                return Err(PackError::TooLarge {
+                    index: part.first_record,
+                    bytes,
+                }
+                .into());
+            }
+            each(item)?;
+        }
+        Ok(())
+    }
+
+    /// Renders the batch's lines and cuts them into parts.
+    fn cut(&mut self, batch: &AcceptedBatch) -> Result<(), PackError> {
+        self.lines.clear();
+        self.parts.clear();
+        self.json.begin(batch);
+        for (index, record) in batch.records().enumerate() {
+            let record = record?;
+            let start = self.lines.len();
+            let json = self.json.render_record_json(&record);
+            // The renderer's own output: always DynamoDB JSON.
+            to_plain(json, &mut self.lines).map_err(|e| PackError::Render(e.to_string()))?;
+            self.lines.push('\n');
+            let end = self.lines.len();
+            let time = record.key.time_ms;
+            let kind = kind_bit(&record.record.body);
+            match self.parts.last_mut() {
+                Some(part) if end - part.lines.start <= PART_LINES_BYTES => {
+                    part.lines.end = end;
+                    part.count += 1;
+                    part.t_min = part.t_min.min(time);
+                    part.t_max = part.t_max.max(time);
+                    part.kinds |= kind;
+                }
+                _ => self.parts.push(Part {
+                    lines: start..end,
+                    first_record: index,
+                    count: 1,
+                    t_min: time,
+                    t_max: time,
+                    kinds: kind,
+                }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A packed item's `records` as its JSON lines (at most
+/// [`MAX_LINES_BYTES`]).
+pub fn unpack(records: &[u8]) -> Result<String, PackError> {
+    let bytes = zstd::bulk::decompress(records, MAX_LINES_BYTES).map_err(|e| PackError::Zstd(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| PackError::Zstd(format!("the lines are not UTF-8: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::plain::value_to_plain;
+    use crate::tests::accept_vector;
+
+    /// A packed item, read back: rk, count, t_min, t_max, kinds, records, size.
+    type ReadBack = (String, u32, u64, u64, Vec<&'static str>, Vec<Value>, usize);
+
+    fn packed(batch: &AcceptedBatch) -> Vec<ReadBack> {
+        let mut out = Vec::new();
+        Packer::new()
+            .unwrap()
+            .pack::<PackError>(batch, |item| {
+                let lines = unpack(item.records).unwrap();
+                let records = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                out.push((
+                    item.rk.to_owned(),
+                    item.count,
+                    item.t_min,
+                    item.t_max,
+                    item.kinds().collect(),
+                    records,
+                    item.size(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_vector_batch_is_one_item_whose_lines_are_its_record_items() {
+        for (v, items) in awp_testkit::vectors().with_items() {
+            let batch = accept_vector(&v.name);
+            let parts = packed(&batch);
+            assert_eq!(parts.len(), 1, "{}", v.name);
+            let (rk, count, t_min, t_max, kinds, records, size) = &parts[0];
+            let expected: Vec<Value> = items.iter().map(value_to_plain).collect();
+            let without_received_at: Vec<Value> = records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.as_object_mut().unwrap().remove("received_at");
+                    r
+                })
+                .collect();
+            assert_eq!(without_received_at, expected, "{}", v.name);
+            let times: Vec<u64> = expected.iter().map(|i| i["ts"].as_u64().unwrap()).collect();
+            assert_eq!(*count as usize, expected.len());
+            assert_eq!(
+                (*t_min, *t_max),
+                (*times.iter().min().unwrap(), *times.iter().max().unwrap())
+            );
+            assert_eq!(rk, &format!("{:013}#{:020}", t_min, batch.seq()));
+            let mut expected_kinds: Vec<&str> = expected.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+            expected_kinds.sort();
+            expected_kinds.dedup();
+            assert_eq!(kinds, &expected_kinds);
+            assert!(*size < 2000, "{size}");
+        }
+    }
+
+    #[test]
+    fn a_large_batch_is_split_into_parts_under_the_item_limit_the_same_way_each_time() {
+        // 1,000 events with incompressible 2 KB attributes: about 2.8 MB of lines.
+        let mut rng = 7u64;
+        let mut noise = || {
+            (0..2048)
+                .map(|_| {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (rng >> 56) as u8
+                })
+                .collect::<Vec<u8>>()
+        };
+        let bodies = (0..1000)
+            .map(|_| {
+                RecordBody::Event(awp_protocol::Event {
+                    name: "blob".into(),
+                    attrs: vec![awp_protocol::Attr {
+                        key: "b".into(),
+                        value: awp_protocol::AttrValue::Bytes(noise().into()),
+                    }],
+                })
+            })
+            .collect();
+        let batch = crate::tests::accept_records("dev-0001", bodies);
+        let first = packed(&batch);
+        assert!(first.len() > 10, "{} parts", first.len());
+        assert_eq!(first.iter().map(|p| p.1).sum::<u32>(), 1000);
+        for (n, (rk, _, _, _, kinds, _, size)) in first.iter().enumerate() {
+            assert!(rk.ends_with(&format!("#p{n:03}")), "{rk}");
+            assert!(*size <= MAX_ITEM_BYTES, "{size}");
+            assert_eq!(kinds, &["event"]);
+        }
+        let again = packed(&batch);
+        assert_eq!(
+            first.iter().map(|p| &p.0).collect::<Vec<_>>(),
+            again.iter().map(|p| &p.0).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_tampered_records_attribute_is_an_error_not_a_panic() {
+        assert!(unpack(b"not zstd").is_err());
+        let bomb = zstd::bulk::compress(&vec![b'a'; MAX_LINES_BYTES + 1], 3).unwrap();
+        assert!(unpack(&bomb).is_err(), "bounded");
+    }
+}
