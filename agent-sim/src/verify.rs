@@ -9,6 +9,10 @@
 //! them (a batch stored whose ACK was lost, then not resent before the run
 //! ended), so they are reported but do not fail the check. The store's key
 //! (`device`, `rk`) makes a record present at most once.
+//!
+//! Records are compared as the record layout's items in plain JSON, so a
+//! table in either layout (or both: a tenant that changed its layout) is
+//! checked the same way: a packed item's records are its lines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,7 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use awp_protocol::{Limits, PreparedBatch};
-use awp_store::compare::comparable;
+use awp_store::compare::comparable_plain;
+use awp_store::plain::value_to_plain;
 use awp_store::{AcceptedBatch, JsonItems, Origin, RangeKey};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
@@ -83,8 +88,23 @@ pub async fn dynamodb_client(table: &DynamoTable) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
 
-/// Items as DynamoDB JSON by `rk`, comparable (see `awp_store::compare`).
+/// Records by their record-layout `rk`, each as its item in plain JSON,
+/// comparable (`awp_store::compare::comparable_plain`): the same whether
+/// the table holds one item per record or packed batches.
 type ItemsByRk = BTreeMap<String, Value>;
+
+/// Adds a stored item's records (one, or a packed item's) to `out`.
+fn add_stored(out: &mut ItemsByRk, item: &Value) -> anyhow::Result<()> {
+    for record in awp_store::packed::stored_records(item)? {
+        let rk = record["rk"].as_str().unwrap_or_default().to_owned();
+        out.insert(rk, comparable_plain(record));
+    }
+    Ok(())
+}
+
+fn item_rk(item: &Value) -> String {
+    item["rk"]["S"].as_str().unwrap_or_default().to_owned()
+}
 
 fn expected(agent: &AgentResult, templates: &[PreparedBatch]) -> anyhow::Result<ItemsByRk> {
     let origin = Arc::new(Origin {
@@ -98,7 +118,8 @@ fn expected(agent: &AgentResult, templates: &[PreparedBatch]) -> anyhow::Result<
         let content = templates[template].content().clone();
         let batch = AcceptedBatch::accept(origin.clone(), seq, 0, None, content, &Limits::DEFAULT)?;
         json.render::<anyhow::Error>(&batch, |item| {
-            out.insert(item.rk.to_owned(), comparable(serde_json::from_str(item.json)?));
+            let item: Value = serde_json::from_str(item.json)?;
+            out.insert(item_rk(&item), comparable_plain(value_to_plain(&item)));
             Ok(())
         })?;
     }
@@ -120,8 +141,8 @@ async fn stored(
                 )
             })?;
             let mut out = ItemsByRk::new();
-            for (rk, item) in awp_store::sqlite::device_items(&db, device)? {
-                out.insert(rk, comparable(serde_json::from_str(&item)?));
+            for (_, item) in awp_store::sqlite::device_items(&db, device)? {
+                add_stored(&mut out, &serde_json::from_str(&item)?)?;
             }
             Ok(out)
         }
@@ -139,14 +160,11 @@ async fn stored(
                 .collect::<Result<Vec<_>, _>>()
                 .await
                 .with_context(|| format!("query of table {}", d.table))?;
-            Ok(items
-                .iter()
-                .map(|i| {
-                    let json = awp_store::dynamodb::attributes_to_json(i);
-                    let rk = json["rk"]["S"].as_str().unwrap_or_default().to_owned();
-                    (rk, comparable(json))
-                })
-                .collect())
+            let mut out = ItemsByRk::new();
+            for item in &items {
+                add_stored(&mut out, &awp_store::dynamodb::attributes_to_json(item))?;
+            }
+            Ok(out)
         }
     }
 }

@@ -140,7 +140,7 @@ async fn a_wrong_secret_is_reported_as_auth_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_on_dynamodb_verifies_against_the_table() {
+async fn a_run_on_dynamodb_verifies_against_the_table_in_the_packed_layout() {
     let db = awp_testkit::dynalite::Dynalite::start();
     let dest = awp_gateway::config::DynamoConfig {
         table: "awp-sim".into(),
@@ -165,6 +165,7 @@ async fn a_run_on_dynamodb_verifies_against_the_table() {
         .unwrap();
         config.sink.kind = SinkKind::Dynamodb;
         config.tenants[0].dynamodb = Some(dest.clone());
+        config.tenants[0].layout = awp_gateway::config::Layout::Packed;
         awp_gateway::start(&config).await.unwrap()
     };
     let s = Scenario {
@@ -186,4 +187,37 @@ async fn a_run_on_dynamodb_verifies_against_the_table() {
     assert!(v.ok, "{v:?}");
     assert_eq!(v.found_records, acked * 20);
     assert!(server.shutdown().await);
+}
+
+/// The packed layout on SQLite: verify reads each packed row's records, and
+/// a row lost from the table shows as its batch's records missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_run_on_sqlite_verifies_and_a_lost_batch_is_found_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::parse(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n\
+         [sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"sim\"\nsecrets = [\"{SECRET}\"]\nlayout = \"packed\"\n",
+        dir.path().display()
+    ))
+    .unwrap();
+    config.server.max_inflight = 4;
+    let server = awp_gateway::start(&config).await.unwrap();
+    let s = scenario(server.plain_addrs[0]);
+    let (_, results) = run::run(s.clone(), false).await.unwrap();
+    let acked: u64 = results.iter().map(|r| r.acked.len() as u64).sum();
+    assert!(server.shutdown().await);
+    let store = Store::Sqlite(dir.path().into());
+    let templates = run::templates(&s).unwrap();
+    let v = verify(&store, "sim", &results, &templates).await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.found_records, acked * 20);
+    // One batch per row: the table has a row per acked batch.
+    let db = rusqlite::Connection::open(dir.path().join("sim.sqlite3")).unwrap();
+    let rows: u64 = db.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, acked);
+    db.execute("DELETE FROM items WHERE rowid = (SELECT min(rowid) FROM items)", [])
+        .unwrap();
+    let v = verify(&store, "sim", &results, &templates).await.unwrap();
+    assert!(!v.ok);
+    assert_eq!(v.found_records, (acked - 1) * 20);
 }

@@ -59,6 +59,8 @@ mod budget;
 pub mod config;
 mod conn;
 pub mod dev_certs;
+#[cfg(all(feature = "dynamodb", feature = "sqlite"))]
+pub mod export;
 mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -65,6 +65,21 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Print a tenant's records as JSON lines (the record layout's items, plain JSON), from either layout.
+    Export {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Only this device's records.
+        #[arg(long)]
+        device: Option<String>,
+        /// Records at or after this time: unix milliseconds or RFC 3339.
+        #[arg(long, value_parser = awp_gateway::export::parse_time)]
+        from: Option<u64>,
+        /// Records before this time: unix milliseconds or RFC 3339.
+        #[arg(long, value_parser = awp_gateway::export::parse_time)]
+        to: Option<u64>,
+    },
     /// Write a throwaway PKI for trying TLS and mTLS: a CA, a server certificate, device client certificates.
     DevCerts {
         /// The directory to write into (created; nothing in it is overwritten).
@@ -153,6 +168,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     TablesAction::Describe => awp_gateway::tables::describe(&config, tenant.as_deref()).await,
                 }
             })?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Export {
+            tenant,
+            device,
+            from,
+            to,
+        }) => {
+            let config = load_config(&cli)?;
+            let selection = awp_gateway::export::Selection {
+                device: device.clone(),
+                from_ms: *from,
+                to_ms: *to,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let written = runtime.block_on(awp_gateway::export::export(
+                &config,
+                tenant,
+                &selection,
+                std::io::stdout().lock(),
+            ))?;
+            eprintln!("exported {written} records");
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::CheckConfig) => {

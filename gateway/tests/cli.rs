@@ -242,6 +242,34 @@ async fn the_development_default_takes_a_batch_and_drains_on_sigterm() {
         (device.as_str(), rk.as_str()),
         ("phone-1", "1764000000000#00000000000000000001#00000")
     );
+
+    // And read back with export: one JSON line per record.
+    let out = gateway()
+        .args([
+            "export",
+            "--tenant",
+            "dev",
+            "--from",
+            "2025-11-24T16:00:00Z",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["device"], "phone-1");
+    assert_eq!(lines[0]["kind"], "location");
+    assert_eq!(lines[0]["ts"], 1_764_000_000_000u64);
+    let out = gateway()
+        .args(["export", "--tenant", "nobody", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tenant"));
 }
 
 #[tokio::test]

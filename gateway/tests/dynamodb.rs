@@ -588,3 +588,73 @@ async fn a_packed_tenant_stores_each_batch_as_one_item() {
     assert_eq!(records, expected);
     t.server.shutdown().await;
 }
+
+/// `gateway export` from DynamoDB: the same batches (typical 100-record
+/// ones from several devices) stored in each layout export the same lines,
+/// whole and by device and time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_from_dynamodb_gives_the_same_lines_from_either_layout() {
+    use std::sync::Arc;
+
+    use awp_gateway::config::Layout;
+    use awp_gateway::export::{Selection, export};
+    use awp_gateway::sink::TenantSink;
+    use awp_gateway::sink::dynamodb::DynamoSink;
+    use awp_protocol::{Limits, Platform, PreparedBatch};
+    use awp_store::{AcceptedBatch, Origin};
+
+    let db = Dynalite::start();
+    create_tables(&db.endpoint, &["record", "packed"]).await;
+    let batches: Vec<AcceptedBatch> = (1..=12u64)
+        .map(|seq| {
+            let content = PreparedBatch::new(&awp_benches::typical_batch(seq, 100, seq), &Limits::DEFAULT).unwrap();
+            let origin = Arc::new(Origin {
+                device_id: format!("dev-{}", seq % 3),
+                platform: Platform::Windows,
+                agent_version: "9.1".into(),
+            });
+            AcceptedBatch::accept(
+                origin,
+                seq,
+                1_764_000_009_999,
+                Some(1_900_000_000),
+                content.content().clone(),
+                &Limits::DEFAULT,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut exports = Vec::new();
+    for (table, layout) in [("record", Layout::Record), ("packed", Layout::Packed)] {
+        let dynamo_config = dynamo(&format!("awp-{table}"), &db.endpoint);
+        let mut sink = DynamoSink::connect("acme", &dynamo_config, Duration::from_secs(60), layout).await;
+        sink.write(batches.clone()).await.unwrap();
+        let mut config = support::config(std::path::Path::new("/nonexistent"));
+        config.sink.kind = SinkKind::Dynamodb;
+        config.tenants[0].dynamodb = Some(dynamo_config);
+        config.tenants[0].layout = layout;
+        let mut lines_of = Vec::new();
+        for selection in [
+            Selection::default(),
+            Selection {
+                device: Some("dev-1".into()),
+                from_ms: Some(1_764_000_040_000),
+                to_ms: Some(1_764_000_080_000),
+            },
+        ] {
+            let mut out = Vec::new();
+            export(&config, "acme", &selection, &mut out).await.unwrap();
+            let mut lines: Vec<String> = String::from_utf8(out).unwrap().lines().map(str::to_owned).collect();
+            lines.sort();
+            lines_of.push(lines);
+        }
+        exports.push(lines_of);
+    }
+    assert_eq!(exports[0][0].len(), 1200, "every record once");
+    assert!(
+        !exports[0][1].is_empty() && exports[0][1].len() < 1200,
+        "{}",
+        exports[0][1].len()
+    );
+    assert_eq!(exports[1], exports[0], "line for line");
+}

@@ -16,6 +16,17 @@ pub fn comparable(mut item: Value) -> Value {
     item
 }
 
+/// A record's item in plain JSON (`crate::plain`) made comparable:
+/// `received_at` and `expires_at` removed. Its numbers are parsed values
+/// already, so spelling does not count.
+pub fn comparable_plain(mut record: Value) -> Value {
+    if let Some(map) = record.as_object_mut() {
+        map.remove("received_at");
+        map.remove("expires_at");
+    }
+    record
+}
+
 fn canonical_numbers(v: &mut Value) {
     match v {
         Value::Object(map) => {

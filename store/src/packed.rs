@@ -10,12 +10,12 @@
 //! | attribute | value |
 //! |---|---|
 //! | `device` (partition key) | the device id |
-//! | `rk` (sort key) | `{t_min:013}#{seq:020}`, `t_min` the batch's earliest record time; a batch too large for one item is split into parts `…#p000`, `…#p001`, … |
+//! | `rk` (sort key) | `{t_min:013}#{seq:020}`, `t_min` the item's earliest record time; a batch that needs several items (parts) has `#p000`, `#p001`, … after it, each part its own `t_min` |
 //! | `count` | records in the item |
 //! | `t_min`, `t_max` | the earliest and latest record time in the item, unix ms |
 //! | `kinds` | string set of the record kinds in the item |
 //! | `seq`, `received_at`, `platform`, `agent_version`, `expires_at` | as in the record layout (`agent_version` left out when empty, `expires_at` when the tenant keeps records forever) |
-//! | `records` | binary: zstd of the records as JSON lines, one per record, in record order |
+//! | `records` | binary: zstd of the records as JSON lines, one per record, in time order (record order among equal times) |
 //!
 //! Each line is the record's item in the record layout as plain JSON
 //! ([`crate::plain`]): numbers as numbers, bytes as base64 strings. Anyone
@@ -23,15 +23,18 @@
 //!
 //! # Parts
 //!
-//! A part holds whole records, in order, whose JSON lines add up to at most
-//! [`PART_LINES_BYTES`] before compression (a part always holds at least one
-//! record), so a part's item stays well under DynamoDB's 400 KB. A batch
-//! that fits one part has one item, without the `#p` suffix. The split
-//! depends only on the batch's content, so a resent batch lands on the same
-//! keys and is stored once. A single record whose packed item would still
-//! be over 400 KB (only possible for an unknown kind with a body near the
-//! limit that does not compress) cannot be stored packed:
-//! [`PackError::TooLarge`].
+//! A part holds records in time order whose JSON lines add up to at most
+//! [`PART_LINES_BYTES`] before compression, and whose times span at most
+//! [`MAX_PART_SPAN_MS`] (a part always holds at least one record). So an
+//! item stays well under DynamoDB's 400 KB, and a time-range query reads
+//! `rk` from one span before its start. A batch that fits one part (about
+//! every batch an agent sends live) is one item, keyed by the batch's
+//! earliest record time, without the `#p` suffix. The split depends only
+//! on the batch's content, so a resent batch lands on the same keys and is
+//! stored once. A single record whose packed item would still be over 400
+//! KB (only possible for an unknown kind with a body near the limit that
+//! does not compress) cannot be stored packed: [`PackError::TooLarge`]
+//! (ACK REJECTED).
 
 use std::ops::Range;
 
@@ -46,6 +49,11 @@ use crate::text::{push_base64, push_json_str, push_padded, push_padded_digits, p
 
 /// The most JSON-line bytes, before compression, in one part.
 pub const PART_LINES_BYTES: usize = 256 * 1024;
+
+/// The longest time one item's records span, ms: a query for a time range
+/// reads the keys from this much before it (`rk` starts with the item's
+/// earliest record time), whatever the agents sent in one batch.
+pub const MAX_PART_SPAN_MS: u64 = 3_600_000;
 
 /// The zstd level of `records`: fast to write; the lines of small records
 /// compress 5-10 times at it.
@@ -206,6 +214,9 @@ struct Part {
 pub struct Packer {
     json: JsonItems,
     lines: String,
+    /// The lines in time order, when the batch's were not.
+    sorted: String,
+    order: Vec<Line>,
     parts: Vec<Part>,
     rk: String,
     compressed: Vec<u8>,
@@ -226,6 +237,8 @@ impl Packer {
         Ok(Packer {
             json: JsonItems::new(),
             lines: String::new(),
+            sorted: String::new(),
+            order: Vec::new(),
             parts: Vec::new(),
             rk: String::new(),
             compressed: Vec::new(),
@@ -241,11 +254,10 @@ impl Packer {
         mut each: impl FnMut(PackedItem<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         self.cut(batch)?;
-        let batch_t_min = self.parts.iter().map(|p| p.t_min).min().unwrap_or(0);
         let split = self.parts.len() > 1;
         for (n, part) in self.parts.iter().enumerate() {
             self.rk.clear();
-            push_padded_digits(&mut self.rk, itoa::Buffer::new().format(batch_t_min), TIME_DIGITS);
+            push_padded_digits(&mut self.rk, itoa::Buffer::new().format(part.t_min), TIME_DIGITS);
             self.rk.push('#');
             push_padded(&mut self.rk, batch.seq(), SEQ_DIGITS);
             if split {
@@ -280,10 +292,14 @@ impl Packer {
         Ok(())
     }
 
-    /// Renders the batch's lines and cuts them into parts.
+    /// Renders the batch's lines and cuts them into parts: records in time
+    /// order (record order among equal times), a new part when the lines
+    /// would pass [`PART_LINES_BYTES`] or the part's times would span more
+    /// than [`MAX_PART_SPAN_MS`].
     fn cut(&mut self, batch: &AcceptedBatch) -> Result<(), PackError> {
         self.lines.clear();
         self.parts.clear();
+        self.order.clear();
         self.json.begin(batch);
         for (index, record) in batch.records().enumerate() {
             let record = record?;
@@ -292,24 +308,42 @@ impl Packer {
             // The renderer's own output: always DynamoDB JSON.
             to_plain(json, &mut self.lines).map_err(|e| PackError::Render(e.to_string()))?;
             self.lines.push('\n');
-            let end = self.lines.len();
-            let time = record.key.time_ms;
-            let kind = kind_bit(&record.record.body);
+            self.order.push(Line {
+                time: record.key.time_ms,
+                index,
+                kind: kind_bit(&record.record.body),
+                bytes: start..self.lines.len(),
+            });
+        }
+        // Agents send records in time order, mostly; then nothing moves.
+        if !self.order.is_sorted_by_key(|l| l.time) {
+            self.order.sort_by_key(|l| (l.time, l.index));
+            self.sorted.clear();
+            for line in &mut self.order {
+                let start = self.sorted.len();
+                self.sorted.push_str(&self.lines[line.bytes.clone()]);
+                line.bytes = start..self.sorted.len();
+            }
+            std::mem::swap(&mut self.lines, &mut self.sorted);
+        }
+        for line in &self.order {
             match self.parts.last_mut() {
-                Some(part) if end - part.lines.start <= PART_LINES_BYTES => {
-                    part.lines.end = end;
+                Some(part)
+                    if line.bytes.end - part.lines.start <= PART_LINES_BYTES
+                        && line.time - part.t_min <= MAX_PART_SPAN_MS =>
+                {
+                    part.lines.end = line.bytes.end;
                     part.count += 1;
-                    part.t_min = part.t_min.min(time);
-                    part.t_max = part.t_max.max(time);
-                    part.kinds |= kind;
+                    part.t_max = line.time;
+                    part.kinds |= line.kind;
                 }
                 _ => self.parts.push(Part {
-                    lines: start..end,
-                    first_record: index,
+                    lines: line.bytes.clone(),
+                    first_record: line.index,
                     count: 1,
-                    t_min: time,
-                    t_max: time,
-                    kinds: kind,
+                    t_min: line.time,
+                    t_max: line.time,
+                    kinds: line.kind,
                 }),
             }
         }
@@ -317,11 +351,35 @@ impl Packer {
     }
 }
 
+/// A record's line in the packer's buffer, and what its part needs of it.
+#[derive(Debug, Clone)]
+struct Line {
+    time: u64,
+    index: usize,
+    kind: u8,
+    bytes: Range<usize>,
+}
+
 /// A packed item's `records` as its JSON lines (at most
 /// [`MAX_LINES_BYTES`]).
 pub fn unpack(records: &[u8]) -> Result<String, PackError> {
     let bytes = zstd::bulk::decompress(records, MAX_LINES_BYTES).map_err(|e| PackError::Zstd(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| PackError::Zstd(format!("the lines are not UTF-8: {e}")))
+}
+
+/// The records of a stored item (DynamoDB JSON, as read from either store),
+/// each as its record-layout item in plain JSON: the item itself in the
+/// record layout, the lines of `records` in the packed one. How export and
+/// verification read a table whatever its layout.
+pub fn stored_records(item: &serde_json::Value) -> Result<Vec<serde_json::Value>, PackError> {
+    let Some(records) = item.get("records").and_then(|r| r.get("B")).and_then(|b| b.as_str()) else {
+        return Ok(vec![crate::plain::value_to_plain(item)]);
+    };
+    let bytes = crate::text::decode_base64(records).ok_or_else(|| PackError::Zstd("records is not base64".into()))?;
+    unpack(&bytes)?
+        .lines()
+        .map(|line| serde_json::from_str(line).map_err(|e| PackError::Zstd(format!("a line is not JSON: {e}"))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -364,7 +422,9 @@ mod tests {
             let parts = packed(&batch);
             assert_eq!(parts.len(), 1, "{}", v.name);
             let (rk, count, t_min, t_max, kinds, records, size) = &parts[0];
-            let expected: Vec<Value> = items.iter().map(value_to_plain).collect();
+            // In time order, which is the order of the record layout's keys.
+            let mut expected: Vec<Value> = items.iter().map(value_to_plain).collect();
+            expected.sort_by_key(|i| i["rk"].as_str().unwrap().to_owned());
             let without_received_at: Vec<Value> = records
                 .iter()
                 .map(|r| {
@@ -426,6 +486,61 @@ mod tests {
             first.iter().map(|p| &p.0).collect::<Vec<_>>(),
             again.iter().map(|p| &p.0).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn records_spanning_more_than_an_hour_are_split_by_time_each_part_keyed_by_its_own_start() {
+        let location = |offset_ms: i64| awp_protocol::Record {
+            time_offset_ms: offset_ms,
+            body: RecordBody::Location(awp_protocol::Location {
+                lat_e7: 1,
+                lon_e7: 2,
+                accuracy_m: 3,
+            }),
+        };
+        // An agent back online: two hours of records, out of order.
+        let hour = 3_600_000;
+        let batch = awp_protocol::Batch {
+            seq: 9,
+            base_time_ms: 1_764_000_000_000,
+            records: vec![
+                location(2 * hour),
+                location(0),
+                location(hour + 1),
+                location(10),
+                location(hour),
+            ],
+        };
+        let content = awp_protocol::PreparedBatch::new(&batch, &awp_protocol::Limits::DEFAULT).unwrap();
+        let batch = AcceptedBatch::accept(
+            crate::tests::origin(),
+            9,
+            1,
+            None,
+            content.content().clone(),
+            &awp_protocol::Limits::DEFAULT,
+        )
+        .unwrap();
+        let parts = packed(&batch);
+        let (t0, hour) = (1_764_000_000_000u64, hour as u64);
+        let summary: Vec<(String, u32, u64, u64)> = parts.iter().map(|p| (p.0.clone(), p.1, p.2, p.3)).collect();
+        assert_eq!(
+            summary,
+            [
+                (format!("{t0:013}#{:020}#p000", 9), 3, t0, t0 + hour),
+                (
+                    format!("{:013}#{:020}#p001", t0 + hour + 1, 9),
+                    2,
+                    t0 + hour + 1,
+                    t0 + 2 * hour
+                ),
+            ]
+        );
+        for (_, _, t_min, t_max, _, records, _) in &parts {
+            let times: Vec<u64> = records.iter().map(|r| r["ts"].as_u64().unwrap()).collect();
+            assert!(times.is_sorted() && times[0] == *t_min && times[times.len() - 1] == *t_max);
+            assert!(t_max - t_min <= MAX_PART_SPAN_MS);
+        }
     }
 
     #[test]

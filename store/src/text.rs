@@ -249,6 +249,11 @@ pub fn base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// Base64 (standard alphabet, padded) decoded; `None` if it is not.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
 /// The number of decimal digits DynamoDB counts for a number's size.
 pub(crate) fn digits_u64(v: u64) -> usize {
     itoa::Buffer::new().format(v).len()
