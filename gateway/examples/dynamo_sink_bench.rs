@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! scripts/dynalite.sh install
-//! cargo run --release -p awp-gateway --example dynamo_sink_bench -- [ITEMS] [ITEMS_PER_WRITE] [CONCURRENCY] [packed]
+//! cargo run --release -p awp-gateway --example dynamo_sink_bench -- [ITEMS] [ITEMS_PER_WRITE] [CONCURRENCY] [RECORDS_PER_BATCH] [packed]
 //! ```
 //!
 //! With `packed`, the table is written in the packed layout (one item per
@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let total = args.first().copied().unwrap_or(100_000);
     let per_write = args.get(1).copied().unwrap_or(2_000);
     let concurrency = args.get(2).copied().unwrap_or(8);
+    let per_batch = args.get(3).copied().unwrap_or(100).clamp(1, 1000);
     let layout = if std::env::args().any(|a| a == "packed") {
         Layout::Packed
     } else {
@@ -75,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     awp_gateway::tables::create_table(&client(&config).await, "bench").await?;
     let mut sink = DynamoSink::connect("bench", &config, Duration::from_secs(60), layout).await;
 
-    // Batches as the gateway accepts them: 100-record typical batches from 50 devices.
+    // Batches as the gateway accepts them: typical batches from 50 devices.
     let origins: Vec<Arc<Origin>> = (0..50)
         .map(|d| {
             Arc::new(Origin {
@@ -85,9 +86,9 @@ async fn main() -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut batches = Vec::with_capacity(total / 100 + 1);
-    for seq in 1..=total.div_ceil(100) as u64 {
-        let content = PreparedBatch::new(&awp_benches::typical_batch(seq, 100, seq), &Limits::DEFAULT)?;
+    let mut batches = Vec::with_capacity(total / per_batch + 1);
+    for seq in 1..=total.div_ceil(per_batch) as u64 {
+        let content = PreparedBatch::new(&awp_benches::typical_batch(seq, per_batch, seq), &Limits::DEFAULT)?;
         let origin = origins[seq as usize % origins.len()].clone();
         batches.push(AcceptedBatch::accept(
             origin,
@@ -98,7 +99,9 @@ async fn main() -> anyhow::Result<()> {
             &Limits::DEFAULT,
         )?);
     }
-    let total = batches.len() * 100;
+    let total = batches.len() * per_batch;
+    // Packed: one item per batch (a typical batch is far under a part).
+    let items = if layout == Layout::Packed { batches.len() } else { total };
 
     let (me, db) = (std::process::id(), dynalite.id());
     let (me0, db0) = (cpu_seconds(me), cpu_seconds(db));
@@ -106,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     let mut latencies = Vec::new();
     let mut chunks = batches.into_iter().peekable();
     while chunks.peek().is_some() {
-        let chunk: Vec<_> = chunks.by_ref().take(per_write.div_ceil(100)).collect();
+        let chunk: Vec<_> = chunks.by_ref().take(per_write.div_ceil(per_batch)).collect();
         let t = Instant::now();
         sink.write(chunk).await?;
         latencies.push(t.elapsed());
@@ -116,12 +119,12 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
     println!(
-        "{total} items in {secs:.2} s: {:.0} items/s; {per_write} items per write, {} BatchWriteItem requests of <= 25 items, concurrency <= {concurrency}",
+        "{total} records in {secs:.2} s: {:.0} records/s; {per_write} records per write; {items} items in {} BatchWriteItem requests of <= 25, concurrency <= {concurrency}",
         total as f64 / secs,
-        total.div_ceil(25),
+        items.div_ceil(25),
     );
     println!(
-        "write latency ({per_write} items): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        "write latency ({per_write} records): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
         pct(0.5),
         pct(0.9),
         pct(1.0)

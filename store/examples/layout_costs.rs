@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| records per batch | layout | items | item bytes | write units | storage bytes | per record: write units, storage bytes | rendering CPU per record |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
-    for n in [20usize, 100] {
+    for n in [20usize, 50, 100] {
         let origin = Arc::new(Origin {
             device_id: "device-17".into(),
             platform: Platform::Android,
