@@ -11,7 +11,8 @@
 //! so a whole table exports in bounded memory. A time range reads keys
 //! from [`MAX_PART_SPAN_MS`] before its start (`rk` begins with the
 //! record time, or a packed item's earliest one, and a packed item spans at
-//! most that) and keeps the records whose time (`ts`) falls in it.
+//! most that), skips packed items whose `t_min`..`t_max` misses it, and
+//! keeps the records whose time (`ts`) falls in it.
 
 use std::io::Write;
 
@@ -74,6 +75,14 @@ struct Lines<'a, W: Write> {
 impl<W: Write> Lines<'_, W> {
     /// One stored item, as DynamoDB JSON: a record, or a packed item.
     fn item(&mut self, item: &Value) -> anyhow::Result<()> {
+        // A packed item whose records all lie outside the range is not unpacked.
+        let time = |name: &str| item.get(name)?.get("N")?.as_str()?.parse::<u64>().ok();
+        if let (Some(t_min), Some(t_max)) = (time("t_min"), time("t_max"))
+            && (self.selection.to_ms.is_some_and(|to| t_min >= to)
+                || self.selection.from_ms.is_some_and(|from| t_max < from))
+        {
+            return Ok(());
+        }
         let records = stored_records(item).with_context(|| {
             let rk = item.get("rk").and_then(|r| r.get("S")).and_then(Value::as_str);
             format!("item {}", rk.unwrap_or("?"))
