@@ -29,7 +29,9 @@
 //!                     sink (factory: sink::open) renders each record from
 //!                       │   the bytes: sqlite (JSON text, one WAL database
 //!                       │   per tenant, synced at commit), dynamodb
-//!                       │   (BatchWriteItem), null (renders, stores nothing)
+//!                       │   (BatchWriteItem), null (renders, stores nothing);
+//!                       │   a packed tenant's batch is one item instead
+//!                       │   (awp_store::packed: zstd'd JSON lines)
 //!                       ▼
 //!                     outcome → conn → session → ACK OK (durable) / ACK RETRY;
 //!                     the batch's budget is given back
@@ -38,7 +40,8 @@
 //! `telemetry` names every metric; `admin` serves `/metrics`, `/healthz`,
 //! `/readyz`, `POST /reload`; `reload` applies a configuration read again
 //! (SIGHUP) without dropping agents, or refuses it whole; `config` reads and checks the TOML configuration; `inspect`
-//! decodes a captured stream; `tables` creates DynamoDB tables.
+//! decodes a captured stream; `tables` creates DynamoDB tables; `export`
+//! prints a tenant's records from either store and layout.
 //! `docs/architecture.md` has the full picture and where each bound lives.
 //!
 //! The crate's surface is what the `gateway` binary and the tests need:
