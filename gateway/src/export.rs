@@ -39,9 +39,11 @@ impl Selection {
     /// `[low, high)`, as key strings.
     fn key_range(&self) -> (String, String) {
         let pad = |t: u64| format!("{:0width$}", t.min(MAX_TIME_MS + 1), width = TIME_DIGITS);
+        // Every rk starts with a digit: "0" is below them all (and, unlike
+        // an empty string, a value DynamoDB takes in a key condition).
         let low = self
             .from_ms
-            .map_or_else(String::new, |f| pad(f.saturating_sub(MAX_PART_SPAN_MS)));
+            .map_or_else(|| "0".to_owned(), |f| pad(f.saturating_sub(MAX_PART_SPAN_MS)));
         // Every rk starts with 13 digits and '#': past the largest time, past them all.
         let high = self.to_ms.map_or_else(|| "9999999999999~".to_owned(), pad);
         (low, high)
@@ -224,7 +226,7 @@ mod tests {
         assert_eq!(s.key_range(), ("1763996400000".to_owned(), "1764000060000".to_owned()));
         assert_eq!(
             Selection::default().key_range(),
-            (String::new(), "9999999999999~".to_owned())
+            ("0".to_owned(), "9999999999999~".to_owned())
         );
         assert!(s.selects(&serde_json::json!({"ts": 1_764_000_000_000u64})));
         assert!(!s.selects(&serde_json::json!({"ts": 1_764_000_060_000u64})));

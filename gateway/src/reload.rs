@@ -36,7 +36,7 @@ use crate::conn::ConnContext;
 use crate::health::Health;
 use crate::pipeline::Pipeline;
 use crate::telemetry;
-use crate::tenant::Tenants;
+use crate::tenant::{QuotaChange, Tenants};
 
 /// Where a reload reads the configuration: the file the gateway was started
 /// with, with the same command-line overrides.
@@ -193,6 +193,8 @@ impl Reloader {
         // Everything that can fail, before anything changes.
         let mut tenants =
             Tenants::from_config(&next.tenants, &next.server).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        // Before the registry's tenants are shared (with the writers opened below).
+        let quota_changes = tenants.carry_quotas_over(&self.ctx.tenants.load());
         let tls = match (&self.tls, &next.tls) {
             (Some(_), Some(t)) => Some(
                 crate::tls::server_config(&t.cert, &t.key, &crate::server::tenant_cas(&tenants))
@@ -237,7 +239,7 @@ impl Reloader {
         self.ctx
             .settings
             .store(Arc::new(crate::server::session_settings(&next)));
-        tenants.carry_quotas_over(&self.ctx.tenants.load());
+        quota_changes.into_iter().for_each(QuotaChange::apply);
         self.ctx.tenants.store(Arc::new(tenants));
         if let (Some(live), Some(tls)) = (&self.tls, tls) {
             live.store(tls);

@@ -103,6 +103,20 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+/// New quota buckets for a kept tenant, for when its reload is applied.
+#[derive(Debug)]
+pub struct QuotaChange {
+    cell: SharedQuota,
+    quota: Arc<TenantQuota>,
+}
+
+impl QuotaChange {
+    /// Puts the new buckets in force for the tenant's sessions.
+    pub fn apply(self) {
+        self.cell.store(self.quota);
+    }
+}
+
 /// The tenants in force: replaced whole by a reload, read at each HELLO.
 pub type LiveTenants = ArcSwap<Tenants>;
 
@@ -162,21 +176,30 @@ impl Tenants {
     }
 
     /// Carries the quota buckets of tenants kept by a reload over from
-    /// `previous`, the registry in force until now: unchanged settings keep
-    /// the buckets as they are (a reload does not refill them); changed
-    /// ones replace them for the tenant's existing sessions too.
-    pub fn carry_quotas_over(&mut self, previous: &Tenants) {
+    /// `previous`, the registry in force until now, so that every session
+    /// of a tenant, old or new, shares one set: unchanged settings keep the
+    /// buckets as they are (a reload does not refill them). For changed
+    /// ones, the new buckets are returned with the cell they go into, to be
+    /// stored there when the reload is applied ([`QuotaChange::apply`]);
+    /// until then nothing in force changes. Call it before the registry is
+    /// shared.
+    pub fn carry_quotas_over(&mut self, previous: &Tenants) -> Vec<QuotaChange> {
+        let mut changes = Vec::new();
         for (id, tenant) in &mut self.by_id {
             let Some(old) = previous.by_id.get(id) else { continue };
             let Some(tenant) = Arc::get_mut(tenant) else {
-                // Shared already: not a registry being built; nothing to carry.
+                // Shared already: too late to carry anything over.
                 continue;
             };
             if old.quota.load().settings() != tenant.quota.load().settings() {
-                old.quota.store(tenant.quota.load_full());
+                changes.push(QuotaChange {
+                    cell: old.quota.clone(),
+                    quota: tenant.quota.load_full(),
+                });
             }
             tenant.quota = old.quota.clone();
         }
+        changes
     }
 
     /// Whether `id` is a tenant here.
@@ -250,12 +273,14 @@ mod tests {
         assert!(admits(&old) && !admits(&old), "the bucket holds one batch");
         // Unchanged: the same, still empty, bucket (a reload does not refill it).
         let mut same = registry("records_per_second = 10");
-        same.carry_quotas_over(&old);
+        assert!(same.carry_quotas_over(&old).is_empty());
         assert!(!admits(&same));
         assert!(Arc::ptr_eq(&same.get("a").unwrap().quota, &old.get("a").unwrap().quota));
         // Changed: new buckets, which sessions holding the old tenant see too.
         let mut changed = registry("records_per_second = 1000");
-        changed.carry_quotas_over(&same);
+        let changes = changed.carry_quotas_over(&same);
+        assert!(!admits(&old), "nothing changes before the reload is applied");
+        changes.into_iter().for_each(QuotaChange::apply);
         assert!(admits(&old), "an existing session moved to the new bucket");
         assert!(admits(&changed));
     }
