@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use awp_gateway::config::{Config, EXAMPLE, SinkKind};
+use awp_gateway::config::{Config, EXAMPLE, Layout, SinkKind};
 use awp_gateway::{RunningServer, inspect};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -37,6 +37,9 @@ struct Cli {
     /// Allow the null sink, which acknowledges every batch and stores nothing (benchmarks).
     #[arg(long, global = true, env = "GATEWAY_ALLOW_NULL_SINK", value_parser = clap::builder::FalseyValueParser::new())]
     allow_null_sink: bool,
+    /// Store every tenant's records in this layout: record or packed (one item per batch).
+    #[arg(long, global = true, env = "GATEWAY_LAYOUT", value_parser = parse_layout)]
+    layout: Option<Layout>,
     /// Log format: text or json. Levels come from RUST_LOG (default info).
     #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -114,6 +117,14 @@ enum TablesAction {
     Create,
     /// Show each tenant's table: status, keys, billing, size, TTL.
     Describe,
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    match s {
+        "record" => Ok(Layout::Record),
+        "packed" => Ok(Layout::Packed),
+        _ => Err(format!("unknown layout {s:?}: use record or packed")),
+    }
 }
 
 fn parse_sink(s: &str) -> Result<SinkKind, String> {
@@ -253,6 +264,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if cli.allow_null_sink {
         config.sink.allow_null = true;
     }
+    if let Some(layout) = cli.layout {
+        for tenant in &mut config.tenants {
+            tenant.layout = layout;
+        }
+    }
     config.validate()?;
     Ok(config)
 }
@@ -322,9 +338,14 @@ fn inspect_file(file: &Path) -> anyhow::Result<ExitCode> {
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // A log line that cannot be written (a log pipe that broke: a shipper
+    // or journald restarting) is lost, and nothing else: the subscriber's
+    // own report of it would go to the same stderr with eprintln!, which
+    // panics, and the panic would end the session that logged.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         "json" => builder.json().init(),
         "text" => builder.init(),

@@ -377,9 +377,12 @@ async fn gateway_on(config: &std::path::Path) -> (tokio::process::Child, String,
     tokio::time::timeout(Duration::from_secs(20), found).await.unwrap();
     // Keep reading so the gateway never blocks on a full pipe.
     let (tx, log) = tokio::sync::mpsc::unbounded_channel();
+    // Until the receiver is dropped: then the pipe closes (its next line).
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(line);
+            if tx.send(line).is_err() {
+                break;
+            }
         }
     });
     (child, agents.unwrap(), admin.unwrap(), log)
@@ -469,29 +472,30 @@ async fn sighup_reloads_the_configuration_file() {
     // A tenant added to the file is served after SIGHUP.
     std::fs::write(&file, text(&[tenant("acme"), tenant("gamma")].concat())).unwrap();
     hangup();
-    let mut ok = None;
-    for _ in 0..100 {
-        ok = metric("awp_config_reloads_total{outcome=\"ok\"}").await;
-        if ok.is_some() {
-            break;
+    // The signal is handled asynchronously: wait for the reload's count.
+    let counted = |name: &'static str| async move {
+        for _ in 0..100 {
+            if let Some(n) = metric(name).await {
+                return Some(n);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(ok, Some(1.0), "the reload is counted");
+        None
+    };
+    assert_eq!(
+        counted("awp_config_reloads_total{outcome=\"ok\"}").await,
+        Some(1.0),
+        "the reload is counted"
+    );
     assert!(matches!(hello("gamma").await, Some(Frame::Welcome(_))));
 
     // A broken file is refused; the gateway goes on with what it had.
     std::fs::write(&file, "[server\n").unwrap();
     hangup();
-    let mut refused = None;
-    for _ in 0..100 {
-        refused = metric("awp_config_reloads_total{outcome=\"refused\"}").await;
-        if refused.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(refused, Some(1.0));
+    assert_eq!(
+        counted("awp_config_reloads_total{outcome=\"refused\"}").await,
+        Some(1.0)
+    );
     assert_eq!(metric("awp_config_last_reload_successful").await, Some(0.0));
     assert!(matches!(hello("gamma").await, Some(Frame::Welcome(_))));
     assert!(matches!(hello("acme").await, Some(Frame::Welcome(_))));
@@ -502,4 +506,120 @@ async fn sighup_reloads_the_configuration_file() {
         .unwrap()
         .unwrap();
     assert!(status.success());
+}
+
+/// `--layout packed` (as `gateway --layout packed` tries the development
+/// default packed): a batch becomes one row, and export reads it back as
+/// the record layout's items.
+#[tokio::test]
+async fn the_layout_flag_stores_batches_packed_and_export_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "packed-dev-secret-0123456789";
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n[sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"dev\"\nsecrets = [\"{secret}\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    // The flag applies to a file's tenants as to the default's.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--log-format", "json", "--layout", "packed", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let agents = {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let find = async {
+            loop {
+                let line = lines.next_line().await.unwrap().expect("the gateway logs its address");
+                if line.contains("\"listening\"") {
+                    return line
+                        .split("\"addr\":\"")
+                        .nth(1)
+                        .unwrap()
+                        .split('"')
+                        .next()
+                        .unwrap()
+                        .to_owned();
+                }
+            }
+        };
+        let addr = tokio::time::timeout(Duration::from_secs(20), find).await.unwrap();
+        // Keep reading, so the gateway's log never meets a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        addr
+    };
+    let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
+    c.send_hello_as("dev", secret, "phone-1").await;
+    assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+    c.send(&vector("batch_mixed_kinds")).await;
+    match c.next().await {
+        Some(Frame::Ack(a)) if a.status == AckStatus::Ok => {}
+        other => panic!("expected ACK OK, got {other:?}"),
+    }
+    drop(c);
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let db = rusqlite::Connection::open(dir.path().join("dev.sqlite3")).unwrap();
+    let rows: i64 = db.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1, "one row for the batch");
+    let out = gateway()
+        .args(["export", "--tenant", "dev", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = awp_testkit::vectors().valid("batch_mixed_kinds").items.clone().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), expected.len());
+}
+
+/// A log pipe that breaks (its reader gone: a log shipper or journald
+/// restarting) costs log lines, never sessions: agents are still answered,
+/// and the gateway still stops cleanly.
+#[tokio::test]
+async fn a_broken_log_pipe_does_not_break_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n[sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"acme\"\nsecrets = [\"acme-secret-1\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (mut child, agents, _admin, log) = gateway_on(&file).await;
+    // The reader goes away at the next line: every later one meets a
+    // broken pipe.
+    drop(log);
+    for _ in 0..3 {
+        // A bad HELLO is logged ("session error") and still answered.
+        let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
+        c.send_hello_as("acme", "not-the-secret", "phone-1").await;
+        c.expect_error(awp_protocol::ErrorCode::AuthFailed).await;
+        let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
+        c.send_hello_as("acme", "acme-secret-1", "phone-1").await;
+        assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+        c.send(&vector("batch_one_location")).await;
+        assert!(matches!(c.next().await, Some(Frame::Ack(a)) if a.status == AckStatus::Ok));
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
