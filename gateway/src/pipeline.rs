@@ -12,7 +12,7 @@
 //! inflated bytes (with an optional `linger_ms` to wait for more). One sink
 //! call (one SQLite transaction, one group of BatchWriteItem requests)
 //! stores them all; then every batch is answered to its connection
-//! ([`Answers`]) and its budget is given back. A batch that waited in
+//! ([`crate::mailbox::Mailbox`]) and its budget is given back. A batch that waited in
 //! the queue longer than `write_timeout_ms` is answered ACK RETRY without
 //! being written, so under overload no agent waits more than about twice
 //! that for an answer. A tenant's writer only ever waits on its own sink,

@@ -388,6 +388,22 @@ async fn gateway_on(config: &std::path::Path) -> (tokio::process::Child, String,
     (child, agents.unwrap(), admin.unwrap(), log)
 }
 
+/// Writes `dir/gateway.toml`: loopback listeners on free ports, SQLite
+/// under `dir/data`, tenant `acme` (secret `acme-secret-1`), and `server`
+/// more of the `[server]` section.
+fn acme_config(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n{server}[sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"acme\"\nsecrets = [\"acme-secret-1\"]\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
 /// The log's lines from now on (JSON), as the gateway writes them.
 type Log = tokio::sync::mpsc::UnboundedReceiver<String>;
 
@@ -408,15 +424,7 @@ async fn log_line(log: &mut Log, containing: &str) -> String {
 #[tokio::test]
 async fn behind_a_proxy_log_lines_name_the_agents_address() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("gateway.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nproxy_protocol = true\n[sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"acme\"\nsecrets = [\"acme-secret-1\"]\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let file = acme_config(dir.path(), "proxy_protocol = true\n");
     let (mut child, agents, _admin, mut log) = gateway_on(&file).await;
     let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
     let source: std::net::SocketAddr = "203.0.113.7:40001".parse().unwrap();
@@ -591,15 +599,7 @@ async fn the_layout_flag_stores_batches_packed_and_export_reads_them() {
 #[tokio::test]
 async fn a_broken_log_pipe_does_not_break_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("gateway.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n[sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"acme\"\nsecrets = [\"acme-secret-1\"]\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let file = acme_config(dir.path(), "");
     let (mut child, agents, _admin, log) = gateway_on(&file).await;
     // The reader goes away at the next line: every later one meets a
     // broken pipe.
