@@ -15,6 +15,30 @@ use crate::batch::{AcceptedBatch, StoredRecord};
 use crate::key::{INDEX_DIGITS, SEQ_DIGITS, TIME_DIGITS};
 use crate::text::{push_base64, push_e7, push_f64, push_i64, push_json_str, push_padded, push_padded_digits, push_u64};
 
+/// The attributes every item of `batch` has, in both layouts: `"seq":…`
+/// to `expires_at` (`agent_version` left out when empty, `expires_at`
+/// when the tenant keeps records forever), as DynamoDB JSON.
+pub(crate) fn push_batch_attributes(out: &mut String, batch: &AcceptedBatch) {
+    let origin = batch.origin();
+    out.push_str(r#""seq":{"N":""#);
+    push_u64(out, batch.seq());
+    out.push_str(r#""},"received_at":{"N":""#);
+    push_u64(out, batch.received_at_ms());
+    out.push_str(r#""},"platform":{"S":""#);
+    out.push_str(origin.platform.as_str());
+    out.push_str(r#""}"#);
+    if !origin.agent_version.is_empty() {
+        out.push_str(r#","agent_version":{"S":"#);
+        push_json_str(out, &origin.agent_version);
+        out.push('}');
+    }
+    if let Some(e) = batch.expires_at() {
+        out.push_str(r#","expires_at":{"N":""#);
+        push_u64(out, e);
+        out.push_str(r#""}"#);
+    }
+}
+
 /// One rendered item.
 #[derive(Debug, Clone, Copy)]
 pub struct JsonItem<'a> {
@@ -78,25 +102,9 @@ impl JsonItems {
         push_padded(&mut self.seq_part, batch.seq(), SEQ_DIGITS);
         self.seq_part.push('#');
         // Starts by closing `ts`, which comes right before it.
-        let c = &mut self.common;
-        c.clear();
-        c.push_str(r#""},"seq":{"N":""#);
-        push_u64(c, batch.seq());
-        c.push_str(r#""},"received_at":{"N":""#);
-        push_u64(c, batch.received_at_ms());
-        c.push_str(r#""},"platform":{"S":""#);
-        c.push_str(origin.platform.as_str());
-        c.push_str(r#""}"#);
-        if !origin.agent_version.is_empty() {
-            c.push_str(r#","agent_version":{"S":"#);
-            push_json_str(c, &origin.agent_version);
-            c.push('}');
-        }
-        if let Some(e) = batch.expires_at() {
-            c.push_str(r#","expires_at":{"N":""#);
-            push_u64(c, e);
-            c.push_str(r#""}"#);
-        }
+        self.common.clear();
+        self.common.push_str(r#""},"#);
+        push_batch_attributes(&mut self.common, batch);
     }
 
     /// One record's item, after [`JsonItems::begin`] with its batch.

@@ -155,23 +155,8 @@ impl PackedItem<'_> {
             out.push_str(kind);
             out.push('"');
         }
-        out.push_str(r#"]},"seq":{"N":""#);
-        push_u64(out, self.batch.seq());
-        out.push_str(r#""},"received_at":{"N":""#);
-        push_u64(out, self.batch.received_at_ms());
-        out.push_str(r#""},"platform":{"S":""#);
-        out.push_str(origin.platform.as_str());
-        out.push_str(r#""}"#);
-        if !origin.agent_version.is_empty() {
-            out.push_str(r#","agent_version":{"S":"#);
-            push_json_str(out, &origin.agent_version);
-            out.push('}');
-        }
-        if let Some(e) = self.batch.expires_at() {
-            out.push_str(r#","expires_at":{"N":""#);
-            push_u64(out, e);
-            out.push_str(r#""}"#);
-        }
+        out.push_str("]},");
+        crate::json::push_batch_attributes(out, self.batch);
         out.push_str(r#","records":{"B":""#);
         push_base64(out, self.records);
         out.push_str(r#""}}"#);
