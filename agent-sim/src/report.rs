@@ -126,7 +126,13 @@ pub struct VerifyReport {
     pub extra: Vec<Discrepancy>,
     /// Stored with other attributes than the gateway's mapping gives.
     pub mismatched: Vec<Discrepancy>,
-    /// No record missing and none mismatched.
+    /// Records stored once in each layout (a batch resent across a layout
+    /// change): counted once, allowed.
+    pub copies_across_layouts: u64,
+    /// Records stored twice by the same layout (two packed items holding
+    /// one record): stored twice, a failure.
+    pub copies_same_layout: u64,
+    /// No record missing, none mismatched, none stored twice in one layout.
     pub ok: bool,
 }
 
@@ -276,7 +282,18 @@ fn verify_line(v: &VerifyReport) -> String {
     let (found, want, devices, store) = (v.found_records, v.expected_records, v.devices, &v.store);
     let (missing, mismatched, extra) = (v.missing.len(), v.mismatched.len(), v.extra.len());
     let s = format!("{verdict}: {found} of {want} acked records found ({devices} devices, {store}); ");
-    s + &format!("{missing} missing, {mismatched} mismatched, {extra} extra (extra is allowed: at-least-once)")
+    let mut s =
+        s + &format!("{missing} missing, {mismatched} mismatched, {extra} extra (extra is allowed: at-least-once)");
+    if v.copies_same_layout > 0 {
+        s += &format!("; {} records stored twice", v.copies_same_layout);
+    }
+    if v.copies_across_layouts > 0 {
+        s += &format!(
+            "; {} records held by both layouts, counted once",
+            v.copies_across_layouts
+        );
+    }
+    s
 }
 
 /// The text report lists at most this many discrepancies.
@@ -725,6 +742,8 @@ mod tests {
                 missing: (0..12).map(d).collect(),
                 extra: vec![d(99)],
                 mismatched: vec![],
+                copies_across_layouts: 0,
+                copies_same_layout: 0,
                 ok: false,
             }),
         }

@@ -12,7 +12,10 @@
 //!
 //! Records are compared as the record layout's items in plain JSON, so a
 //! table in either layout (or both: a tenant that changed its layout) is
-//! checked the same way: a packed item's records are its lines.
+//! checked the same way: a packed item's records are its lines. A record
+//! held by both layouts (a batch resent across a layout change) counts
+//! once (`awp_store::dedupe`); one held twice by the same layout (two
+//! packed items with the same record: stored twice) fails the check.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -93,13 +96,30 @@ pub async fn dynamodb_client(table: &DynamoTable) -> aws_sdk_dynamodb::Client {
 /// the table holds one item per record or packed batches.
 type ItemsByRk = BTreeMap<String, Value>;
 
-/// Adds a stored item's records (one, or a packed item's) to `out`.
-fn add_stored(out: &mut ItemsByRk, item: &Value) -> anyhow::Result<()> {
-    for record in awp_store::packed::stored_records(item)? {
+/// A device's stored records, each once, and the copies skipped.
+#[derive(Debug, Default)]
+struct Stored {
+    records: ItemsByRk,
+    copies: awp_store::dedupe::Copies,
+}
+
+/// Reads a device's stored items (in key order) into its records.
+fn read_stored<'a>(items: impl IntoIterator<Item = &'a Value>) -> anyhow::Result<Stored> {
+    let mut dedupe = awp_store::dedupe::Dedupe::new();
+    let mut records = ItemsByRk::new();
+    let mut add = |record: Value| -> anyhow::Result<()> {
         let rk = record["rk"].as_str().unwrap_or_default().to_owned();
-        out.insert(rk, comparable_plain(record));
+        records.insert(rk, comparable_plain(record));
+        Ok(())
+    };
+    for item in items {
+        dedupe.item(item, &mut add)?;
     }
-    Ok(())
+    dedupe.finish();
+    Ok(Stored {
+        records,
+        copies: dedupe.copies(),
+    })
 }
 
 fn item_rk(item: &Value) -> String {
@@ -131,7 +151,7 @@ async fn stored(
     tenant: &str,
     device: &str,
     dynamo: Option<&aws_sdk_dynamodb::Client>,
-) -> anyhow::Result<ItemsByRk> {
+) -> anyhow::Result<Stored> {
     match store {
         Store::Sqlite(dir) => {
             let db = awp_store::sqlite::open_read_only(dir, tenant).with_context(|| {
@@ -140,11 +160,11 @@ async fn stored(
                     awp_store::sqlite::database_path(dir, tenant).display()
                 )
             })?;
-            let mut out = ItemsByRk::new();
-            for (_, item) in awp_store::sqlite::device_items(&db, device)? {
-                add_stored(&mut out, &serde_json::from_str(&item)?)?;
-            }
-            Ok(out)
+            let items = awp_store::sqlite::device_items(&db, device)?
+                .into_iter()
+                .map(|(_, item)| serde_json::from_str(&item))
+                .collect::<Result<Vec<Value>, _>>()?;
+            read_stored(&items)
         }
         Store::Dynamodb(d) => {
             let client = dynamo.context("no DynamoDB client")?;
@@ -160,11 +180,8 @@ async fn stored(
                 .collect::<Result<Vec<_>, _>>()
                 .await
                 .with_context(|| format!("query of table {}", d.table))?;
-            let mut out = ItemsByRk::new();
-            for item in &items {
-                add_stored(&mut out, &awp_store::dynamodb::attributes_to_json(item))?;
-            }
-            Ok(out)
+            let items: Vec<Value> = items.iter().map(awp_store::dynamodb::attributes_to_json).collect();
+            read_stored(&items)
         }
     }
 }
@@ -205,7 +222,9 @@ pub async fn verify(
     };
     for agent in agents {
         let want = expected(agent, templates)?;
-        let have = stored(store, tenant, &agent.plan.device, dynamo.as_ref()).await?;
+        let Stored { records: have, copies } = stored(store, tenant, &agent.plan.device, dynamo.as_ref()).await?;
+        report.copies_across_layouts += copies.across_layouts;
+        report.copies_same_layout += copies.same_layout;
         report.expected_records += want.len() as u64;
         report.found_records += want.keys().filter(|rk| have.contains_key(*rk)).count() as u64;
         let missing: Vec<&String> = want.keys().filter(|rk| !have.contains_key(*rk)).collect();
@@ -227,6 +246,6 @@ pub async fn verify(
             .mismatched
             .extend(rows(&agent.plan.device, &mismatched, "stored with other attributes"));
     }
-    report.ok = report.missing.is_empty() && report.mismatched.is_empty();
+    report.ok = report.missing.is_empty() && report.mismatched.is_empty() && report.copies_same_layout == 0;
     Ok(report)
 }

@@ -5,7 +5,9 @@
 //! agents and stores every tenant's records; 503 while draining, or while a
 //! tenant is degraded (its writer restarting, or its sink failing every
 //! write for `pipeline.unhealthy_after_ms`), with a line per tenant saying
-//! what is wrong.
+//! what is wrong. A tenant whose old store is still written after a reload
+//! is named (`draining: tenant …`) while the gateway stays ready: retire an
+//! old table only once its line is gone.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -114,10 +116,15 @@ fn readiness(accepting: bool, health: &Health) -> (StatusCode, String) {
         .into_iter()
         .filter_map(|(tenant, problem)| problem.map(|p| format!("degraded: tenant {tenant}: {p}\n")))
         .collect();
+    let draining: String = health
+        .drains()
+        .into_iter()
+        .map(|(tenant, what)| format!("draining: tenant {tenant}: {what}\n"))
+        .collect();
     if degraded.is_empty() {
-        (StatusCode::OK, "ready\n".to_owned())
+        (StatusCode::OK, format!("ready\n{draining}"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, degraded)
+        (StatusCode::SERVICE_UNAVAILABLE, degraded + &draining)
     }
 }
 
@@ -136,5 +143,20 @@ mod tests {
         let (status, body) = readiness(true, &health);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, "degraded: tenant b: writer down: the writer panicked: boom\n");
+    }
+
+    #[test]
+    fn readiness_names_the_old_stores_still_written_while_ready() {
+        let health = Health::new(["a".to_owned()], Duration::from_secs(60));
+        let note = health.draining("a", "its writer is still writing to its old store");
+        assert_eq!(
+            readiness(true, &health),
+            (
+                StatusCode::OK,
+                "ready\ndraining: tenant a: its writer is still writing to its old store\n".to_owned()
+            )
+        );
+        health.drained(note);
+        assert_eq!(readiness(true, &health), (StatusCode::OK, "ready\n".to_owned()));
     }
 }

@@ -295,6 +295,82 @@ fn default_dynamo_concurrency() -> usize {
     8
 }
 
+impl DynamoConfig {
+    /// The table's name and region: `table` may be a name or a table ARN
+    /// (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME`), which names its
+    /// region itself.
+    pub fn table_name_and_region(&self) -> (&str, &str) {
+        let mut arn = self.table.splitn(6, ':');
+        match (arn.next(), arn.nth(1), arn.next(), arn.nth(1)) {
+            (Some("arn"), Some("dynamodb"), Some(region), Some(resource)) => match resource.strip_prefix("table/") {
+                Some(rest) => (rest.split('/').next().unwrap_or(rest), region),
+                None => (&self.table, &self.region),
+            },
+            _ => (&self.table, &self.region),
+        }
+    }
+
+    /// Whether `other` names the same table: the same name and region,
+    /// whether given as a name or an ARN, at the same endpoint (the
+    /// region's own when none is given; hosts compared by the addresses
+    /// they resolve to, so `localhost` and `127.0.0.1` are one; ports
+    /// default by scheme).
+    pub fn same_table(&self, other: &DynamoConfig) -> bool {
+        let (name, region) = self.table_name_and_region();
+        let (other_name, other_region) = other.table_name_and_region();
+        name == other_name && region == other_region && same_endpoint(&self.endpoint_url(), &other.endpoint_url())
+    }
+
+    /// The endpoint the SDK calls: the override, or the region's.
+    fn endpoint_url(&self) -> String {
+        match &self.endpoint {
+            Some(e) => e.clone(),
+            None => format!("https://dynamodb.{}.amazonaws.com", self.table_name_and_region().1),
+        }
+    }
+}
+
+/// Whether two endpoint URLs reach the same server (see [`DynamoConfig::same_table`]).
+fn same_endpoint(a: &str, b: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    /// (scheme, host, port) of a URL.
+    fn parts(url: &str) -> (String, String, u16) {
+        let url = url.trim().to_ascii_lowercase();
+        let (scheme, rest) = url.split_once("://").unwrap_or(("https", url.as_str()));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let default_port = if scheme == "http" { 80 } else { 443 };
+        let (host, port) = match authority.strip_prefix('[') {
+            // [v6]:port
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+                (host.to_owned(), after.strip_prefix(':').and_then(|p| p.parse().ok()))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) if port.parse::<u16>().is_ok() => (host.to_owned(), port.parse().ok()),
+                _ => (authority.to_owned(), None),
+            },
+        };
+        (scheme.to_owned(), host, port.unwrap_or(default_port))
+    }
+    let (a, b) = (parts(a), parts(b));
+    if a.2 != b.2 {
+        return false;
+    }
+    if a.1 == b.1 {
+        return true;
+    }
+    // Resolved only when the names differ: `localhost` against `127.0.0.1`.
+    let resolve = |host: &str, port: u16| -> Vec<std::net::IpAddr> {
+        (host, port)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .unwrap_or_default()
+    };
+    let (a_ips, b_ips) = (resolve(&a.1, a.2), resolve(&b.1, b.2));
+    a_ips.iter().any(|ip| b_ips.contains(ip))
+}
+
 /// `[[tenants]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -538,11 +614,7 @@ impl Config {
                         "must be at least 1",
                     ));
                 }
-                let same_table = |o: &TenantConfig| {
-                    o.dynamodb
-                        .as_ref()
-                        .is_some_and(|e| e.table == d.table && e.region == d.region && e.endpoint == d.endpoint)
-                };
+                let same_table = |o: &TenantConfig| o.dynamodb.as_ref().is_some_and(|e| e.same_table(d));
                 if let Some(other) = self.tenants[..i].iter().find(|o| same_table(o)) {
                     return Err(ConfigError::new(
                         field("dynamodb.table"),
@@ -752,6 +824,46 @@ mod tests {
         assert!(Config::parse(&two("region = \"us-east-1\"")).is_ok());
         assert!(Config::parse(&two("region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:8000\"")).is_ok());
         assert!(Config::parse(&two("region = \"eu-west-1\"")).is_err());
+    }
+
+    #[test]
+    fn a_table_named_two_ways_is_one_table() {
+        let two = |first: &str, second: &str| {
+            format!(
+                "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\n{first}\n\
+                 [[tenants]]\nid = \"b\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\n{second}\n"
+            )
+        };
+        let same = |first: &str, second: &str| {
+            let error = Config::parse(&two(first, second)).err().map(|e| e.to_string());
+            error.is_some_and(|e| e.contains("writes to the same table"))
+        };
+        // A name and its ARN.
+        assert!(same(
+            "table = \"t\"\nregion = \"eu-west-1\"",
+            "table = \"arn:aws:dynamodb:eu-west-1:123456789012:table/t\"\nregion = \"eu-west-1\""
+        ));
+        assert!(!same(
+            "table = \"t\"\nregion = \"eu-west-1\"",
+            "table = \"arn:aws:dynamodb:us-east-1:123456789012:table/t\"\nregion = \"us-east-1\""
+        ));
+        // The region's endpoint named or not; localhost and 127.0.0.1; a default port.
+        assert!(same(
+            "table = \"t\"\nregion = \"eu-west-1\"",
+            "table = \"t\"\nregion = \"eu-west-1\"\nendpoint = \"https://DynamoDB.eu-west-1.amazonaws.com:443/\""
+        ));
+        assert!(same(
+            "table = \"t\"\nregion = \"r\"\nendpoint = \"http://localhost:8000\"",
+            "table = \"t\"\nregion = \"r\"\nendpoint = \"http://127.0.0.1:8000\""
+        ));
+        assert!(same(
+            "table = \"t\"\nregion = \"r\"\nendpoint = \"http://127.0.0.1\"",
+            "table = \"t\"\nregion = \"r\"\nendpoint = \"http://127.0.0.1:80\""
+        ));
+        assert!(!same(
+            "table = \"t\"\nregion = \"r\"\nendpoint = \"http://localhost:8000\"",
+            "table = \"t\"\nregion = \"r\"\nendpoint = \"http://127.0.0.1:8001\""
+        ));
     }
 
     #[test]

@@ -21,7 +21,6 @@ use crate::admission::{Admission, Waiting};
 use crate::budget::{BudgetPermit, MemoryBudget};
 use crate::pipeline::{Outcome, Pipeline, SubmitError};
 use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
-use crate::sink::SinkError;
 use crate::telemetry;
 use crate::tenant::LiveTenants;
 
@@ -242,13 +241,7 @@ pub async fn serve<S, G>(
 }
 
 fn outcome_done(session: &mut Session, outcome: Outcome, actions: &mut Vec<Action>) {
-    let result = match outcome.result {
-        Ok(()) => BatchOutcome::Stored,
-        Err(SinkError::Refused(reason)) => BatchOutcome::Rejected(reason),
-        // The details are logged by the writer, not told to agents.
-        Err(_) => BatchOutcome::Retry("storage unavailable".into()),
-    };
-    session.batch_done(outcome.seq, result, actions);
+    session.batch_done(outcome.seq, outcome.outcome, actions);
 }
 
 /// How long a closing connection keeps reading what the client still sends.

@@ -5,7 +5,10 @@
 //! (`awp_store::plain`: numbers as numbers, bytes as base64), keys sorted:
 //! the same records give the same lines whether they were stored one item
 //! each or packed, so exports can be compared and loaded anywhere. A table
-//! that holds both (a tenant that changed its layout) exports both.
+//! that holds both (a tenant that changed its layout) exports each record
+//! once, even one stored in both layouts (a batch resent across the
+//! change): `awp_store::dedupe` names a record by its device and
+//! record-layout `rk`, whichever item holds it.
 //!
 //! Items stream through: one SQLite row, or one DynamoDB page, at a time,
 //! so a whole table exports in bounded memory. A time range reads keys
@@ -17,8 +20,9 @@
 use std::io::Write;
 
 use anyhow::Context;
+use awp_store::dedupe::Dedupe;
 use awp_store::key::{MAX_TIME_MS, TIME_DIGITS};
-use awp_store::packed::{MAX_PART_SPAN_MS, stored_records};
+use awp_store::packed::MAX_PART_SPAN_MS;
 use serde_json::Value;
 
 use crate::config::{Config, SinkKind, TenantConfig};
@@ -72,6 +76,9 @@ struct Lines<'a, W: Write> {
     out: W,
     selection: &'a Selection,
     written: u64,
+    /// Items come in key order per device (SQLite's ORDER BY, a Query, a
+    /// Scan's item collections), which is what it needs.
+    dedupe: Dedupe,
 }
 
 impl<W: Write> Lines<'_, W> {
@@ -85,25 +92,41 @@ impl<W: Write> Lines<'_, W> {
         {
             return Ok(());
         }
-        let records = stored_records(item).with_context(|| {
-            let rk = item.get("rk").and_then(|r| r.get("S")).and_then(Value::as_str);
-            format!("item {}", rk.unwrap_or("?"))
-        })?;
-        for record in &records {
-            self.record(record)?;
-        }
-        Ok(())
+        let rk = item
+            .get("rk")
+            .and_then(|r| r.get("S"))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let (selection, out, written) = (self.selection, &mut self.out, &mut self.written);
+        self.dedupe
+            .item::<anyhow::Error>(item, |record| write_record(selection, &mut *out, written, &record))
+            .with_context(|| format!("item {rk}"))
     }
 
-    fn record(&mut self, record: &Value) -> anyhow::Result<()> {
-        if self.selection.selects(record) {
-            // serde_json's maps are sorted: the same record, the same line.
-            serde_json::to_writer(&mut self.out, record)?;
-            self.out.write_all(b"\n")?;
-            self.written += 1;
+    /// At the end: says if the store's order made the copies uncertain.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.dedupe.finish();
+        let copies = self.dedupe.copies();
+        if copies.unordered_items > 0 {
+            tracing::warn!(
+                items = copies.unordered_items,
+                "the store gave items out of key order: a record stored in both layouts may be printed twice"
+            );
         }
         Ok(())
     }
+}
+
+/// Writes `record` if `selection` selects it.
+fn write_record(selection: &Selection, out: &mut impl Write, written: &mut u64, record: &Value) -> anyhow::Result<()> {
+    if selection.selects(record) {
+        // serde_json's maps are sorted: the same record, the same line.
+        serde_json::to_writer(&mut *out, record)?;
+        out.write_all(b"\n")?;
+        *written += 1;
+    }
+    Ok(())
 }
 
 /// Exports `tenant`'s selected records to `out`; returns how many.
@@ -118,6 +141,7 @@ pub async fn export(config: &Config, tenant: &str, selection: &Selection, out: i
         out: std::io::BufWriter::new(out),
         selection,
         written: 0,
+        dedupe: Dedupe::new(),
     };
     match tenant_config.sink.unwrap_or(config.sink.kind) {
         SinkKind::Sqlite => from_sqlite(config, tenant, &mut lines)?,
@@ -127,6 +151,7 @@ pub async fn export(config: &Config, tenant: &str, selection: &Selection, out: i
             other.name()
         ),
     }
+    lines.finish()?;
     lines.out.flush()?;
     Ok(lines.written)
 }

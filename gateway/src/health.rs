@@ -6,6 +6,12 @@
 //! every write of its sink has failed for longer than
 //! `pipeline.unhealthy_after_ms`. `/readyz` then answers 503 with a line per
 //! degraded tenant, and `awp_tenant_degraded{tenant}` is 1.
+//!
+//! It also notes the tenants whose old store is still written after a
+//! reload (their writer ending its write on the old table, or a removed
+//! tenant's writer writing what was queued): `/readyz` names them, still
+//! ready, until they are done, so an operator knows when an old table may
+//! be retired.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -74,7 +80,22 @@ pub struct Health {
     /// A reload adds and removes tenants.
     tenants: RwLock<Vec<(String, Arc<TenantHealth>)>>,
     unhealthy_after: Duration,
+    /// Old stores still written after a reload.
+    draining: Mutex<Drains>,
 }
+
+/// The notes of old stores still written, and the last note's number.
+#[derive(Debug, Default)]
+struct Drains {
+    last: u64,
+    /// (note, tenant, what).
+    notes: Vec<(u64, String, &'static str)>,
+}
+
+/// A note that a tenant's old store is still written ([`Health::draining`]).
+#[derive(Debug)]
+#[must_use = "the note stays until it is given to Health::drained"]
+pub struct DrainNote(u64);
 
 impl Health {
     /// Health for `tenants`; a sink failing every write for `unhealthy_after`
@@ -83,7 +104,33 @@ impl Health {
         Health {
             tenants: RwLock::new(tenants.into_iter().map(|t| (t, Arc::default())).collect()),
             unhealthy_after,
+            draining: Mutex::default(),
         }
+    }
+
+    /// Notes that `tenant`'s old store is still written (`what` says how),
+    /// until [`Health::drained`].
+    pub fn draining(&self, tenant: &str, what: &'static str) -> DrainNote {
+        let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        draining.last += 1;
+        let id = draining.last;
+        draining.notes.push((id, tenant.to_owned(), what));
+        DrainNote(id)
+    }
+
+    /// The old store of a [`DrainNote`] is no longer written.
+    pub fn drained(&self, note: DrainNote) {
+        self.draining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .notes
+            .retain(|(id, _, _)| *id != note.0);
+    }
+
+    /// Each tenant whose old store is still written, and how.
+    pub fn drains(&self) -> Vec<(String, &'static str)> {
+        let draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        draining.notes.iter().map(|(_, t, what)| (t.clone(), *what)).collect()
     }
 
     fn tenants(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Arc<TenantHealth>)>> {

@@ -345,6 +345,10 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .log_internal_errors(false);
     match format {
         "json" => builder.json().init(),
@@ -352,6 +356,14 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
         other => anyhow::bail!("--log-format: unknown format {other:?}: use text or json"),
     }
     Ok(())
+}
+
+/// Whether text logs carry ANSI colour: only on a terminal, and never with
+/// `NO_COLOR` set to anything but the empty string (no-color.org). A log
+/// written to a file or a pipe (`gateway > gw.log`, journald, a shipper)
+/// stays plain text a machine can read.
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Waits for SIGTERM or Ctrl-C, reloading the configuration on each SIGHUP

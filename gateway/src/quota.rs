@@ -1,15 +1,20 @@
-//! Quotas against noisy neighbours: token buckets (GCRA, `governor`) per
-//! tenant for records/s and bytes/s (inflated), shared by all the tenant's
-//! connections on this node, and per device for records/s, held by the
-//! device's session (a device has one session per node).
+//! Quotas against noisy neighbours: token buckets per tenant for records/s
+//! and bytes/s (inflated), shared by all the tenant's connections on this
+//! node, and per device for records/s, held by the device's session (a
+//! device has one session per node).
 //!
-//! A bucket holds one second of its rate, and never less than the largest
-//! batch (`max_batch_records`, `max_batch_bytes`), so any batch the gateway
-//! accepts can pass an idle bucket. A batch over quota is answered ACK RETRY
-//! with `retry_after_ms` = the time until the bucket has room for it, plus
-//! up to half that again as jitter; nothing of it is stored. The device
-//! bucket is checked first, then the tenant's: a device over its own quota
-//! does not spend its tenant's.
+//! A bucket is a GCRA (the generic cell rate algorithm: one atomic time,
+//! when the bucket will be full again). It holds one second of its rate,
+//! and never less than the largest batch (`max_batch_records`,
+//! `max_batch_bytes`), so any batch the gateway accepts passes an idle
+//! bucket. A batch larger than the bucket (a session's WELCOME allowed it,
+//! and a reload lowered the limits since) passes a full bucket and leaves
+//! it in debt for the rest: the long-run rate holds, and no connected agent
+//! is stranded with a batch no bucket can ever take. A batch over quota is
+//! answered ACK RETRY with `retry_after_ms` = the time until the bucket has
+//! room for it, plus up to half that again as jitter; nothing of it is
+//! stored. The device bucket is checked first, then the tenant's; a batch
+//! refused by one takes nothing from the others.
 //!
 //! Quotas are per node: behind a load balancer over N nodes, a tenant gets
 //! up to N times its quota.
@@ -23,10 +28,11 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// Which quota a batch went over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,24 +81,102 @@ pub struct QuotaSettings {
     pub max_batch_bytes: u32,
 }
 
+/// Nanoseconds on the process's monotonic clock (since its first reading).
+fn now_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// How a bucket fills: `rate` units a second, holding `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Nanoseconds per unit.
+    interval_ns: u64,
+    /// Nanoseconds a full bucket is worth: `burst` units.
+    capacity_ns: u64,
+}
+
+impl Rate {
+    /// `rate` a second, holding one second of it and never less than `largest`.
+    fn new(rate: NonZeroU32, largest: u32) -> Rate {
+        let interval_ns = (1_000_000_000 / u64::from(rate.get())).max(1);
+        let burst = u64::from(rate.get().max(largest));
+        Rate {
+            interval_ns,
+            capacity_ns: burst.saturating_mul(interval_ns),
+        }
+    }
+}
+
+/// A token bucket (GCRA): `full_at` is when it will be full again, on the
+/// [`now_ns`] clock; it is full whenever that is not in the future.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: Rate,
+    full_at: AtomicU64,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: Rate) -> Bucket {
+        Bucket {
+            rate,
+            full_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `n` units at time `now`, or says how long until they could be
+    /// taken. More than the bucket holds is taken from a full bucket, the
+    /// rest as debt.
+    fn take_at(&self, n: u32, now: u64) -> Result<(), Duration> {
+        let cost = u64::from(n).saturating_mul(self.rate.interval_ns);
+        let mut full_at = self.full_at.load(Ordering::Acquire);
+        loop {
+            let from = full_at.max(now);
+            let next = from.saturating_add(cost);
+            // Allowed when what is then owed fits the bucket, or, for a
+            // batch larger than the bucket, when the bucket is full.
+            let ready_at = if cost > self.rate.capacity_ns {
+                full_at
+            } else {
+                next.saturating_sub(self.rate.capacity_ns)
+            };
+            if ready_at > now {
+                return Err(Duration::from_nanos(ready_at - now));
+            }
+            match self
+                .full_at
+                .compare_exchange_weak(full_at, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(seen) => full_at = seen,
+            }
+        }
+    }
+
+    /// Gives back `n` units taken by [`Bucket::take_at`] (a batch another
+    /// bucket refused).
+    fn give_back(&self, n: u32) {
+        let cost = u64::from(n).saturating_mul(self.rate.interval_ns);
+        let _ = self
+            .full_at
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_sub(cost)));
+    }
+}
+
 /// A tenant's quotas; none when the tenant has none.
 #[derive(Debug)]
 pub struct TenantQuota {
     settings: Option<QuotaSettings>,
-    records: Option<DefaultDirectRateLimiter>,
-    bytes: Option<DefaultDirectRateLimiter>,
-    device_records: Option<Quota>,
+    records: Option<Bucket>,
+    bytes: Option<Bucket>,
+    device_records: Option<Rate>,
 }
 
 /// One device's bucket, held by its session.
 #[derive(Debug)]
-pub struct DeviceQuota(DefaultDirectRateLimiter);
-
-/// A bucket of `rate` a second holding at least `largest` (one batch).
-fn quota(rate: NonZeroU32, largest: u32) -> Quota {
-    let burst = NonZeroU32::new(rate.get().max(largest)).unwrap_or(rate);
-    Quota::per_second(rate).allow_burst(burst)
-}
+pub struct DeviceQuota(Bucket);
 
 impl TenantQuota {
     /// From the tenant's configured rates; `max_batch_records` and
@@ -124,9 +208,9 @@ impl TenantQuota {
         } = settings;
         TenantQuota {
             settings: Some(settings),
-            records: records_per_second.map(|r| RateLimiter::direct(quota(r, max_batch_records))),
-            bytes: bytes_per_second.map(|r| RateLimiter::direct(quota(r, max_batch_bytes))),
-            device_records: device_records_per_second.map(|r| quota(r, max_batch_records)),
+            records: records_per_second.map(|r| Bucket::new(Rate::new(r, max_batch_records))),
+            bytes: bytes_per_second.map(|r| Bucket::new(Rate::new(r, max_batch_bytes))),
+            device_records: device_records_per_second.map(|r| Rate::new(r, max_batch_records)),
         }
     }
 
@@ -148,42 +232,34 @@ impl TenantQuota {
 
     /// A bucket for one of the tenant's devices, if devices have a quota.
     pub fn device(&self) -> Option<DeviceQuota> {
-        self.device_records.map(|q| DeviceQuota(RateLimiter::direct(q)))
+        self.device_records.map(|r| DeviceQuota(Bucket::new(r)))
     }
 
     /// Takes `records` and `bytes` from the buckets, or says which quota
-    /// the batch is over and for how long. Takes nothing from a bucket
-    /// when a batch does not pass it.
+    /// the batch is over and for how long. A batch that does not pass takes
+    /// nothing from any bucket.
     pub fn admit(&self, device: Option<&DeviceQuota>, records: u32, bytes: u32) -> Result<(), OverQuota> {
-        if let Some(DeviceQuota(bucket)) = device {
-            take(bucket, records, Scope::Device)?;
-        }
-        if let Some(bucket) = &self.records {
-            take(bucket, records, Scope::Tenant)?;
-        }
-        if let Some(bucket) = &self.bytes {
-            take(bucket, bytes, Scope::Tenant)?;
+        self.admit_at(device, records, bytes, now_ns())
+    }
+
+    fn admit_at(&self, device: Option<&DeviceQuota>, records: u32, bytes: u32, now: u64) -> Result<(), OverQuota> {
+        let checks = [
+            (device.map(|d| &d.0), records, Scope::Device),
+            (self.records.as_ref(), records, Scope::Tenant),
+            (self.bytes.as_ref(), bytes, Scope::Tenant),
+        ];
+        for (i, (bucket, n, scope)) in checks.iter().enumerate() {
+            let Some(bucket) = bucket else { continue };
+            if let Err(wait) = bucket.take_at(*n, now) {
+                for (taken, n, _) in &checks[..i] {
+                    if let Some(taken) = taken {
+                        taken.give_back(*n);
+                    }
+                }
+                return Err(OverQuota { scope: *scope, wait });
+            }
         }
         Ok(())
-    }
-}
-
-fn take(bucket: &DefaultDirectRateLimiter, n: u32, scope: Scope) -> Result<(), OverQuota> {
-    let Some(n) = NonZeroU32::new(n) else {
-        return Ok(());
-    };
-    match bucket.check_n(n) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(not_until)) => Err(OverQuota {
-            scope,
-            wait: not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
-        }),
-        // Larger than the bucket: cannot happen, buckets hold the largest
-        // batch; answered as a full bucket's worth of waiting, never a panic.
-        Err(_) => Err(OverQuota {
-            scope,
-            wait: Duration::from_secs(1),
-        }),
     }
 }
 
@@ -235,5 +311,36 @@ mod tests {
         );
         assert!(TenantQuota::none().device().is_none());
         assert_eq!(TenantQuota::none().admit(None, 1000, 1 << 30), Ok(()));
+    }
+
+    #[test]
+    fn a_batch_refused_by_the_tenant_takes_nothing_from_its_device() {
+        // The device may send 10 a second, the tenant 10 in all.
+        let q = TenantQuota::new(rate(10), None, rate(10), 10, 1 << 20);
+        let (a, b) = (q.device().unwrap(), q.device().unwrap());
+        assert_eq!(q.admit_at(Some(&a), 10, 1, 0), Ok(()));
+        // b's batch passes its own bucket but not the tenant's: b keeps its 10.
+        assert_eq!(q.admit_at(Some(&b), 10, 1, 0).unwrap_err().scope, Scope::Tenant);
+        assert_eq!(b.0.take_at(10, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_bucket_passes_a_full_one_and_leaves_it_in_debt() {
+        // Made for batches of 100 at 10 a second; a session whose WELCOME
+        // allowed 500 (before a reload lowered max_batch_records) sends 500.
+        let second = 1_000_000_000u64;
+        let q = TenantQuota::new(rate(10), None, None, 100, 1 << 20);
+        assert_eq!(q.admit_at(None, 500, 1, 0), Ok(()), "a full bucket takes it");
+        // 50 s of debt: the long-run rate holds.
+        let over = q.admit_at(None, 1, 1, second).unwrap_err();
+        assert_eq!(over.wait, Duration::from_secs(50 - 10) - Duration::from_millis(900));
+        assert!(q.admit_at(None, 500, 1, 49 * second).is_err());
+        assert_eq!(
+            q.admit_at(None, 500, 1, 50 * second),
+            Ok(()),
+            "full again, it passes again"
+        );
+        // In debt again until 90 s: 1,000 records in 100 s, 10 a second.
+        assert!(q.admit_at(None, 1, 1, 60 * second).is_err());
     }
 }

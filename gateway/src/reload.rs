@@ -13,10 +13,23 @@
 //!    stays.
 //! 2. **Apply**, in an order that never lets a session see a tenant without
 //!    its parts: health records, budget shares, connection limits, writers
-//!    (new ones started; removed tenants' writers write what is queued and
-//!    end), session settings, the tenant registry (new secrets, CAs and
-//!    quotas), the TLS configuration for new handshakes. Then every session
-//!    of a removed tenant is told to go away (GOAWAY).
+//!    (new ones started; a tenant whose store changed hands its writer the
+//!    new sink; removed tenants' writers write what is queued and end),
+//!    session settings, the tenant registry (new secrets, CAs and quotas),
+//!    the TLS configuration for new handshakes. Then every session of a
+//!    removed tenant is told to go away (GOAWAY).
+//! 3. **Drain.** The answer waits until no old store is written any more:
+//!    a writer moving to a new store ends the write in flight on the old
+//!    one first, and a removed tenant's writer writes what was queued. A
+//!    tenant still draining after twice the write timeout is named in the
+//!    answer and on `/readyz` until it is done. Only then may an old table
+//!    be retired (docs/operations.md).
+//!
+//! A tenant's writer is never doubled: a changed table, layout, credential
+//! or concurrency gives the same writer a new sink, so the old and the new
+//! store are never written at once. A tenant may not move to a table that
+//! another tenant writes in the configuration in force (two tenants
+//! swapping tables take two reloads).
 //!
 //! What existing connections keep: their TLS session, their authentication
 //! (a rotated secret or CA applies to the next HELLO), the limits their
@@ -26,9 +39,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
 
 use crate::budget::MemoryBudget;
 use crate::config::{Config, DynamoConfig, TenantConfig};
@@ -81,18 +96,27 @@ pub struct ReloadReport {
     pub kept: usize,
     /// Sessions told to go away.
     pub sessions_told: usize,
+    /// Tenants whose old store (or, removed, whose queue) was written to
+    /// the end before the answer.
+    pub drained: Vec<String>,
+    /// Tenants whose old store was still being written when the answer was
+    /// given (named on `/readyz` until done).
+    pub draining: Vec<String>,
 }
 
 impl std::fmt::Display for ReloadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "configuration reloaded: tenants added [{}], removed [{}] ({} sessions told to go away), store changed [{}], {} kept",
+            "configuration reloaded: tenants added [{}], removed [{}] ({} sessions told to go away), store changed [{}], {} kept; \
+             old stores no longer written [{}], still draining [{}]",
             self.added.join(", "),
             self.removed.join(", "),
             self.sessions_told,
             self.store_changed.join(", "),
-            self.kept
+            self.kept,
+            self.drained.join(", "),
+            self.draining.join(", "),
         )
     }
 }
@@ -164,6 +188,8 @@ impl Reloader {
                 store_changed = ?report.store_changed,
                 kept = report.kept,
                 sessions_told = report.sessions_told,
+                drained = ?report.drained,
+                draining = ?report.draining,
                 "configuration reloaded"
             ),
             Err(e) => tracing::warn!(error = %e, "configuration reload refused; the configuration in force stays"),
@@ -173,6 +199,22 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
+        let (mut report, drains, write_timeout) = self.apply().await?;
+        // Outside the reload lock: a drain is bounded, but shutdown need not wait for it.
+        let deadline = tokio::time::Instant::now() + 2 * write_timeout + Duration::from_secs(1);
+        for (tenant, drain) in drains {
+            match tokio::time::timeout_at(deadline, drain).await {
+                Ok(_) => report.drained.push(tenant),
+                Err(_) => report.draining.push(tenant),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks and applies the configuration; returns the report and the
+    /// drains to wait for (tasks that also clear the tenant's draining note
+    /// on `/readyz`).
+    async fn apply(&self) -> Result<(ReloadReport, Vec<(String, JoinHandle<()>)>, Duration), ReloadError> {
         let mut current = self.current.lock().await;
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ReloadError::ShuttingDown);
@@ -202,6 +244,7 @@ impl Reloader {
             ),
             _ => None,
         };
+        moved_onto_anothers_table(&current, &next)?;
         let before: HashSet<&str> = current.tenants.iter().map(|t| t.id.as_str()).collect();
         let mut report = ReloadReport::default();
         let mut opened = Vec::new();
@@ -235,7 +278,7 @@ impl Reloader {
         self.ctx
             .admission
             .set_limits(next.server.max_connections, tenant_limits(&next));
-        self.pipeline.install(opened, &report.removed);
+        let drains = self.pipeline.apply(opened, &report.removed);
         self.ctx
             .settings
             .store(Arc::new(crate::server::session_settings(&next)));
@@ -257,9 +300,43 @@ impl Reloader {
                 );
             }
         }
+        let write_timeout = Duration::from_millis(next.pipeline.write_timeout_ms);
         *current = next;
-        Ok(report)
+        let drains = drains
+            .into_iter()
+            .map(|drain| {
+                let health = self.health.clone();
+                let note = health.draining(&drain.tenant, drain.what.describe());
+                let task = tokio::spawn(async move {
+                    drain.done.await;
+                    health.drained(note);
+                });
+                (drain.tenant, task)
+            })
+            .collect();
+        Ok((report, drains, write_timeout))
     }
+}
+
+/// Refuses a tenant moved onto a table another tenant writes now: that
+/// tenant's writer may still be writing it, and device ids are not
+/// prefixed by tenant.
+fn moved_onto_anothers_table(current: &Config, next: &Config) -> Result<(), ReloadError> {
+    for t in &next.tenants {
+        let Some(table) = &t.dynamodb else { continue };
+        let taken = current
+            .tenants
+            .iter()
+            .find(|o| o.id != t.id && o.dynamodb.as_ref().is_some_and(|d| d.same_table(table)));
+        if let Some(other) = taken {
+            return Err(ReloadError::Invalid(format!(
+                "tenant {:?}: its new table {} is tenant {:?}'s table in the configuration in force; \
+                 move {:?} off it in one reload, then {:?} onto it in the next",
+                t.id, table.table, other.id, other.id, t.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Each tenant's own `max_connections`, for admission.

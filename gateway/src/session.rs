@@ -127,8 +127,8 @@ pub enum BatchOutcome {
     Stored,
     /// Nothing may be counted as stored: ACK RETRY with this message.
     Retry(String),
-    /// The store refused the batch and nothing of it is stored: ACK
-    /// REJECTED with this reason.
+    /// The store cannot take the batch and nothing of it is stored: ACK
+    /// REJECTED with this message.
     Rejected(String),
 }
 
@@ -583,7 +583,7 @@ impl Session {
             if let Some(permit) = peer.budget.try_take(cost) {
                 return self.accept(header, payload, permit, now, out);
             }
-            telemetry::global().budget_wait();
+            peer.tenant.budget_waited();
             self.parked_since = Some(now.mono);
             out.push(Action::AwaitBudget(peer.budget.request(cost)));
         }
@@ -765,7 +765,7 @@ impl Session {
         let ack = match outcome {
             BatchOutcome::Stored => Ack::ok(seq),
             BatchOutcome::Retry(message) => Ack::retry(seq, self.jittered(self.settings.retry_after_ms), &message),
-            BatchOutcome::Rejected(reason) => Ack::rejected(seq, &format!("the store refused this batch: {reason}")),
+            BatchOutcome::Rejected(message) => Ack::rejected(seq, &message),
         };
         self.ack(ack, out);
         self.close_if_done(out);
@@ -851,7 +851,9 @@ impl Session {
                 self.settings.budget_wait.as_millis()
             );
             let answered = self.retry_parked(self.settings.retry_after_ms, &message, out);
-            telemetry::global().budget_timeouts(answered);
+            if let Some(peer) = &self.peer {
+                peer.tenant.budget_timed_out(answered);
+            }
             self.resume_input(now, out);
             self.close_if_done(out);
             return;

@@ -156,13 +156,13 @@ pub const METRICS: &[Metric] = &[
     metric(
         "awp_budget_waits_total",
         C,
-        &[],
+        &["tenant"],
         "batches that waited for memory budget",
     ),
     metric(
         "awp_budget_timeouts_total",
         C,
-        &[],
+        &["tenant"],
         "batches answered ACK RETRY after waiting too long for budget",
     ),
     metric(
@@ -343,8 +343,6 @@ pub struct Global {
     auth_failures: Counter,
     ack_latency: Histogram,
     budget: Gauge,
-    budget_waits: Counter,
-    budget_timeouts: Counter,
 }
 
 const FRAME_TYPES: [FrameType; 9] = [
@@ -384,8 +382,6 @@ impl Global {
             auth_failures: metrics::counter!("awp_auth_failures_total"),
             ack_latency: metrics::histogram!("awp_ack_latency_seconds"),
             budget: metrics::gauge!("awp_budget_bytes"),
-            budget_waits: metrics::counter!("awp_budget_waits_total"),
-            budget_timeouts: metrics::counter!("awp_budget_timeouts_total"),
         }
     }
 
@@ -440,6 +436,15 @@ impl Global {
     pub fn certificate_expiry(&self, certificate: String, unix_seconds: i64) {
         metrics::gauge!("awp_tls_certificate_expiry_timestamp_seconds", "certificate" => certificate)
             .set(unix_seconds as f64);
+    }
+
+    /// A tenant's counters of batches that waited for memory budget, and of
+    /// those answered ACK RETRY after waiting too long.
+    pub fn budget_counters(&self, tenant: &str) -> [Counter; 2] {
+        [
+            metrics::counter!("awp_budget_waits_total", "tenant" => tenant.to_owned()),
+            metrics::counter!("awp_budget_timeouts_total", "tenant" => tenant.to_owned()),
+        ]
     }
 
     /// A tenant's counters of batches over a quota, by [`crate::quota::Scope`].
@@ -507,16 +512,6 @@ impl Global {
     /// The configured memory budget.
     pub fn budget(&self, bytes: usize) {
         self.budget.set(bytes as f64);
-    }
-
-    /// A batch had to wait for memory budget.
-    pub fn budget_wait(&self) {
-        self.budget_waits.increment(1);
-    }
-
-    /// Batches were answered ACK RETRY after waiting too long for budget.
-    pub fn budget_timeouts(&self, batches: usize) {
-        self.budget_timeouts.increment(batches as u64);
     }
 }
 

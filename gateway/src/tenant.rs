@@ -43,6 +43,8 @@ pub struct Tenant {
     pub quota: SharedQuota,
     /// Batches over a quota, by scope (device, tenant).
     quota_exceeded: [metrics::Counter; 2],
+    /// Batches that waited for memory budget, and that timed out waiting.
+    budget_waits: [metrics::Counter; 2],
 }
 
 impl Tenant {
@@ -59,6 +61,7 @@ impl Tenant {
             layout: Layout::Record,
             quota: Arc::new(ArcSwap::from_pointee(TenantQuota::none())),
             quota_exceeded: telemetry::global().quota_counters(id),
+            budget_waits: telemetry::global().budget_counters(id),
         }
     }
 
@@ -74,6 +77,16 @@ impl Tenant {
     /// Counts a batch over a quota.
     pub fn quota_exceeded(&self, scope: Scope) {
         self.quota_exceeded[scope as usize].increment(1);
+    }
+
+    /// Counts a batch that waits for memory budget.
+    pub fn budget_waited(&self) {
+        self.budget_waits[0].increment(1);
+    }
+
+    /// Counts batches answered ACK RETRY after waiting too long for budget.
+    pub fn budget_timed_out(&self, batches: usize) {
+        self.budget_waits[1].increment(batches as u64);
     }
 
     /// `expires_at` (unix seconds) for a batch received at `received_at_ms`.
@@ -164,6 +177,7 @@ impl Tenants {
                     max_batch_bytes: server.max_batch_bytes,
                 }))),
                 quota_exceeded: telemetry::global().quota_counters(&c.id),
+                budget_waits: telemetry::global().budget_counters(&c.id),
             });
         }
         Ok(tenants)

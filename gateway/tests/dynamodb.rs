@@ -450,16 +450,17 @@ async fn three_acks(c: &mut Client<tokio::net::TcpStream>) -> BTreeMap<u64, (Ack
     acks
 }
 
-#[tokio::test]
-async fn a_batch_the_store_refuses_is_rejected_and_the_rest_of_its_write_is_stored() {
+/// One batch the store refuses between two it takes, sharing a write
+/// (`linger_ms`) or each alone (none): the refused one is REJECTED, the
+/// others stored; nothing of the refused one stays.
+async fn a_batch_the_store_refuses_is_rejected_and_the_rest_is_stored(linger_ms: u64) {
     let db = Dynalite::start();
     let client = create_tables(&db.endpoint, &["acme"]).await;
     let proxy = FaultProxy::start(&db.endpoint).await;
     let endpoint = proxy.endpoint.clone();
     let t = TestServer::start(move |c| {
         use_dynamo(c, &endpoint, &[]);
-        // The three batches below share one write.
-        c.pipeline.linger_ms = 300;
+        c.pipeline.linger_ms = linger_ms;
     })
     .await;
     proxy.set(Fault::Refuse("poison-pill"));
@@ -484,16 +485,17 @@ async fn a_batch_the_store_refuses_is_rejected_and_the_rest_of_its_write_is_stor
         .collect();
     assert_eq!(items.len(), 20);
     assert_eq!(seqs, BTreeSet::from(["1".to_owned(), "3".to_owned()]));
-
-    // A store that refuses everything is the store's fault, not the batches':
-    // nothing is rejected, everything is retried.
-    proxy.set(Fault::Refuse("RequestItems"));
-    for frame in [batch(4, 10), poisoned_batch(5), batch(6, 10)] {
-        c.send(&frame).await;
-    }
-    let acks = three_acks(&mut c).await;
-    assert!(acks.values().all(|(status, _)| *status == AckStatus::Retry), "{acks:?}");
     t.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_is_rejected_and_the_rest_of_its_write_is_stored() {
+    a_batch_the_store_refuses_is_rejected_and_the_rest_is_stored(300).await;
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_alone_is_rejected_too() {
+    a_batch_the_store_refuses_is_rejected_and_the_rest_is_stored(0).await;
 }
 
 /// A reload that gives a tenant another table starts a new writer for it:

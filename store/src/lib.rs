@@ -24,13 +24,15 @@
 //!
 //! Beside it: [`key`] formats and parses `rk`, [`sqlite`] is the SQLite
 //! layout (schema, upsert, reading a device back), [`compare`] compares
-//! items by value, and [`dynamodb::attributes_to_json`] turns items read
+//! items by value, [`dedupe`] gives a table's records once each when both
+//! layouts hold some of them, and [`dynamodb::attributes_to_json`] turns items read
 //! from DynamoDB back into DynamoDB JSON.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod compare;
+pub mod dedupe;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod json;

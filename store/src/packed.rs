@@ -23,18 +23,36 @@
 //!
 //! # Parts
 //!
-//! A part holds records in time order whose JSON lines add up to at most
-//! [`PART_LINES_BYTES`] before compression, and whose times span at most
-//! [`MAX_PART_SPAN_MS`] (a part always holds at least one record). So an
-//! item stays well under DynamoDB's 400 KB, and a time-range query reads
-//! `rk` from one span before its start. A batch that fits one part (about
-//! every batch an agent sends live) is one item, keyed by the batch's
-//! earliest record time, without the `#p` suffix. The split depends only
-//! on the batch's content, so a resent batch lands on the same keys and is
-//! stored once. A single record whose packed item would still be over 400
-//! KB (only possible for an unknown kind with a body near the limit that
-//! does not compress) cannot be stored packed: [`PackError::TooLarge`]
-//! (ACK REJECTED).
+//! A part holds records in time order (record order among equal times)
+//! whose own bytes add up to at most [`PART_CONTENT_BYTES`], and whose
+//! times span at most [`MAX_PART_SPAN_MS`] (a part always holds at least
+//! one record). A record's own bytes are its JSON line less the attributes
+//! every line of its batch shares with the session (`seq`, `received_at`,
+//! `platform`, `agent_version`, `expires_at`): what the device, seq and
+//! record alone determine. So where a batch is cut, and the key and records
+//! of every part, depend only on the batch's content: a batch resent from
+//! another connection (another agent version, platform, or a retention
+//! changed by a reload in between) lands on the same keys with the same
+//! records per key and is stored once, keeping either send's attributes.
+//! The lines' shared attributes compress to a few bytes each, so an item
+//! stays well under DynamoDB's 400 KB; a time-range query reads `rk` from
+//! one span before its start. A batch that fits one part (about every batch
+//! an agent sends live) is one item, keyed by the batch's earliest record
+//! time, without the `#p` suffix. A single record whose packed item would
+//! still be over 400 KB (only possible for an unknown kind with a body near
+//! the limit that does not compress) cannot be stored packed:
+//! [`PackError::TooLarge`] (ACK REJECTED), found before anything of the
+//! write is sent.
+//!
+//! # A tenant that changes its layout
+//!
+//! The two layouts key a record differently (`{time}#{seq}#{index}` against
+//! `{t_min}#{seq}` or `{t_min}#{seq}#p{n}`), so a batch resent after the
+//! tenant's layout changed is stored under the other layout's keys as well:
+//! the table then holds the record twice, once per layout. Readers that
+//! meet both give it once ([`Dedupe`], used by `gateway export` and
+//! agent-sim's verify): a record is named by its record-layout `rk` (time,
+//! seq, index) within its device, whichever item holds it.
 
 use std::ops::Range;
 
@@ -47,8 +65,10 @@ use crate::plain::to_plain;
 use crate::size::MAX_ITEM_BYTES;
 use crate::text::{push_base64, push_json_str, push_padded, push_padded_digits, push_u64};
 
-/// The most JSON-line bytes, before compression, in one part.
-pub const PART_LINES_BYTES: usize = 256 * 1024;
+/// The most bytes of its records' own content (their JSON lines less the
+/// attributes the session gives every line) in one part, before
+/// compression.
+pub const PART_CONTENT_BYTES: usize = 256 * 1024;
 
 /// The longest time one item's records span, ms: a query for a time range
 /// reads the keys from this much before it (`rk` starts with the item's
@@ -188,6 +208,8 @@ impl PackedItem<'_> {
 #[derive(Debug, Clone)]
 struct Part {
     lines: Range<usize>,
+    /// The records' own bytes (see [`PART_CONTENT_BYTES`]).
+    content: usize,
     first_record: usize,
     count: u32,
     t_min: u64,
@@ -199,6 +221,10 @@ struct Part {
 pub struct Packer {
     json: JsonItems,
     lines: String,
+    /// The batch's shared attributes, as DynamoDB JSON and then plain: to
+    /// measure what each line carries of them.
+    shared: String,
+    shared_plain: String,
     /// The lines in time order, when the batch's were not.
     sorted: String,
     order: Vec<Line>,
@@ -222,6 +248,8 @@ impl Packer {
         Ok(Packer {
             json: JsonItems::new(),
             lines: String::new(),
+            shared: String::new(),
+            shared_plain: String::new(),
             sorted: String::new(),
             order: Vec::new(),
             parts: Vec::new(),
@@ -278,13 +306,14 @@ impl Packer {
     }
 
     /// Renders the batch's lines and cuts them into parts: records in time
-    /// order (record order among equal times), a new part when the lines
-    /// would pass [`PART_LINES_BYTES`] or the part's times would span more
-    /// than [`MAX_PART_SPAN_MS`].
+    /// order (record order among equal times), a new part when the records'
+    /// own bytes would pass [`PART_CONTENT_BYTES`] or the part's times would
+    /// span more than [`MAX_PART_SPAN_MS`].
     fn cut(&mut self, batch: &AcceptedBatch) -> Result<(), PackError> {
         self.lines.clear();
         self.parts.clear();
         self.order.clear();
+        let shared = self.shared_len(batch)?;
         self.json.begin(batch);
         for (index, record) in batch.records().enumerate() {
             let record = record?;
@@ -292,11 +321,14 @@ impl Packer {
             let json = self.json.render_record_json(&record);
             // The renderer's own output: always DynamoDB JSON.
             to_plain(json, &mut self.lines).map_err(|e| PackError::Render(e.to_string()))?;
+            // Every line holds the shared attributes once, as plain JSON.
+            let content = (self.lines.len() - start).saturating_sub(shared);
             self.lines.push('\n');
             self.order.push(Line {
                 time: record.key.time_ms,
                 index,
                 kind: kind_bit(&record.record.body),
+                content,
                 bytes: start..self.lines.len(),
             });
         }
@@ -314,16 +346,18 @@ impl Packer {
         for line in &self.order {
             match self.parts.last_mut() {
                 Some(part)
-                    if line.bytes.end - part.lines.start <= PART_LINES_BYTES
+                    if part.content + line.content <= PART_CONTENT_BYTES
                         && line.time - part.t_min <= MAX_PART_SPAN_MS =>
                 {
                     part.lines.end = line.bytes.end;
+                    part.content += line.content;
                     part.count += 1;
                     part.t_max = line.time;
                     part.kinds |= line.kind;
                 }
                 _ => self.parts.push(Part {
                     lines: line.bytes.clone(),
+                    content: line.content,
                     first_record: line.index,
                     count: 1,
                     t_min: line.time,
@@ -334,6 +368,20 @@ impl Packer {
         }
         Ok(())
     }
+
+    /// The length of the attributes every line of `batch` shares with its
+    /// session (`"seq":…` to `expires_at`), as each line holds them in
+    /// plain JSON.
+    fn shared_len(&mut self, batch: &AcceptedBatch) -> Result<usize, PackError> {
+        self.shared.clear();
+        self.shared.push('{');
+        crate::json::push_batch_attributes(&mut self.shared, batch);
+        self.shared.push('}');
+        self.shared_plain.clear();
+        to_plain(&self.shared, &mut self.shared_plain).map_err(|e| PackError::Render(e.to_string()))?;
+        // Less the braces; each line has a comma before them instead.
+        Ok(self.shared_plain.len() - 1)
+    }
 }
 
 /// A record's line in the packer's buffer, and what its part needs of it.
@@ -342,6 +390,8 @@ struct Line {
     time: u64,
     index: usize,
     kind: u8,
+    /// The record's own bytes in its line (see [`PART_CONTENT_BYTES`]).
+    content: usize,
     bytes: Range<usize>,
 }
 
@@ -471,6 +521,112 @@ mod tests {
             first.iter().map(|p| &p.0).collect::<Vec<_>>(),
             again.iter().map(|p| &p.0).collect::<Vec<_>>()
         );
+    }
+
+    /// The same (device, seq, records) accepted from two sessions that
+    /// differ in everything a session gives the items: platform, agent
+    /// version (up to the 64 bytes HELLO allows), arrival time, retention.
+    fn resent_by_another_session(bodies: Vec<RecordBody<'static>>) -> [AcceptedBatch; 2] {
+        let batch = awp_protocol::Batch {
+            seq: 7,
+            base_time_ms: 1_764_000_000_000,
+            records: bodies
+                .into_iter()
+                .enumerate()
+                .map(|(i, body)| awp_protocol::Record {
+                    time_offset_ms: i as i64 * 70,
+                    body,
+                })
+                .collect(),
+        };
+        let limits = awp_protocol::Limits {
+            max_frame_len: 16 << 20,
+            max_batch_bytes: 16 << 20,
+            ..awp_protocol::Limits::DEFAULT
+        };
+        let content = awp_protocol::PreparedBatch::new(&batch, &limits).unwrap();
+        let first = std::sync::Arc::new(crate::Origin {
+            device_id: "phone-1".into(),
+            platform: awp_protocol::Platform::Android,
+            agent_version: "1".into(),
+        });
+        let second = std::sync::Arc::new(crate::Origin {
+            device_id: "phone-1".into(),
+            platform: awp_protocol::Platform::Windows,
+            agent_version: "\u{1}".repeat(10) + &"v".repeat(54),
+        });
+        [
+            AcceptedBatch::accept(first, 7, 1_764_000_000_001, None, content.content().clone(), &limits).unwrap(),
+            AcceptedBatch::accept(
+                second,
+                7,
+                1_764_999_999_999,
+                Some(1_799_999_999),
+                content.content().clone(),
+                &limits,
+            )
+            .unwrap(),
+        ]
+    }
+
+    /// Each part's key and its records' keys.
+    fn keys(parts: &[ReadBack]) -> Vec<(String, Vec<String>)> {
+        parts
+            .iter()
+            .map(|p| {
+                (
+                    p.0.clone(),
+                    p.5.iter().map(|r| r["rk"].as_str().unwrap().to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn where_a_batch_is_cut_depends_on_its_content_not_its_session() {
+        // 600 app-usage records with 300-500 character titles: several parts.
+        let bodies = (0..600)
+            .map(|i| {
+                RecordBody::AppUsage(awp_protocol::AppUsage {
+                    app: "com.example.app".into(),
+                    title: "t".repeat(300 + (i * 37) % 200).into(),
+                    foreground_ms: i as u64,
+                })
+            })
+            .collect();
+        let [first, second] = resent_by_another_session(bodies);
+        let (a, b) = (packed(&first), packed(&second));
+        assert!(a.len() > 1, "{} parts", a.len());
+        assert_eq!(keys(&a), keys(&b), "the same keys, the same records under each");
+        assert_ne!(a[0].5[0]["agent_version"], b[0].5[0]["agent_version"]);
+        // The parts' records add up to the batch, once each.
+        let mut all: Vec<String> = keys(&a).into_iter().flat_map(|(_, r)| r).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 600);
+    }
+
+    #[test]
+    fn one_large_record_alone_is_too_large_whichever_session_sends_it() {
+        // Random bytes do not compress: the record item fits 400 KB, the packed one does not.
+        let mut rng = 11u64;
+        let body: Vec<u8> = (0..409_000)
+            .map(|_| {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (rng >> 56) as u8
+            })
+            .collect();
+        let body = RecordBody::Unknown(awp_protocol::Unknown {
+            kind: 200,
+            body: body.into(),
+        });
+        for batch in resent_by_another_session(vec![body]) {
+            let err = Packer::new()
+                .unwrap()
+                .pack::<PackError>(&batch, |_| Ok(()))
+                .unwrap_err();
+            assert!(matches!(err, PackError::TooLarge { index: 0, .. }), "{err}");
+        }
     }
 
     #[test]

@@ -79,6 +79,19 @@ pub enum Fault {
     /// ValidationException, as DynamoDB refuses a value it will not store;
     /// the rest is forwarded.
     Refuse(&'static str),
+    /// As [`Fault::Refuse`] for `refuse`; a BatchWriteItem carrying `delay`
+    /// is held `by` before it is forwarded (a request still on its way
+    /// when another of its write was refused). The proxy forwards it even
+    /// if the client went away meanwhile, as DynamoDB goes on with a
+    /// request it has received.
+    RefuseDelaying {
+        refuse: &'static str,
+        delay: &'static str,
+        by: std::time::Duration,
+    },
+    /// As [`Fault::Unprocessed`], with `UnprocessedItems` keyed by the
+    /// table's ARN instead of its name (AWS documents both).
+    UnprocessedUnderArn,
 }
 
 /// Counts of what the proxy did.
@@ -223,6 +236,17 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
                 Fault::None
             };
         }
+        let contains = |marker: &str| req.body.windows(marker.len()).any(|w| w == marker.as_bytes());
+        if let Fault::RefuseDelaying { refuse, delay, by } = mode {
+            if is_batch_write && contains(delay) {
+                tokio::time::sleep(by).await;
+            }
+            mode = Fault::Refuse(refuse);
+        }
+        let under_arn = mode == Fault::UnprocessedUnderArn;
+        if under_arn {
+            mode = Fault::Unprocessed;
+        }
         let answer = match mode {
             Fault::Down => {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -251,7 +275,12 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
                     let keep = writes.len().div_ceil(2);
                     let rest: Vec<Value> = writes.drain(keep..).collect();
                     if !rest.is_empty() {
-                        unprocessed.insert(table.clone(), Value::Array(rest));
+                        let key = if under_arn {
+                            format!("arn:aws:dynamodb:us-east-1:000000000000:table/{table}")
+                        } else {
+                            table.clone()
+                        };
+                        unprocessed.insert(key, Value::Array(rest));
                     }
                 }
                 match forward(&upstream, &req.head, body.to_string().as_bytes()).await {
@@ -263,9 +292,7 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
                     None => return,
                 }
             }
-            Fault::Refuse(marker)
-                if is_batch_write && req.body.windows(marker.len()).any(|w| w == marker.as_bytes()) =>
-            {
+            Fault::Refuse(marker) if is_batch_write && contains(marker) => {
                 stats.refused.fetch_add(1, Ordering::Relaxed);
                 response(
                     "400 Bad Request",
@@ -273,7 +300,12 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
                             "message": "One or more parameter values were invalid: injected refusal"}),
                 )
             }
-            Fault::None | Fault::Unprocessed | Fault::Random(..) | Fault::Refuse(_) => {
+            Fault::None
+            | Fault::Unprocessed
+            | Fault::Random(..)
+            | Fault::Refuse(_)
+            | Fault::RefuseDelaying { .. }
+            | Fault::UnprocessedUnderArn => {
                 stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 match forward(&upstream, &req.head, &req.body).await {
                     Some((head, resp)) => [with_content_length(&head, resp.len()).into_bytes(), resp].concat(),

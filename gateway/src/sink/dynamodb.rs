@@ -11,7 +11,22 @@
 //! returns `Ok` only when every item is written; a non-retryable error (a
 //! missing table, a validation error, denied access) or running out of time
 //! (`give_up_after`) returns an error, and the pipeline answers the batches
-//! with ACK RETRY — nothing is acked that is not in the table.
+//! with ACK RETRY — nothing is acked that is not in the table. It returns
+//! only once no request of it is in flight: a request still on its way
+//! when another failed could otherwise land after the pipeline removed a
+//! refused batch's items (`discard`), leaving part of a REJECTED batch
+//! stored. Requests waiting to be retried are not sent then, and those in
+//! flight end within the SDK's attempt timeout.
+//!
+//! `UnprocessedItems` is keyed by the table's name or ARN (AWS documents
+//! both): every item under any key is resent.
+//!
+//! [`TenantSink::probe`] asks the table whether it takes well-formed items
+//! without storing one: a PutItem of an item of the tenant's layout with a
+//! condition that never holds. A table that answers the condition
+//! (`ConditionalCheckFailedException`) validated the item first; one that
+//! refuses it (`ValidationException`: keys or an index that do not fit the
+//! items) is at fault, not the batch it refused.
 //!
 //! Items with the same (`device`, `rk`) in one call (a batch resent while
 //! its first copy was still queued) are written once, the later copy
@@ -363,6 +378,8 @@ impl AdaptiveLimit {
 enum Attempt {
     /// All written.
     Done,
+    /// Not sent: the write failed while it waited to be retried.
+    NotSent,
     /// Some items came back unprocessed; resend them.
     Unprocessed(Vec<WriteRequest>),
     /// The request failed.
@@ -382,10 +399,13 @@ impl DynamoSink {
             .await;
         match result {
             Ok(out) => {
-                let unprocessed = out
+                // Keyed by the table's name or its ARN: any key counts.
+                let unprocessed: Vec<WriteRequest> = out
                     .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
+                    .into_iter()
+                    .flat_map(HashMap::into_values)
+                    .flatten()
+                    .collect();
                 self.metrics
                     .request_done(started.elapsed(), count - unprocessed.len(), unprocessed.len());
                 if unprocessed.is_empty() {
@@ -419,34 +439,42 @@ impl DynamoSink {
         let deadline = Instant::now() + self.give_up_after;
         // Requests to send again, with their attempt number.
         let mut retries: Vec<(Vec<WriteRequest>, u32)> = Vec::new();
+        // Set when the write has failed: retries still waiting are not sent.
+        let stopped = std::sync::atomic::AtomicBool::new(false);
         let mut inflight = FuturesUnordered::new();
-        loop {
+        let result = 'write: loop {
             while inflight.len() < self.limit.current() {
                 let (request, attempt) = match retries.pop() {
                     Some(r) => r,
-                    None => match next()? {
-                        Some(request) => (request, 0),
-                        None => break,
+                    None => match next() {
+                        Ok(Some(request)) => (request, 0),
+                        Ok(None) => break,
+                        // Rendering failed: nothing more goes out.
+                        Err(e) => break 'write Err(e),
                     },
                 };
-                let this = &*self;
+                let (this, stopped) = (&*self, &stopped);
                 inflight.push(async move {
                     if attempt > 0 {
                         this.metrics.retry();
                         tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    if stopped.load(Ordering::SeqCst) {
+                        return (Attempt::NotSent, attempt);
                     }
                     (this.send(request).await, attempt)
                 });
             }
             // The limit is at least 1, so with requests left one is in flight.
             let Some((outcome, attempt)) = inflight.next().await else {
-                return Ok(());
+                break Ok(());
             };
             let (retry, message, rest) = match outcome {
                 Attempt::Done => {
                     self.limit.on_success();
                     continue;
                 }
+                Attempt::NotSent => continue,
                 Attempt::Unprocessed(rest) => (Retry::Throttled, "unprocessed items".to_owned(), rest),
                 Attempt::Failed(retry, message, rest) => (retry, message, rest),
             };
@@ -454,11 +482,11 @@ impl DynamoSink {
                 Retry::Refused => {
                     tracing::warn!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB refused a request's items");
                     // The table is the operator's business (it is in the log), not the agent's.
-                    return Err(SinkError::Refused(message));
+                    break Err(SinkError::Refused(message));
                 }
                 Retry::Never => {
                     tracing::error!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB write failed and will not succeed by retrying");
-                    return Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
+                    break Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
                 }
                 Retry::Throttled => {
                     self.metrics.throttled();
@@ -468,10 +496,104 @@ impl DynamoSink {
             }
             if Instant::now() >= deadline {
                 tracing::warn!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB write gave up at its deadline");
-                return Err(SinkError::Retryable(format!("table {}: {message}", self.table)));
+                break Err(SinkError::Retryable(format!("table {}: {message}", self.table)));
             }
             tracing::debug!(tenant = %self.tenant, error = %message, attempt, "retrying a BatchWriteItem");
             retries.push((rest, attempt + 1));
+        };
+        // Nothing of the write may land after it returned: retries not yet
+        // sent stay unsent, requests on their way are waited for (each ends
+        // within the SDK's attempt timeout).
+        stopped.store(true, Ordering::SeqCst);
+        while inflight.next().await.is_some() {}
+        result
+    }
+}
+
+/// The device id of [`DynamoSink::probe_table`]'s item (never written).
+const PROBE_DEVICE: &str = "awp-gateway-probe";
+
+/// A one-record batch, for an item of the tenant's layout that
+/// [`DynamoSink::probe_table`] offers the table.
+fn probe_batch() -> Result<AcceptedBatch, SinkError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    let batch = awp_protocol::Batch {
+        seq: 0,
+        base_time_ms: now,
+        records: vec![awp_protocol::Record {
+            time_offset_ms: 0,
+            body: awp_protocol::RecordBody::Location(awp_protocol::Location {
+                lat_e7: 0,
+                lon_e7: 0,
+                accuracy_m: 1,
+            }),
+        }],
+    };
+    let limits = awp_protocol::Limits::DEFAULT;
+    let content = awp_protocol::PreparedBatch::new(&batch, &limits)
+        .map_err(|e| SinkError::Fatal(format!("cannot make a probe item: {e}")))?;
+    let origin = std::sync::Arc::new(awp_store::Origin {
+        device_id: PROBE_DEVICE.into(),
+        platform: awp_protocol::Platform::Linux,
+        agent_version: "probe".into(),
+    });
+    AcceptedBatch::accept(origin, 0, now, None, content.content().clone(), &limits)
+        .map_err(|e| SinkError::Fatal(format!("cannot make a probe item: {e}")))
+}
+
+impl DynamoSink {
+    /// A well-formed item of the tenant's layout.
+    fn probe_item(&mut self) -> Result<HashMap<String, AttributeValue>, SinkError> {
+        let batch = probe_batch()?;
+        let mut item = None;
+        match &mut self.packer {
+            Some(packer) => packer.pack::<SinkError>(&batch, |packed| {
+                item.get_or_insert_with(|| awp_store::dynamodb::packed_item(&packed));
+                Ok(())
+            })?,
+            None => {
+                if let Some(record) = batch.records().next() {
+                    item = Some(AttributeItems::new(&batch).item(&record?));
+                }
+            }
+        }
+        item.ok_or_else(|| SinkError::Fatal("the probe batch has no item".into()))
+    }
+
+    /// Whether the table takes well-formed items now: a PutItem of one,
+    /// under a condition that never holds, so nothing is stored. DynamoDB
+    /// validates an item (keys, index keys, sizes) before it evaluates the
+    /// condition: a failed condition means the item was fine.
+    async fn probe_table(&mut self) -> Result<(), SinkError> {
+        let item = self.probe_item()?;
+        let answer = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(#d) AND attribute_not_exists(#d)")
+            .expression_attribute_names("#d", "device")
+            .send()
+            .await;
+        match answer {
+            // Cannot happen (the condition never holds); nothing is wrong with the table either way.
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                let (retry, message) = classify(&e);
+                let message = format!("table {}: a probe item was refused: {message}", self.table);
+                match retry {
+                    Retry::Throttled | Retry::Transient => Err(SinkError::Retryable(message)),
+                    Retry::Refused | Retry::Never => Err(SinkError::Fatal(message)),
+                }
+            }
         }
     }
 }
@@ -484,6 +606,10 @@ impl TenantSink for DynamoSink {
         }
         let mut fresh = Requests::new(&batches)?;
         self.send_all(|| fresh.next_request()).await
+    }
+
+    async fn probe(&mut self) -> Result<(), SinkError> {
+        self.probe_table().await
     }
 
     async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {

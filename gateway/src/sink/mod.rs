@@ -24,20 +24,32 @@ use awp_store::AcceptedBatch;
 use crate::config::{PipelineConfig, SinkConfig, SinkKind};
 use crate::tenant::Tenant;
 
-/// Why a write failed. Either way the batches are answered with ACK RETRY.
+/// Why a write failed. [`SinkError::Retryable`] and [`SinkError::Fatal`]
+/// are answered ACK RETRY (the agents keep their data); the two refusals
+/// lead to ACK REJECTED for the batch at fault (`pipeline.rs`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
     /// Throttling, a busy or locked store, IO: may succeed later.
     #[error("sink write failed, retryable: {0}")]
     Retryable(String),
     /// A configuration problem (a missing table, no permission, a corrupt
-    /// file) that will not fix itself. Still answered with ACK RETRY (the
-    /// agents keep their data), but logged loudly.
+    /// file, a table that refuses well-formed items) that will not fix
+    /// itself. Still answered with ACK RETRY (the agents keep their data),
+    /// but logged loudly.
     #[error("sink write failed, fatal (check the configuration): {0}")]
     Fatal(String),
+    /// The gateway found, before it sent anything of the write, that a
+    /// batch's items cannot be stored whatever the store (a packed item
+    /// over DynamoDB's 400 KB): the batch's own fault, decided by its
+    /// content alone, and nothing of the write was written.
+    #[error("the batch cannot be stored: {0}")]
+    Unstorable(String),
     /// The store refused the items of this write (a validation error):
-    /// writing the same items again cannot help, other items may be taken.
-    /// The writer finds the batch at fault by writing them one at a time.
+    /// writing the same items again cannot help, other items may be taken,
+    /// and part of the write may be stored. The writer finds the batch at
+    /// fault by writing them one at a time, and asks the store
+    /// ([`TenantSink::probe`]) whether it takes well-formed items before
+    /// blaming a batch written alone.
     #[error("the store refused the items: {0}")]
     Refused(String),
 }
@@ -50,11 +62,11 @@ impl SinkError {
 }
 
 impl From<awp_store::packed::PackError> for SinkError {
-    /// A batch too large to pack is refused by the store (ACK REJECTED);
-    /// anything else is the gateway's.
+    /// A batch too large to pack cannot be stored (ACK REJECTED); anything
+    /// else is the gateway's.
     fn from(e: awp_store::packed::PackError) -> SinkError {
         match e {
-            awp_store::packed::PackError::TooLarge { .. } => SinkError::Refused(e.to_string()),
+            awp_store::packed::PackError::TooLarge { .. } => SinkError::Unstorable(e.to_string()),
             other => SinkError::Fatal(format!("packing a batch: {other}")),
         }
     }
@@ -79,6 +91,16 @@ pub trait TenantSink: Send + 'static {
     /// batch answered ACK REJECTED leaves nothing behind (a write is one
     /// transaction in SQLite, but several requests in DynamoDB).
     fn discard(&mut self, batch: &AcceptedBatch) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Whether the store takes well-formed items now, without storing
+    /// anything: `Ok` if so, else why not. Asked when the store refused a
+    /// batch written alone, to tell the batch's fault (ACK REJECTED) from
+    /// the store's (a table whose keys or indexes do not fit the items:
+    /// ACK RETRY, and the tenant degraded). Stores that refuse nothing
+    /// by validation take everything.
+    fn probe(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// A tenant's sink, whichever kind its configuration names.
@@ -154,6 +176,16 @@ impl TenantSink for Sink {
             #[cfg(feature = "dynamodb")]
             Sink::Dynamodb(s) => s.discard(batch).await,
             Sink::Null(s) => s.discard(batch).await,
+        }
+    }
+
+    async fn probe(&mut self) -> Result<(), SinkError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Sink::Sqlite(s) => s.probe().await,
+            #[cfg(feature = "dynamodb")]
+            Sink::Dynamodb(s) => s.probe().await,
+            Sink::Null(s) => s.probe().await,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! with a temporary data directory, and a minimal AWP/1 client.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -144,13 +146,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Preamble and a token HELLO as `device` of `tenant`.
     pub async fn send_hello_as(&mut self, tenant: &str, secret: &str, device: &str) {
+        self.send_hello_with(tenant, secret, device, awp_protocol::Platform::Linux, "test")
+            .await;
+    }
+
+    /// Preamble and a token HELLO as `device` of `tenant`, from `platform`
+    /// and `agent_version`.
+    pub async fn send_hello_with(
+        &mut self,
+        tenant: &str,
+        secret: &str,
+        device: &str,
+        platform: awp_protocol::Platform,
+        agent_version: &str,
+    ) {
         let hello = Frame::Hello(awp_protocol::Hello {
             min_version: 1,
             max_version: 1,
             tenant_id: tenant.to_owned(),
             device_id: device.to_owned(),
-            platform: awp_protocol::Platform::Linux,
-            agent_version: "test".to_owned(),
+            platform,
+            agent_version: agent_version.to_owned(),
             compression: awp_protocol::CompressionSet::ALL,
             auth: awp_protocol::HelloAuth::Token {
                 expiry: 0,
