@@ -221,3 +221,48 @@ async fn a_packed_run_on_sqlite_verifies_and_a_lost_batch_is_found_missing() {
     assert!(!v.ok);
     assert_eq!(v.found_records, (acked - 1) * 20);
 }
+
+/// A run stored in the record layout, then the same run again after the
+/// tenant went packed (the same devices and batches, as agents resending
+/// across a layout change): verify counts each record once, reporting the
+/// copies across layouts, and fails when a packed row is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_counts_a_record_in_both_layouts_once_and_fails_one_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = gateway(dir.path(), SinkKind::Sqlite).await;
+    let s = scenario(server.plain_addrs[0]);
+    let (_, first) = run::run(s.clone(), false).await.unwrap();
+    assert!(server.shutdown().await);
+    let mut config = Config::parse(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
+         [sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"sim\"\nsecrets = [\"{SECRET}\"]\nlayout = \"packed\"\n",
+        dir.path().display()
+    ))
+    .unwrap();
+    config.server.max_inflight = 4;
+    let server = awp_gateway::start(&config).await.unwrap();
+    let s = scenario(server.plain_addrs[0]);
+    let (_, second) = run::run(s.clone(), false).await.unwrap();
+    assert!(server.shutdown().await);
+    let store = Store::Sqlite(dir.path().into());
+    let templates = run::templates(&s).unwrap();
+    for results in [&first, &second] {
+        let v = verify(&store, "sim", results, &templates).await.unwrap();
+        assert!(v.ok, "{v:?}");
+        assert!(v.copies_across_layouts > 0, "{v:?}");
+        assert_eq!(v.copies_same_layout, 0);
+    }
+    // A packed row under a second key: its records stored twice.
+    let db = rusqlite::Connection::open(dir.path().join("sim.sqlite3")).unwrap();
+    let copied = db
+        .execute(
+            "INSERT INTO items (device, rk, item) SELECT device, rk || '#p999', item FROM items \
+             WHERE item LIKE '%\"records\"%' LIMIT 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(copied, 1);
+    let v = verify(&store, "sim", &second, &templates).await.unwrap();
+    assert!(!v.ok);
+    assert_eq!(v.copies_same_layout, 20, "{v:?}");
+}

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use awp_protocol::{AckStatus, Frame, MAGIC};
+use support::binary::Gateway;
 use support::{Client, vector};
 
 fn gateway() -> Command {
@@ -83,6 +84,97 @@ fn the_development_secret_is_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("dev-tenant.secret")), 0o600);
+}
+
+/// Two tenants on one table named two ways (a name and its ARN; localhost
+/// and 127.0.0.1) are refused, naming the field.
+#[test]
+fn check_config_sees_one_table_named_two_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.toml");
+    let tenant = |id: &str, table: &str, endpoint: &str| {
+        format!(
+            "[[tenants]]\nid = \"{id}\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\n[tenants.dynamodb]\n\
+             table = \"{table}\"\nregion = \"eu-west-1\"\nendpoint = \"{endpoint}\"\n"
+        )
+    };
+    for (first, second) in [
+        (
+            tenant("a", "events", "http://localhost:8000"),
+            tenant("b", "events", "http://127.0.0.1:8000"),
+        ),
+        (
+            tenant("a", "events", "http://127.0.0.1:8000"),
+            tenant(
+                "b",
+                "arn:aws:dynamodb:eu-west-1:123456789012:table/events",
+                "http://127.0.0.1:8000/",
+            ),
+        ),
+    ] {
+        std::fs::write(&path, format!("[sink]\nkind = \"dynamodb\"\n{first}{second}")).unwrap();
+        let out = gateway()
+            .arg("--config")
+            .arg(&path)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("tenants[1].dynamodb.table") && err.contains("same table"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+/// Text logs are coloured only on a terminal, and not even there with
+/// `NO_COLOR`: a log written to a file or a pipe stays plain text.
+#[test]
+fn text_logs_carry_colour_codes_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = acme_config(dir.path(), "");
+    // To a pipe: the log of a start and a SIGTERM.
+    let mut child = gateway()
+        .args(["--log-format", "text", "--config"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(log.contains("listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
+    // On a terminal (script(1) gives it one): coloured, unless NO_COLOR.
+    let on_terminal = |no_color: bool| {
+        let command = format!(
+            "timeout -s TERM 1.5 {} --log-format text --config {}",
+            env!("CARGO_BIN_EXE_gateway"),
+            file.display()
+        );
+        let mut script = Command::new("script");
+        script.args(["-qfec", &command, "/dev/null"]);
+        if no_color {
+            script.env("NO_COLOR", "1");
+        } else {
+            script.env_remove("NO_COLOR");
+        }
+        let out = script.output().expect("script(1) from util-linux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_terminal(false);
+    assert!(
+        coloured.contains("listening") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = on_terminal(true);
+    assert!(plain.contains("listening") && !plain.contains('\u{1b}'), "{plain:?}");
 }
 
 #[test]
@@ -337,57 +429,6 @@ fn the_deploy_files_use_a_valid_configuration_and_real_commands() {
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
 }
 
-/// Starts the binary on `config`; reads the agent and admin addresses from
-/// its log, and passes on the log's later lines.
-async fn gateway_on(config: &std::path::Path) -> (tokio::process::Child, String, String, Log) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["--log-format", "json", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut agents, mut admin) = (None, None);
-    let found = async {
-        while agents.is_none() || admin.is_none() {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("the gateway logs its addresses");
-            let addr = || {
-                line.split("\"addr\":\"")
-                    .nth(1)
-                    .unwrap()
-                    .split('"')
-                    .next()
-                    .unwrap()
-                    .to_owned()
-            };
-            if line.contains("admin endpoint listening") {
-                admin = Some(addr());
-            } else if line.contains("listening") {
-                agents = Some(addr());
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), found).await.unwrap();
-    // Keep reading so the gateway never blocks on a full pipe.
-    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
-    // Until the receiver is dropped: then the pipe closes (its next line).
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, agents.unwrap(), admin.unwrap(), log)
-}
-
 /// Writes `dir/gateway.toml`: loopback listeners on free ports, SQLite
 /// under `dir/data`, tenant `acme` (secret `acme-secret-1`), and `server`
 /// more of the `[server]` section.
@@ -404,28 +445,16 @@ fn acme_config(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
     file
 }
 
-/// The log's lines from now on (JSON), as the gateway writes them.
-type Log = tokio::sync::mpsc::UnboundedReceiver<String>;
-
-async fn log_line(log: &mut Log, containing: &str) -> String {
-    let find = async {
-        loop {
-            let line = log.recv().await.expect("the gateway is still logging");
-            if line.contains(containing) {
-                return line;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), find)
-        .await
-        .unwrap_or_else(|_| panic!("no log line with {containing}"))
-}
-
 #[tokio::test]
 async fn behind_a_proxy_log_lines_name_the_agents_address() {
     let dir = tempfile::tempdir().unwrap();
     let file = acme_config(dir.path(), "proxy_protocol = true\n");
-    let (mut child, agents, _admin, mut log) = gateway_on(&file).await;
+    let Gateway {
+        mut child,
+        agents,
+        mut log,
+        ..
+    } = Gateway::start(&file, &[]).await;
     let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
     let source: std::net::SocketAddr = "203.0.113.7:40001".parse().unwrap();
     let destination: std::net::SocketAddr = "10.0.0.1:7700".parse().unwrap();
@@ -439,7 +468,7 @@ async fn behind_a_proxy_log_lines_name_the_agents_address() {
     c.send(&header).await;
     c.send_hello_as("acme", "not-the-secret", "phone-1").await;
     c.expect_error(awp_protocol::ErrorCode::AuthFailed).await;
-    let line = log_line(&mut log, "session error").await;
+    let line = support::binary::next_line(&mut log, "session error").await;
     assert!(line.contains("\"agent\":\"203.0.113.7\""), "{line}");
     child.kill().await.unwrap();
 }
@@ -456,15 +485,16 @@ async fn sighup_reloads_the_configuration_file() {
     };
     let tenant = |id: &str| format!("[[tenants]]\nid = \"{id}\"\nsecrets = [\"{id}-secret-1\"]\n");
     std::fs::write(&file, text(&tenant("acme"))).unwrap();
-    let (mut child, agents, admin, _log) = gateway_on(&file).await;
-    let admin: std::net::SocketAddr = admin.parse().unwrap();
-    let hello = |tenant: &'static str| {
-        let agents = agents.clone();
-        async move {
-            let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
-            c.send_hello_as(tenant, &format!("{tenant}-secret-1"), "phone-1").await;
-            c.next().await
-        }
+    let Gateway {
+        mut child,
+        agents,
+        admin,
+        ..
+    } = Gateway::start(&file, &[]).await;
+    let hello = |tenant: &'static str| async move {
+        let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
+        c.send_hello_as(tenant, &format!("{tenant}-secret-1"), "phone-1").await;
+        c.next().await
     };
     let metric = |name: &'static str| async move {
         let text = support::http_get(admin, "/metrics").await;
@@ -532,37 +562,8 @@ async fn the_layout_flag_stores_batches_packed_and_export_reads_them() {
     )
     .unwrap();
     // The flag applies to a file's tenants as to the default's.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["--log-format", "json", "--layout", "packed", "--config"])
-        .arg(dir.path().join("gateway.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let agents = {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let find = async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("the gateway logs its address");
-                if line.contains("\"listening\"") {
-                    return line
-                        .split("\"addr\":\"")
-                        .nth(1)
-                        .unwrap()
-                        .split('"')
-                        .next()
-                        .unwrap()
-                        .to_owned();
-                }
-            }
-        };
-        let addr = tokio::time::timeout(Duration::from_secs(20), find).await.unwrap();
-        // Keep reading, so the gateway's log never meets a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        addr
-    };
+    let Gateway { mut child, agents, .. } =
+        Gateway::start(&dir.path().join("gateway.toml"), &["--layout", "packed"]).await;
     let mut c = Client::new(tokio::net::TcpStream::connect(&agents).await.unwrap());
     c.send_hello_as("dev", secret, "phone-1").await;
     assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
@@ -600,7 +601,9 @@ async fn the_layout_flag_stores_batches_packed_and_export_reads_them() {
 async fn a_broken_log_pipe_does_not_break_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let file = acme_config(dir.path(), "");
-    let (mut child, agents, _admin, log) = gateway_on(&file).await;
+    let Gateway {
+        mut child, agents, log, ..
+    } = Gateway::start(&file, &[]).await;
     // The reader goes away at the next line: every later one meets a
     // broken pipe.
     drop(log);

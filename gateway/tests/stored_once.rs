@@ -722,7 +722,31 @@ fn p99(sorted: &[f64]) -> f64 {
     sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
 }
 
-/// Floods `tenant` with large batches from several agents until `stop`.
+/// A BATCH frame whose budget cost is exactly 64 KiB: its payload 512
+/// bytes short of it (the per-batch overhead), so that eight of them fill a
+/// tenant's cap of half a 1 MiB budget exactly.
+fn sixty_four_kib_batch(seq: u64) -> Vec<u8> {
+    let target = awp_protocol::HEADER_LEN + 65_536 - 512;
+    let frame = |body: usize| {
+        batch_frame(
+            seq,
+            vec![Record {
+                time_offset_ms: 0,
+                body: RecordBody::Unknown(awp_protocol::Unknown {
+                    kind: 201,
+                    body: vec![7u8; body].into(),
+                }),
+            }],
+        )
+    };
+    let overhead = frame(60_000).len() - 60_000;
+    let bytes = frame(target - overhead);
+    assert_eq!(bytes.len(), target);
+    bytes
+}
+
+/// Floods `tenant` from several agents, each with a full window of 64 KiB
+/// batches, until `stop`.
 async fn flood(agents: std::net::SocketAddr, tenant: &'static str, stop: tokio::sync::watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..4 {
@@ -732,14 +756,12 @@ async fn flood(agents: std::net::SocketAddr, tenant: &'static str, stop: tokio::
             c.send_hello_with(tenant, SECRET, &format!("flood-{n}"), Platform::Linux, "1")
                 .await;
             assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
-            // Batches of about 45 KB, as many in flight as the window allows.
-            let names: Vec<&'static str> = vec!["a-rather-long-event-name-to-fill-the-batch-with-bytes"; 600];
             let mut seq = 0;
             let mut inflight = 0;
             loop {
                 while inflight < 16 {
                     seq += 1;
-                    c.send(&event_batch(seq, &names)).await;
+                    c.send(&sixty_four_kib_batch(seq)).await;
                     inflight += 1;
                 }
                 tokio::select! {
@@ -799,7 +821,8 @@ async fn two_throttled_tenants_do_not_starve_a_healthy_ones_memory() {
         tokio::spawn(flood(gateway.agents, "slow-1", stopped.clone())),
         tokio::spawn(flood(gateway.agents, "slow-2", stopped.clone())),
     ];
-    // Until both hold their caps (half the budget each would be all of it).
+    // Until both hold what they can: their caps, half the budget each, are
+    // all of it, so that only a guarantee leaves the steady tenant any.
     let full = async {
         loop {
             let held = |t: &'static str| {
@@ -819,12 +842,13 @@ async fn two_throttled_tenants_do_not_starve_a_healthy_ones_memory() {
     tokio::time::timeout(Duration::from_secs(20), full)
         .await
         .expect("the throttled tenants fill their caps");
-    // A store's pause (dynalite's, the machine's) can put one sample of a
-    // few hundred past twice the p99 alone; starving for budget puts them
-    // all there (seconds: until a throttled write gives up). So the best of
-    // three rounds is compared.
+    // A pause of the store (dynalite's) or of the machine (the floods'
+    // bursts of RETRYs share its two cores) can put a few samples of a round
+    // past twice the p99 alone; starving for budget puts them all there
+    // (seconds: until a throttled write gives up). So the best of up to five
+    // rounds is compared.
     let mut rounds = Vec::new();
-    for seq_base in 0..3u64 {
+    for seq_base in 0..5u64 {
         let (beside, retries) = one_agent_latencies(gateway.agents, "steady", 200).await;
         assert_eq!(retries, 0, "the healthy tenant got RETRY (round {seq_base})");
         rounds.push(p99(&beside));
@@ -849,14 +873,14 @@ async fn two_throttled_tenants_do_not_starve_a_healthy_ones_memory() {
         "steady p99 alone {:.2} ms, beside two throttled tenants {rounds:.2?} ms; budget waits: throttled {slow_waits}, steady {steady_waits}",
         p99(&alone)
     );
-    assert!(slow_waits > 0.0, "the throttled tenants waited for budget");
-    assert_eq!(steady_waits, 0.0, "the healthy tenant never waited for budget");
     let best = rounds.iter().copied().fold(f64::INFINITY, f64::min);
     assert!(
         best <= 2.0 * p99(&alone).max(1.0),
         "p99 alone {:.2} ms, beside {rounds:.2?} ms",
         p99(&alone)
     );
+    assert!(slow_waits > 0.0, "the throttled tenants waited for budget");
+    assert_eq!(steady_waits, 0.0, "the healthy tenant never waited for budget");
     proxy.set(Fault::None);
     gateway.stop().await;
 }

@@ -137,17 +137,7 @@ impl Gateway {
 
     /// The next log line containing `text`, within 10 s.
     pub async fn log_line(&mut self, text: &str) -> String {
-        let find = async {
-            loop {
-                let line = self.log.recv().await.expect("the gateway is still logging");
-                if line.contains(text) {
-                    return line;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), find)
-            .await
-            .unwrap_or_else(|_| panic!("no log line with {text}"))
+        next_line(&mut self.log, text).await
     }
 
     /// SIGTERM; asserts a clean exit.
@@ -172,6 +162,21 @@ impl Gateway {
     pub fn export(&self, tenant: &str) -> Vec<String> {
         export(&self.config, tenant)
     }
+}
+
+/// The next line of `log` containing `text`, within 10 s.
+pub async fn next_line(log: &mut Log, text: &str) -> String {
+    let find = async {
+        loop {
+            let line = log.recv().await.expect("the gateway is still logging");
+            if line.contains(text) {
+                return line;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), find)
+        .await
+        .unwrap_or_else(|_| panic!("no log line with {text}"))
 }
 
 /// `gateway export --tenant TENANT --config CONFIG`: the lines printed.
