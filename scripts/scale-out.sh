@@ -44,6 +44,7 @@ secret=scale-out-secret-0123456789
 cat >"$work/gateway.toml" <<EOF
 [server]
 proxy_protocol = true
+proxy_protocol_trusted = ["127.0.0.0/8"]
 drain_timeout_ms = 10000
 [sink]
 kind = "dynamodb"

@@ -18,6 +18,15 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny: licenses, bans, sources (deny.toml)"
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
+cargo deny --log-level error check licenses bans sources
+if cargo deny --log-level error fetch db >/dev/null 2>&1; then
+    cargo deny --log-level error check advisories
+else
+    echo "advisories: NOT checked: RustSec's advisory database (a git repository on github.com) cannot be fetched from this machine"
+fi
+
 step "tests"
 test_log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$test_log"

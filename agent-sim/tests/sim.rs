@@ -148,6 +148,7 @@ async fn a_run_on_dynamodb_verifies_against_the_table_in_the_packed_layout() {
         endpoint: Some(db.endpoint.clone()),
         profile: None,
         role_arn: None,
+        external_id: None,
         access_key_id: Some("local".into()),
         secret_access_key: Some("local".into()),
         max_concurrency: 4,

@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         endpoint: Some(endpoint),
         profile: None,
         role_arn: None,
+        external_id: None,
         access_key_id: Some("local".into()),
         secret_access_key: Some("local".into()),
         max_concurrency: concurrency,

@@ -1,29 +1,71 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process is up), `POST /reload` (read the configuration again,
-//! `reload.rs`; bind the endpoint to a private address, as it has no
-//! authentication of its own) and `/readyz`: 200 `ready` when the gateway accepts
-//! agents and stores every tenant's records; 503 while draining, or while a
-//! tenant is degraded (its writer restarting, or its sink failing every
-//! write for `pipeline.unhealthy_after_ms`), with a line per tenant saying
-//! what is wrong. A tenant whose old store is still written after a reload
-//! is named (`draining: tenant …`) while the gateway stays ready: retire an
-//! old table only once its line is gone.
+//! (the process is up), `/readyz`, and `POST /reload` (read the
+//! configuration again, `reload.rs`). `/readyz` answers 200 `ready` when the
+//! gateway accepts agents and stores every tenant's records; 503 while
+//! draining, or while a tenant is degraded (its writer restarting, or its
+//! sink failing every write for `pipeline.unhealthy_after_ms`), with a line
+//! per tenant saying what is wrong. A tenant whose old store is still
+//! written after a reload is named (`draining: tenant …`) while the gateway
+//! stays ready: retire an old table only once its line is gone.
+//!
+//! # Who may change state
+//!
+//! Reading (`GET`) is open to whoever reaches the address: bind it to a
+//! private one. `POST /reload` changes state, so it is refused (401/403,
+//! one line saying why) unless it comes:
+//!
+//! - with `Authorization: Bearer TOKEN`, when `server.admin_token_file`
+//!   names a file holding the token (compared in constant time; the file
+//!   is read again at each reload), or
+//! - without a token file: from a loopback address, and with the header
+//!   `X-AWP-Admin: 1`, which a page in an operator's browser cannot send to
+//!   another site without a CORS preflight this endpoint never grants.
+//!
+//! Either way a request carrying `Origin` (a browser's) is refused, and so
+//! is one whose `Host` is not an address of the endpoint or `localhost` (a
+//! DNS name pointed at 127.0.0.1 by an attacker's page, "DNS rebinding"),
+//! unless it carries the token.
+//!
+//! The endpoint serves at most [`MAX_CONNECTIONS`] connections at once
+//! (more are closed at once), each must send its request head within
+//! [`HEADER_TIMEOUT`], and none lasts longer than [`CONNECTION_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 use crate::budget::MemoryBudget;
 use crate::health::Health;
 use crate::reload::{ReloadError, ReloadReport, Reloader};
 use crate::telemetry::{self, TenantMetrics};
+
+/// Connections served at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// How long a connection has to send a request's head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest a connection lasts (a reload answers once old stores are
+/// drained: up to twice the write timeout).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The admin token in force (`server.admin_token_file`), if any; a reload
+/// replaces it.
+pub type AdminToken = Arc<ArcSwap<Option<SecretString>>>;
+
+/// The connection's peer, for the checks of `POST /reload`.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
 
 /// Serves the admin endpoint until shutdown; returns the task and the bound address.
 pub async fn start(
@@ -32,6 +74,7 @@ pub async fn start(
     budget: Arc<MemoryBudget>,
     health: Arc<Health>,
     reloader: Arc<Reloader>,
+    token: AdminToken,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
     let handle = telemetry::install();
@@ -54,15 +97,27 @@ pub async fn start(
         }
         std::future::ready(handle.render())
     };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("server.admin_listen: cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/reload",
-            post(move || {
-                let reloader = reloader.clone();
-                async move { reload_answer(reloader.reload().await) }
-            }),
+            post(
+                move |axum::Extension(Peer(peer)): axum::Extension<Peer>, headers: HeaderMap| {
+                    let (reloader, token) = (reloader.clone(), token.clone());
+                    async move {
+                        if let Err(refused) = authorize(&headers, peer, bound, token.load().as_ref().as_ref()) {
+                            tracing::warn!(%peer, reason = refused.1, "admin request refused");
+                            return (refused.0, format!("{}\n", refused.1));
+                        }
+                        reload_answer(reloader.reload().await)
+                    }
+                },
+            ),
         )
         .route(
             "/readyz",
@@ -71,21 +126,117 @@ pub async fn start(
                 std::future::ready(answer)
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("server.admin_listen: cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "admin endpoint listening");
     let task = tokio::spawn(async move {
-        let stop = async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        loop {
             // Keep serving /readyz (503) while draining; stop when the server is dropped.
-            while shutdown.changed().await.is_ok() {}
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::warn!(error = %e, "admin endpoint stopped");
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin endpoint: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                changed = shutdown.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => break,
+                },
+            };
+            // Beyond the cap, closed at once: the endpoint stays answerable.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            let app = app.clone().layer(axum::Extension(Peer(peer)));
+            tokio::spawn(async move {
+                let _slot = slot;
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper_util::service::TowerToHyperService::new(app),
+                    );
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            });
         }
     });
     Ok((task, bound))
+}
+
+/// Whether a state-changing request may go ahead (module doc), or the
+/// status and the one line that say why not.
+fn authorize(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    endpoint: SocketAddr,
+    token: Option<&SecretString>,
+) -> Result<(), (StatusCode, &'static str)> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if headers.contains_key("origin") {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "a request from a browser page (it has an Origin header) cannot change the gateway",
+        ));
+    }
+    if let Some(token) = token {
+        let offered = header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+        let matches = offered.is_some_and(|offered| {
+            use subtle::ConstantTimeEq;
+            let (a, b) = (offered.trim().as_bytes(), token.expose_secret().as_bytes());
+            a.len() == b.len() && bool::from(a.ct_eq(b))
+        });
+        return if matches {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "Authorization: Bearer with the token of server.admin_token_file is required",
+            ))
+        };
+    }
+    if !peer.ip().to_canonical().is_loopback() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "without server.admin_token_file, only a request from this host (loopback) may reload",
+        ));
+    }
+    if !header("host").is_some_and(|host| host_is_the_endpoint(host, endpoint)) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "the Host header must be this endpoint's address or localhost",
+        ));
+    }
+    if header("x-awp-admin") != Some("1") {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "send the header X-AWP-Admin: 1 (a browser page cannot send it to another site)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `host` (a Host header) names the endpoint: its address and port,
+/// `localhost` with its port, or, bound to every interface, any IP address
+/// with its port. Never another DNS name.
+fn host_is_the_endpoint(host: &str, endpoint: SocketAddr) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') || name.starts_with('[') => (name, port.parse::<u16>().ok()),
+        _ => (host, None),
+    };
+    if port.is_some_and(|p| p != endpoint.port()) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => endpoint.ip().is_unspecified() || ip.to_canonical() == endpoint.ip().to_canonical(),
+        Err(_) => false,
+    }
 }
 
 /// `POST /reload`'s answer: 200 and what changed, or why the reload was
@@ -143,6 +294,73 @@ mod tests {
         let (status, body) = readiness(true, &health);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, "degraded: tenant b: writer down: the writer panicked: boom\n");
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, value.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_reload_needs_the_token_or_loopback_and_the_admin_header() {
+        let endpoint: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let remote: SocketAddr = "198.51.100.9:50000".parse().unwrap();
+        let ok = [("host", "127.0.0.1:9464"), ("x-awp-admin", "1")];
+        assert_eq!(authorize(&headers(&ok), local, endpoint, None), Ok(()));
+        let localhost = [("host", "localhost:9464"), ("x-awp-admin", "1")];
+        assert_eq!(authorize(&headers(&localhost), local, endpoint, None), Ok(()));
+        // A browser: cross-site pages cannot send the header, and send Origin.
+        let status = |h: &[(&'static str, &str)], peer, token: Option<&SecretString>| {
+            authorize(&headers(h), peer, endpoint, token).map_err(|e| e.0)
+        };
+        assert_eq!(
+            status(&[("host", "127.0.0.1:9464")], local, None),
+            Err(StatusCode::FORBIDDEN)
+        );
+        let with_origin = [
+            ("host", "127.0.0.1:9464"),
+            ("x-awp-admin", "1"),
+            ("origin", "https://evil.example"),
+        ];
+        assert_eq!(status(&with_origin, local, None), Err(StatusCode::FORBIDDEN));
+        // DNS rebinding: an attacker's name for 127.0.0.1.
+        let rebound = [("host", "evil.example:9464"), ("x-awp-admin", "1")];
+        assert_eq!(status(&rebound, local, None), Err(StatusCode::FORBIDDEN));
+        assert_eq!(
+            status(&[("host", "127.0.0.1:9465"), ("x-awp-admin", "1")], local, None),
+            Err(StatusCode::FORBIDDEN)
+        );
+        // Without a token, never from another host.
+        assert_eq!(status(&ok, remote, None), Err(StatusCode::FORBIDDEN));
+        // With a token: the token, from anywhere; nothing else will do.
+        let token = SecretString::from("a-long-admin-token-0123456789abcdef");
+        assert_eq!(status(&ok, local, Some(&token)), Err(StatusCode::UNAUTHORIZED));
+        let bearer = [
+            ("host", "gw-7.internal:9464"),
+            ("authorization", "Bearer a-long-admin-token-0123456789abcdef"),
+        ];
+        assert_eq!(status(&bearer, remote, Some(&token)), Ok(()));
+        let wrong = [("authorization", "Bearer a-long-admin-token-0123456789abcdeF")];
+        assert_eq!(status(&wrong, remote, Some(&token)), Err(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn the_host_must_name_the_endpoint() {
+        let v4: SocketAddr = "10.0.0.5:9464".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9464".parse().unwrap();
+        assert!(host_is_the_endpoint("10.0.0.5:9464", v4));
+        assert!(host_is_the_endpoint("10.0.0.5", v4));
+        assert!(!host_is_the_endpoint("10.0.0.6:9464", v4));
+        assert!(host_is_the_endpoint("192.0.2.1:9464", any));
+        assert!(!host_is_the_endpoint("gateway.example:9464", any));
+        assert!(host_is_the_endpoint("[::1]:9464", v6));
+        assert!(host_is_the_endpoint("localhost:9464", v6));
+        assert!(!host_is_the_endpoint("[::1]:80", v6));
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! out agents:
 //!
 //! - **Waiting to authenticate** ([`Waiting`]): every accepted connection,
-//!   from accept through the TLS handshake to its HELLO, holds a place in a
-//!   small pool (`max_unauthenticated`, and `max_unauthenticated_per_source`
-//!   per source address). When the pool (or the source's share) is full, the
+//!   from accept through the PROXY header and the TLS handshake to its
+//!   HELLO, holds a place in a small pool (`max_unauthenticated`, and
+//!   `max_unauthenticated_per_source` per source: an IPv4 address, or an
+//!   IPv6 /64, which one host usually holds whole). Behind a balancer the
+//!   place is taken under the balancer's address at accept, and moves to
+//!   the agent's once its PROXY header is read. When the pool (or the source's share) is full, the
 //!   connection that has waited longest is evicted to make room: silent or
 //!   trickling connections cannot keep a real agent, which sends HELLO right
 //!   after connecting, from getting in.
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::mailbox::Mailbox;
 use crate::telemetry;
+use crate::tenant::Proof;
 
 /// How long a connection may wait before it can be evicted: long enough
 /// for an agent's HELLO to be read and checked even while a reconnect storm
@@ -46,9 +50,18 @@ pub struct WaitingPool {
     inner: Mutex<WaitingInner>,
 }
 
-/// An entry: where the connection comes from, when it came, and how to tell
-/// it it was evicted.
-type Entry = (IpAddr, Instant, Arc<Mailbox>);
+/// An entry: the source it counts against, where it comes from, when it
+/// came, and how to tell it it was evicted.
+type Entry = (IpAddr, IpAddr, Instant, Arc<Mailbox>);
+
+/// What a connection from `ip` counts against: the address, or for IPv6 its
+/// /64 (an IPv4 address in its IPv6-mapped form is IPv4).
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
 
 #[derive(Debug, Default)]
 struct WaitingInner {
@@ -71,7 +84,7 @@ impl WaitingInner {
     }
 
     fn evict(&mut self, id: u64) {
-        if let Some((_, _, mailbox)) = self.remove(id) {
+        if let Some((_, _, _, mailbox)) = self.remove(id) {
             telemetry::global().connection_evicted();
             // Remembered if the connection is not waiting on it yet.
             mailbox.evict();
@@ -84,8 +97,8 @@ impl WaitingInner {
         let oldest = self
             .entries
             .iter()
-            .find(|(_, (source, _, _))| matches(source))
-            .filter(|(_, (_, since, _))| now.saturating_duration_since(*since) >= grace)
+            .find(|(_, (source, _, _, _))| matches(source))
+            .filter(|(_, (_, _, since, _))| now.saturating_duration_since(*since) >= grace)
             .map(|(id, _)| *id);
         match oldest {
             Some(id) => {
@@ -128,9 +141,24 @@ impl WaitingPool {
     /// are not evicted, and the pool runs over instead. At
     /// [`OVERFLOW_FACTOR`] times its size the longest waiting goes, grace or
     /// not, so that a flood of new connections is bounded too.
-    pub fn enter(self: &Arc<Self>, source: IpAddr) -> Waiting {
-        let now = Instant::now();
+    pub fn enter(self: &Arc<Self>, addr: IpAddr) -> Waiting {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let mailbox = Arc::new(Mailbox::default());
+        self.place(&mut inner, id, addr, Instant::now(), mailbox.clone());
+        Waiting {
+            pool: self.clone(),
+            id,
+            mailbox,
+        }
+    }
+
+    /// Puts entry `id` from `addr` in the pool, making room as
+    /// [`WaitingPool::enter`] says.
+    fn place(&self, inner: &mut WaitingInner, id: u64, addr: IpAddr, since: Instant, mailbox: Arc<Mailbox>) {
+        let now = Instant::now();
+        let source = source_of(addr);
         let from_source = inner.by_source.get(&source).copied().unwrap_or(0);
         if from_source >= self.per_source
             && !inner.evict_oldest(now, self.grace, |s| *s == source)
@@ -144,17 +172,9 @@ impl WaitingPool {
         {
             inner.evict_oldest(now, Duration::ZERO, |_| true);
         }
-        let id = inner.next_id;
-        inner.next_id += 1;
-        let mailbox = Arc::new(Mailbox::default());
-        inner.entries.insert(id, (source, now, mailbox.clone()));
+        inner.entries.insert(id, (source, addr, since, mailbox));
         *inner.by_source.entry(source).or_default() += 1;
         telemetry::global().connections_waiting(inner.entries.len());
-        Waiting {
-            pool: self.clone(),
-            id,
-            mailbox,
-        }
     }
 
     /// Connections waiting now.
@@ -175,7 +195,18 @@ impl Waiting {
     /// than kept here, where every connection's task would carry it twice.
     pub fn source(&self) -> Option<IpAddr> {
         let inner = self.pool.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.entries.get(&self.id).map(|(source, _, _)| *source)
+        inner.entries.get(&self.id).map(|(_, addr, _, _)| *addr)
+    }
+
+    /// The connection turned out to come from `addr` (its PROXY header):
+    /// its place counts against that source from now on, which may evict
+    /// that source's longest waiting connection. It keeps its age in the
+    /// pool. Nothing happens to a connection evicted meanwhile.
+    pub fn move_to(&self, addr: IpAddr) {
+        let mut inner = self.pool.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, since, mailbox)) = inner.remove(self.id) {
+            self.pool.place(&mut inner, self.id, addr, since, mailbox);
+        }
     }
 
     /// The connection's mailbox, told when it is evicted.
@@ -198,9 +229,9 @@ pub struct Admission {
     connections: Arc<Places>,
     /// Tenants with a limit of their own; a reload changes them.
     tenants: RwLock<HashMap<String, Arc<Places>>>,
-    /// Each connected device's session, by its connection's mailbox (whose
-    /// identity tells sessions apart).
-    devices: Mutex<HashMap<DeviceKey, Arc<Mailbox>>>,
+    /// Each connected device's session: its connection's mailbox (whose
+    /// identity tells sessions apart) and what it authenticated with.
+    devices: Mutex<HashMap<DeviceKey, (Arc<Mailbox>, Proof)>>,
 }
 
 /// A number of places, some taken. The limit can change while places are
@@ -319,9 +350,43 @@ impl Admission {
     pub fn tell_tenant_to_go(&self, tenant: &str) -> usize {
         let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
         let mut told = 0;
-        for (key, mailbox) in devices.iter() {
+        for (key, (mailbox, _)) in devices.iter() {
             if key.split_once('\n').is_some_and(|(t, _)| t == tenant) {
                 mailbox.tell_to_go();
+                told += 1;
+            }
+        }
+        told
+    }
+
+    /// Checks every session of the `tenants` again (a reload changed their
+    /// credentials) with `still_valid(tenant, device, proof)`, and tells
+    /// those that fail that their credentials were revoked (GOAWAY); returns
+    /// how many were told. The checks run outside the registry's lock: a
+    /// certificate check takes tens of microseconds, and HELLOs go on.
+    pub fn recheck(
+        &self,
+        tenants: &std::collections::HashSet<String>,
+        still_valid: impl Fn(&str, &str, &Proof) -> bool,
+    ) -> usize {
+        if tenants.is_empty() {
+            return 0;
+        }
+        let sessions: Vec<(DeviceKey, Arc<Mailbox>, Proof)> = {
+            let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+            devices
+                .iter()
+                .filter(|(key, _)| key.split_once('\n').is_some_and(|(t, _)| tenants.contains(t)))
+                .map(|(key, (mailbox, proof))| (key.clone(), mailbox.clone(), proof.clone()))
+                .collect()
+        };
+        let mut told = 0;
+        for (key, mailbox, proof) in sessions {
+            let Some((tenant, device)) = key.split_once('\n') else {
+                continue;
+            };
+            if !still_valid(tenant, device, &proof) {
+                mailbox.revoke();
                 told += 1;
             }
         }
@@ -331,7 +396,13 @@ impl Admission {
     /// Admits an authenticated connection of `device` of `tenant`, whose
     /// connection's mailbox is `mailbox`, or says why not. An older session
     /// of the same device is told to go away.
-    pub fn admit(self: &Arc<Self>, tenant: &str, device: &str, mailbox: &Arc<Mailbox>) -> Result<Admitted, Refusal> {
+    pub fn admit(
+        self: &Arc<Self>,
+        tenant: &str,
+        device: &str,
+        mailbox: &Arc<Mailbox>,
+        proof: Proof,
+    ) -> Result<Admitted, Refusal> {
         let connection = self.connections.take().ok_or(Refusal::ServerFull)?;
         // Every tenant's connections are counted, limit or not, so that a
         // limit a reload gives counts the connections already open.
@@ -354,8 +425,8 @@ impl Admission {
             .devices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), mailbox.clone());
-        if let Some(older) = older {
+            .insert(key.clone(), (mailbox.clone(), proof));
+        if let Some((older, _)) = older {
             telemetry::global().session_replaced();
             older.tell_to_go();
         }
@@ -375,7 +446,10 @@ impl Drop for DeviceSlot {
     fn drop(&mut self) {
         let mut devices = self.admission.devices.lock().unwrap_or_else(PoisonError::into_inner);
         // Only if it is still this session's: a newer one has its own.
-        if devices.get(&self.key).is_some_and(|m| Arc::ptr_eq(m, &self.mailbox)) {
+        if devices
+            .get(&self.key)
+            .is_some_and(|(m, _)| Arc::ptr_eq(m, &self.mailbox))
+        {
             devices.remove(&self.key);
         }
     }
@@ -387,6 +461,13 @@ mod tests {
 
     use super::*;
 
+    fn proof() -> Proof {
+        Proof::Token {
+            expiry: 0,
+            token: [0; 32],
+        }
+    }
+
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, n])
     }
@@ -395,6 +476,39 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(20), w.evicted())
             .await
             .is_ok()
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_64_is_one_source_and_a_place_moves_to_the_agents_address() {
+        let pool = WaitingPool::with_grace(100, 1, Duration::ZERO);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_of(a), source_of(b));
+        assert_ne!(source_of(a), source_of(c));
+        assert_eq!(source_of("::ffff:10.0.0.1".parse().unwrap()), ip_v4(10, 0, 0, 1));
+        let first = pool.enter(a);
+        let second = pool.enter(b);
+        assert!(was_evicted(&first).await, "one /64, one place");
+        let other = pool.enter(c);
+        assert!(!was_evicted(&second).await && !was_evicted(&other).await);
+        // Behind a balancer: entered under its address, moved to the agent's.
+        let balancer = ip(9);
+        let via = pool.enter(balancer);
+        let also = pool.enter(balancer);
+        assert!(
+            was_evicted(&via).await,
+            "two waiting from the balancer, one place per source"
+        );
+        also.move_to(a);
+        assert_eq!(also.source(), Some(a));
+        assert!(was_evicted(&second).await, "the agent's /64 had its one place taken");
+        let again = pool.enter(balancer);
+        assert!(!was_evicted(&again).await, "the balancer's place was freed by the move");
+    }
+
+    fn ip_v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::from([a, b, c, d])
     }
 
     #[tokio::test]
@@ -457,18 +571,18 @@ mod tests {
     fn limits_hold_and_a_device_has_one_session() {
         let admission = Admission::new(3, [("small".to_owned(), 1)]);
         let (m1, m2, m3) = (mailbox(), mailbox(), mailbox());
-        let first = admission.admit("small", "d1", &m1).unwrap();
+        let first = admission.admit("small", "d1", &m1, proof()).unwrap();
         assert_eq!(
-            admission.admit("small", "d2", &mailbox()).unwrap_err(),
+            admission.admit("small", "d2", &mailbox(), proof()).unwrap_err(),
             Refusal::TenantFull
         );
-        let second = admission.admit("big", "d1", &m2).unwrap();
-        let again = admission.admit("big", "d1", &m3).unwrap();
+        let second = admission.admit("big", "d1", &m2, proof()).unwrap();
+        let again = admission.admit("big", "d1", &m3, proof()).unwrap();
         // The same device of the same tenant: the older session is told.
         assert!(m2.take_told_to_go());
         assert!(!m1.take_told_to_go() && !m3.take_told_to_go());
         assert_eq!(
-            admission.admit("big", "d3", &mailbox()).unwrap_err(),
+            admission.admit("big", "d3", &mailbox(), proof()).unwrap_err(),
             Refusal::ServerFull
         );
         drop(second);
@@ -477,33 +591,45 @@ mod tests {
         drop(again);
         drop(first);
         assert!(admission.devices.lock().unwrap().is_empty());
-        assert!(admission.admit("small", "d2", &mailbox()).is_ok());
+        assert!(admission.admit("small", "d2", &mailbox(), proof()).is_ok());
     }
 
     #[test]
     fn a_reload_changes_limits_without_closing_anybody_and_tells_removed_tenants() {
         let admission = Admission::new(10, [("t".to_owned(), 2)]);
-        let a = admission.admit("t", "a", &mailbox()).unwrap();
-        let b = admission.admit("t", "b", &mailbox()).unwrap();
+        let a = admission.admit("t", "a", &mailbox(), proof()).unwrap();
+        let b = admission.admit("t", "b", &mailbox(), proof()).unwrap();
         let other_told = mailbox();
-        let _other = admission.admit("u", "x", &other_told).unwrap();
+        let _other = admission.admit("u", "x", &other_told, proof()).unwrap();
         // Lowered below what is open: nobody new until enough leave.
         admission.set_limits(10, [("t".to_owned(), 1)]);
-        assert_eq!(admission.admit("t", "c", &mailbox()).unwrap_err(), Refusal::TenantFull);
+        assert_eq!(
+            admission.admit("t", "c", &mailbox(), proof()).unwrap_err(),
+            Refusal::TenantFull
+        );
         drop(a);
-        assert_eq!(admission.admit("t", "c", &mailbox()).unwrap_err(), Refusal::TenantFull);
+        assert_eq!(
+            admission.admit("t", "c", &mailbox(), proof()).unwrap_err(),
+            Refusal::TenantFull
+        );
         drop(b);
         let c_told = mailbox();
-        let _c = admission.admit("t", "c", &c_told).unwrap();
+        let _c = admission.admit("t", "c", &c_told, proof()).unwrap();
         // The limit removed: the open connection still counts if it returns.
         admission.set_limits(10, []);
         let d_told = mailbox();
-        let _d = admission.admit("t", "d", &d_told).unwrap();
+        let _d = admission.admit("t", "d", &d_told, proof()).unwrap();
         admission.set_limits(10, [("t".to_owned(), 2)]);
-        assert_eq!(admission.admit("t", "e", &mailbox()).unwrap_err(), Refusal::TenantFull);
+        assert_eq!(
+            admission.admit("t", "e", &mailbox(), proof()).unwrap_err(),
+            Refusal::TenantFull
+        );
         // The global limit too.
         admission.set_limits(3, []);
-        assert_eq!(admission.admit("v", "y", &mailbox()).unwrap_err(), Refusal::ServerFull);
+        assert_eq!(
+            admission.admit("v", "y", &mailbox(), proof()).unwrap_err(),
+            Refusal::ServerFull
+        );
         // A removed tenant's sessions are told; the others are not.
         assert_eq!(admission.tell_tenant_to_go("t"), 2);
         assert!(c_told.take_told_to_go() && d_told.take_told_to_go());

@@ -70,6 +70,11 @@ pub struct ServerConfig {
     pub tls_listen: Vec<SocketAddr>,
     /// The admin HTTP address (`/metrics`, `/healthz`, `/readyz`); none to disable.
     pub admin_listen: Option<SocketAddr>,
+    /// A file holding the token `POST /reload` must carry
+    /// (`Authorization: Bearer …`); without one, reloads are taken only
+    /// from loopback with the header `X-AWP-Admin: 1`. Read again at each
+    /// reload.
+    pub admin_token_file: Option<PathBuf>,
     /// Authenticated connections beyond this are answered `ERROR(SERVER_BUSY)`.
     pub max_connections: usize,
     /// Connections not yet authenticated (TLS handshake, waiting for
@@ -81,6 +86,10 @@ pub struct ServerConfig {
     /// load balancer's), which gives the agent's address; one without it
     /// is closed.
     pub proxy_protocol: bool,
+    /// The networks of the load balancers whose PROXY headers are believed
+    /// (required with `proxy_protocol`): a connection from anywhere else is
+    /// closed before a byte of it is read.
+    pub proxy_protocol_trusted: Vec<Network>,
     /// The listen backlog of the agent listeners; none for the system's
     /// maximum (`net.core.somaxconn`).
     pub listen_backlog: Option<u32>,
@@ -122,12 +131,14 @@ impl Default for ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 7700))],
             tls_listen: Vec::new(),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            admin_token_file: None,
             max_connections: 10_000,
             max_unauthenticated: 1024,
             max_unauthenticated_per_source: 64,
             proxy_protocol: false,
+            proxy_protocol_trusted: Vec::new(),
             listen_backlog: None,
-            max_connection_age_ms: 0,
+            max_connection_age_ms: 86_400_000,
             max_frame_len: 1 << 20,
             max_batch_records: 1000,
             max_batch_bytes: 4 << 20,
@@ -279,6 +290,10 @@ pub struct DynamoConfig {
     /// A role to assume (the partner's account), on top of the base credentials.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// The external id the partner's role trust policy asks for (against
+    /// the confused deputy: another customer of ours naming this role).
+    #[serde(default)]
+    pub external_id: Option<String>,
     /// Static credentials, for local endpoints only (dynalite ignores them).
     #[serde(default)]
     pub access_key_id: Option<String>,
@@ -327,6 +342,64 @@ impl DynamoConfig {
             Some(e) => e.clone(),
             None => format!("https://dynamodb.{}.amazonaws.com", self.table_name_and_region().1),
         }
+    }
+}
+
+/// An IP network, `10.0.0.0/8` or `2001:db8::/32`, or one address (`10.0.0.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Whether `ip` is in the network (an IPv4 address in its IPv6-mapped
+    /// form counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Network, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP network (such as 10.0.0.0/8 or 2001:db8::/32)"))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Network, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -384,6 +457,14 @@ pub struct TenantConfig {
     /// PEM CA whose client certificates authenticate this tenant's devices.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// PEM CRLs of `client_ca`: a device certificate they list fails at
+    /// HELLO, and its live sessions are told to go at the next reload.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
+    /// Refuse this tenant's HELLOs on plaintext listeners (AUTH_FAILED):
+    /// its tokens never cross the network in the clear.
+    #[serde(default)]
+    pub require_tls: bool,
     /// How long records are kept (`expires_at`); none keeps them forever.
     #[serde(default)]
     pub retention_days: Option<u32>,
@@ -424,7 +505,119 @@ pub enum Layout {
     Packed,
 }
 
+/// The fewest characters an admin token may have.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// The fewest characters a token secret should have (shorter ones, down to
+/// [`MIN_SECRET_LEN`], get a warning): a leaked device token lets anyone
+/// test guesses of the secret offline, and a guessed secret mints tokens
+/// for every device.
+pub const STRONG_SECRET_LEN: usize = 32;
+
+/// Why a token secret is weak, if it is: shorter than [`STRONG_SECRET_LEN`],
+/// or too few distinct characters, or under 128 bits by the characters it
+/// draws from (lower case, upper case, digits, others).
+pub fn secret_weakness(secret: &str) -> Option<String> {
+    let len = secret.chars().count();
+    if len < STRONG_SECRET_LEN {
+        return Some(format!("{len} characters; use at least {STRONG_SECRET_LEN}"));
+    }
+    let distinct = secret.chars().collect::<std::collections::HashSet<_>>().len();
+    let mut alphabet = 0usize;
+    for (present, size) in [
+        (secret.chars().any(|c| c.is_ascii_lowercase()), 26),
+        (secret.chars().any(|c| c.is_ascii_uppercase()), 26),
+        (secret.chars().any(|c| c.is_ascii_digit()), 10),
+        (secret.chars().any(|c| !c.is_ascii_alphanumeric()), 33),
+    ] {
+        if present {
+            alphabet += size;
+        }
+    }
+    let bits = len as f64 * (alphabet.min(distinct.max(2)) as f64).log2();
+    if distinct < 8 || bits < 128.0 {
+        return Some(format!(
+            "low entropy ({distinct} distinct characters, about {bits:.0} bits); use random characters"
+        ));
+    }
+    None
+}
+
 impl Config {
+    /// The admin token of `server.admin_token_file`, if one is named: the
+    /// file's first line, which must hold at least [`MIN_ADMIN_TOKEN_LEN`]
+    /// characters.
+    pub fn admin_token(&self) -> Result<Option<SecretString>, ConfigError> {
+        let Some(path) = &self.server.admin_token_file else {
+            return Ok(None);
+        };
+        let field = "server.admin_token_file";
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.len() < MIN_ADMIN_TOKEN_LEN {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "{} holds a token of {} characters; use at least {MIN_ADMIN_TOKEN_LEN} (`gateway secret` makes one)",
+                    path.display(),
+                    token.len()
+                ),
+            ));
+        }
+        Ok(Some(SecretString::from(token.to_owned())))
+    }
+
+    /// What is valid but unsafe, one line each, naming the field: weak token
+    /// secrets, a plaintext listener on a network address for tenants that
+    /// authenticate with tokens, an admin endpoint on a network address
+    /// without a token. `check-config` prints them; start-up logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            for (j, secret) in t.secrets.iter().enumerate() {
+                if let Some(weakness) = secret_weakness(secret.expose_secret()) {
+                    warnings.push(format!(
+                        "tenants[{i}].secrets[{j}]: weak secret, {weakness}: a leaked device token lets anyone \
+                         test guesses offline and a guessed secret mints tokens for every device \
+                         (`gateway secret` prints a fresh 256-bit one)"
+                    ));
+                }
+            }
+        }
+        let exposed: Vec<String> = self
+            .server
+            .listen
+            .iter()
+            .filter(|a| !a.ip().is_loopback())
+            .map(ToString::to_string)
+            .collect();
+        let token_tenants: Vec<&str> = self
+            .tenants
+            .iter()
+            .filter(|t| !t.secrets.is_empty() && !t.require_tls)
+            .map(|t| t.id.as_str())
+            .collect();
+        if !exposed.is_empty() && !token_tenants.is_empty() {
+            warnings.push(format!(
+                "server.listen: plaintext on {} while tenants [{}] authenticate with tokens: tokens and records cross \
+                 the network in the clear; serve agents on tls_listen, or set require_tls = true for those tenants",
+                exposed.join(", "),
+                token_tenants.join(", ")
+            ));
+        }
+        if let Some(admin) = self.server.admin_listen
+            && !admin.ip().is_loopback()
+            && self.server.admin_token_file.is_none()
+        {
+            warnings.push(format!(
+                "server.admin_listen: {admin} is not loopback and there is no admin_token_file: whoever reaches it \
+                 reads /metrics (tenant names and volumes); POST /reload is taken from loopback only"
+            ));
+        }
+        warnings
+    }
+
     /// Reads and checks a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -439,7 +632,7 @@ impl Config {
                 .span()
                 .map(|s| field_at(text, s.start))
                 .unwrap_or_else(|| "config".into());
-            ConfigError::new(field, e.message().replace('\n', " "))
+            ConfigError::new(field, without_values(&e.message().replace('\n', " ")))
         })?;
         config.validate()?;
         Ok(config)
@@ -448,6 +641,7 @@ impl Config {
     /// Checks every rule that the types do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
+        self.admin_token()?;
         if s.listen.is_empty() && s.tls_listen.is_empty() {
             return Err(ConfigError::new(
                 "server.listen",
@@ -476,6 +670,13 @@ impl Config {
             return Err(ConfigError::new(
                 "server.max_unauthenticated_per_source",
                 "must be at least 1",
+            ));
+        }
+        if s.proxy_protocol && s.proxy_protocol_trusted.is_empty() {
+            return Err(ConfigError::new(
+                "server.proxy_protocol_trusted",
+                "required with proxy_protocol: the networks of the load balancers whose PROXY headers to believe \
+                 (such as [\"10.0.0.0/24\"]); anybody else could claim any address",
             ));
         }
         if s.max_frame_len < 65_536 {
@@ -563,6 +764,12 @@ impl Config {
                 return Err(ConfigError::new(
                     field("id"),
                     format!("tenant {:?} is configured twice", t.id),
+                ));
+            }
+            if t.crl.is_some() && t.client_ca.is_none() {
+                return Err(ConfigError::new(
+                    field("crl"),
+                    "needs a client_ca (the CA that signed it)",
                 ));
             }
             if t.secrets.is_empty() && t.client_ca.is_none() {
@@ -669,6 +876,8 @@ impl Config {
                 id: "dev".into(),
                 secrets: vec![secret.into()],
                 client_ca: None,
+                crl: None,
+                require_tls: false,
                 retention_days: None,
                 sink: None,
                 dynamodb: None,
@@ -704,6 +913,33 @@ pub fn development_secret(data_dir: &Path) -> std::io::Result<String> {
     Ok(secret)
 }
 
+/// A parser's message with the offending value taken out, its kind kept:
+/// `invalid type: string "TopSecret…", expected a sequence` becomes
+/// `invalid type: string, expected a sequence`. The value may be a secret
+/// typed into the wrong shape, and the message goes to `check-config`'s
+/// output, the answer of `POST /reload` and the log.
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (found, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+            // The kind is what comes before the value's quotes or backticks.
+            let kind = found.split(['"', '`', '\'']).next().unwrap_or("").trim_end();
+            let expected = if expected.is_empty() {
+                String::new()
+            } else {
+                format!(", expected{expected}")
+            };
+            return format!("{prefix}{kind}{expected}").replace(": ,", ":");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.split_once('`')
+    {
+        return format!("unknown variant{expected}");
+    }
+    message.to_owned()
+}
+
 /// The dotted path of the TOML key whose value starts at `offset` (best effort,
 /// for error messages: the table header above it and the key on its line).
 fn field_at(text: &str, offset: usize) -> String {
@@ -719,7 +955,12 @@ fn field_at(text: &str, offset: usize) -> String {
             tenant_index = Some(tenant_index.map_or(0, |i| i + 1));
             table = format!("tenants[{}]", tenant_index.unwrap_or(0));
         } else if l.starts_with('[') && l.ends_with(']') {
-            table = l.trim_matches(|c| c == '[' || c == ']').to_owned();
+            let name = l.trim_matches(|c| c == '[' || c == ']').trim();
+            // A sub-table of the last [[tenants]]: named by its index.
+            table = match (name.strip_prefix("tenants."), tenant_index) {
+                (Some(sub), Some(i)) => format!("tenants[{i}].{sub}"),
+                _ => name.to_owned(),
+            };
         }
     }
     match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
@@ -737,13 +978,16 @@ pub const EXAMPLE: &str = r#"# AWP gateway configuration. Every key is optional 
 [server]
 listen = ["127.0.0.1:7700"]          # plain TCP; use "0.0.0.0:7700" to accept from other hosts
 tls_listen = []                      # e.g. ["0.0.0.0:7701"]; needs [tls]
-admin_listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz
+admin_listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz, POST /reload
+# admin_token_file = "/etc/awp/admin.token"  # POST /reload then needs "Authorization: Bearer <token>";
+#                                            # without it: loopback only, with the header "X-AWP-Admin: 1"
 max_connections = 10000              # authenticated; beyond: ERROR(SERVER_BUSY)
 max_unauthenticated = 1024           # before HELLO; beyond: the one waiting longest is closed
 max_unauthenticated_per_source = 64  # of those, from one address (behind a proxy that hides sources: = max_unauthenticated)
 proxy_protocol = false               # agent connections start with a PROXY v2 header (HAProxy send-proxy-v2, AWS NLB)
+proxy_protocol_trusted = []          # with proxy_protocol: the balancers' networks, e.g. ["10.0.0.0/24"]; others are closed
 # listen_backlog = 4096              # default: the system's maximum (net.core.somaxconn)
-max_connection_age_ms = 0            # GOAWAY connections older than this (+-10%) to rebalance; 0: never
+max_connection_age_ms = 86400000     # GOAWAY sessions older than this (+-10%): they rebalance and authenticate again; 0: never
 max_frame_len = 1048576              # advertised in WELCOME
 max_batch_records = 1000             # advertised in WELCOME; at most 99999
 max_batch_bytes = 4194304            # largest decompressed BATCH
@@ -813,6 +1057,51 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_the_wrong_shape_is_named_by_its_kind_never_quoted() {
+        let secret = "TopSecret-do-not-print-0123456789";
+        for (text, field) in [
+            (
+                format!("[[tenants]]\nid = \"a\"\nsecrets = \"{secret}\"\n"),
+                "tenants[0].secrets",
+            ),
+            (
+                format!("[server]\nmax_inflight = \"{secret}\"\n"),
+                "server.max_inflight",
+            ),
+            (
+                format!("[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\nlayout = \"{secret}\"\n"),
+                "tenants[0].layout",
+            ),
+            (
+                format!(
+                    "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n[tenants.dynamodb]\ntable = \"t\"\nregion = \"r\"\nsecret_access_key = [\"{secret}\"]\n"
+                ),
+                "tenants[0].dynamodb.secret_access_key",
+            ),
+        ] {
+            let error = error_of(&text);
+            assert!(error.starts_with(field), "{error}");
+            assert!(!error.contains("TopSecret"), "{error}");
+            assert!(
+                error.contains("invalid type") || error.contains("unknown variant"),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            without_values("invalid type: string \"x\", expected a sequence"),
+            "invalid type: string, expected a sequence"
+        );
+        assert_eq!(
+            without_values("invalid type: integer `5`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_values("unknown variant `packd`, expected `record` or `packed`"),
+            "unknown variant, expected `record` or `packed`"
+        );
+    }
+
+    #[test]
     fn the_same_table_in_another_region_or_endpoint_is_another_table() {
         let two = |second: &str| {
             format!(
@@ -824,6 +1113,26 @@ mod tests {
         assert!(Config::parse(&two("region = \"us-east-1\"")).is_ok());
         assert!(Config::parse(&two("region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:8000\"")).is_ok());
         assert!(Config::parse(&two("region = \"eu-west-1\"")).is_err());
+    }
+
+    #[test]
+    fn networks_parse_and_contain_their_addresses() {
+        let net: Network = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.1".parse().unwrap()), "IPv4-mapped");
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        let one: Network = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()) && !one.contains("127.0.0.2".parse().unwrap()));
+        let v6: Network = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()) && !v6.contains("2001:db9::1".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.7".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("ten".parse::<Network>().is_err());
+        assert!(
+            error_of("[server]\nproxy_protocol = true\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n")
+                .starts_with("server.proxy_protocol_trusted: required with proxy_protocol")
+        );
     }
 
     #[test]

@@ -13,14 +13,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::admission::{Admission, Waiting};
 use crate::budget::{BudgetPermit, MemoryBudget};
 use crate::pipeline::{Outcome, Pipeline, SubmitError};
-use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
+use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings, Transport};
 use crate::telemetry;
 use crate::tenant::LiveTenants;
 
@@ -57,6 +56,8 @@ enum Event {
     Evicted,
     /// A newer session of the same device was admitted.
     Replaced,
+    /// A reload revoked the session's credentials.
+    Revoked,
 }
 
 /// Runs one connection to its end. `waiting` is its place among the
@@ -65,7 +66,7 @@ enum Event {
 /// a wrapping future, which would store the arguments twice).
 pub async fn serve<S, G>(
     mut stream: S,
-    peer_certs: Option<Vec<CertificateDer<'static>>>,
+    transport: Transport,
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
     waiting: Waiting,
@@ -84,7 +85,7 @@ pub async fn serve<S, G>(
         ctx.budget.clone(),
         ctx.admission.clone(),
         session_id,
-        peer_certs,
+        transport,
         Now::read(),
     );
     // One mailbox for everything the connection is told: its batches'
@@ -180,6 +181,10 @@ pub async fn serve<S, G>(
                 mailbox.put_back_wake();
                 Event::Replaced
             }
+            Event::Mail if !draining && waiting.is_none() && mailbox.take_revoked() => {
+                mailbox.put_back_wake();
+                Event::Revoked
+            }
             other => other,
         };
         let now = Now::read();
@@ -215,6 +220,10 @@ pub async fn serve<S, G>(
                     Event::Replaced => {
                         draining = true;
                         session.replaced(now, &mut actions);
+                    }
+                    Event::Revoked => {
+                        draining = true;
+                        session.revoked(now, &mut actions);
                     }
                 }
             }

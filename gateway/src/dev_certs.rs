@@ -12,7 +12,10 @@
 //! - per device, `<tenant>-<device>.pem` and `.key`: its client certificate,
 //!   subject CN = the device id, as AWP1.md §4.1 method 2 asks.
 //!
-//! Keys are created 0600. Existing files are never overwritten.
+//! Keys are created 0600. Existing files are never overwritten. Every
+//! certificate is valid for [`VALID_DAYS`] days from now (from an hour
+//! ago, for clocks a little behind): a throwaway PKI that leaks stops
+//! working by itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+
+/// How long the certificates are valid.
+pub const VALID_DAYS: i64 = 90;
+
+/// `params` valid from an hour ago for [`VALID_DAYS`] days.
+fn for_a_while(mut params: CertificateParams) -> CertificateParams {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(VALID_DAYS);
+    params
+}
 
 /// Why the certificates were not written.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +104,7 @@ pub fn write(dir: &Path, names: &[String], devices: &[String]) -> Result<Written
     written.put(dir, "ca.key", &server_ca.issuer.key().serialize_pem(), true)?;
     let key = generate_key("server")?;
     let mut params = CertificateParams::new(names.to_vec()).map_err(|e| DevCertsError::Generate(names.join(","), e))?;
+    params = for_a_while(params);
     params.distinguished_name = common_name(&names[0]);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -107,6 +122,7 @@ pub fn write(dir: &Path, names: &[String], devices: &[String]) -> Result<Written
             let key = generate_key(device)?;
             let mut params =
                 CertificateParams::new(Vec::<String>::new()).map_err(|e| DevCertsError::Generate(device.into(), e))?;
+            params = for_a_while(params);
             params.distinguished_name = common_name(device);
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -145,6 +161,7 @@ impl Ca {
         let key = generate_key(name)?;
         let mut params =
             CertificateParams::new(Vec::<String>::new()).map_err(|e| DevCertsError::Generate(name.into(), e))?;
+        params = for_a_while(params);
         params.distinguished_name = common_name(name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -189,5 +206,19 @@ mod tests {
         let err = write(dir.path(), &names, &["acme/phone-1".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("acme-phone-1.key: already exists"), "{err}");
         assert!(!dir.path().join("ca.pem").exists(), "nothing written");
+    }
+
+    #[test]
+    fn every_certificate_is_valid_for_ninety_days() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &["localhost".to_owned()], &["acme/phone-1".to_owned()]).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for name in ["ca.pem", "server.pem", "acme-ca.pem", "acme-phone-1.pem"] {
+            let expiry = crate::tls::earliest_expiry(&dir.path().join(name), name)
+                .unwrap()
+                .unwrap();
+            let days = (expiry - now) as f64 / 86_400.0;
+            assert!((89.9..=90.1).contains(&days), "{name}: {days} days");
+        }
     }
 }

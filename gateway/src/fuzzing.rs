@@ -249,7 +249,7 @@ pub fn run(frames: &Frames, data: &[u8]) {
             budget,
             Admission::new(10, []),
             [7; 16],
-            None,
+            crate::session::Transport::plain(),
             Now {
                 mono: t0,
                 unix_ms: 1_764_000_000_000,

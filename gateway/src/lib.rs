@@ -70,6 +70,7 @@ mod files;
 pub mod fuzzing;
 mod health;
 pub mod inspect;
+mod logs;
 mod mailbox;
 mod pipeline;
 mod proxy_protocol;

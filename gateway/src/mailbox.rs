@@ -23,6 +23,7 @@ pub struct Mailbox {
     outcomes: Mutex<Vec<Outcome>>,
     evicted: AtomicBool,
     told_to_go: AtomicBool,
+    revoked: AtomicBool,
     arrived: Notify,
 }
 
@@ -47,6 +48,18 @@ impl Mailbox {
     pub fn tell_to_go(&self) {
         self.told_to_go.store(true, Ordering::Release);
         self.arrived.notify_one();
+    }
+
+    /// The session's credentials no longer authenticate (a reload revoked
+    /// them): it must go away (GOAWAY).
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.arrived.notify_one();
+    }
+
+    /// Whether the session's credentials were revoked since the last call.
+    pub fn take_revoked(&self) -> bool {
+        self.revoked.swap(false, Ordering::AcqRel)
     }
 
     /// Resolves when something may have arrived (something put in while

@@ -55,6 +55,8 @@ enum Command {
     CheckConfig,
     /// Print a commented example configuration.
     ExampleConfig,
+    /// Print a fresh random tenant secret (256 bits, hex) for `secrets`.
+    Secret,
     /// Decode a captured client byte stream (raw or hex) into JSON lines, one per frame.
     Inspect {
         /// The capture file; `-` for standard input.
@@ -95,10 +97,18 @@ enum Command {
         devices: Vec<String>,
     },
     /// Print the device token for a tenant secret (AWP1.md 4.1), for provisioning and support.
+    ///
+    /// The secret comes from a file (--secret-file) or the environment
+    /// (AWP_SECRET); --secret on the command line shows it to anyone who
+    /// can list processes.
+    #[command(group(clap::ArgGroup::new("tenant_secret").required(true).args(["secret", "secret_file"])))]
     Token {
-        /// The tenant secret.
-        #[arg(long, env = "AWP_SECRET")]
-        secret: String,
+        /// The tenant secret (prefer --secret-file or AWP_SECRET).
+        #[arg(long, env = "AWP_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// A file whose first line is the tenant secret.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
         /// The tenant id.
         #[arg(long)]
         tenant: String,
@@ -160,12 +170,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_dev_certs_usage(dir, devices);
             return Ok(ExitCode::SUCCESS);
         }
+        Some(Command::Secret) => {
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            println!("{}", hex::encode(raw));
+            return Ok(ExitCode::SUCCESS);
+        }
         Some(Command::Token {
             secret,
+            secret_file,
             tenant,
             device,
             expiry,
         }) => {
+            let secret = match (secret, secret_file) {
+                (_, Some(path)) => std::fs::read_to_string(path)
+                    .with_context(|| format!("--secret-file: cannot read {}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned(),
+                (Some(secret), None) => secret.clone(),
+                (None, None) => anyhow::bail!("--secret-file or AWP_SECRET: the tenant secret is needed"),
+            };
+            if secret.is_empty() {
+                anyhow::bail!("--secret-file: the file's first line is empty");
+            }
+            if !awp_protocol::is_valid_tenant_id(tenant) {
+                anyhow::bail!("--tenant: {tenant:?} is not a tenant id the protocol takes");
+            }
             let token = awp_protocol::token::device_token(secret.as_bytes(), tenant, device, *expiry);
             println!("{}", hex::encode(token));
             return Ok(ExitCode::SUCCESS);
@@ -204,13 +238,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::CheckConfig) => {
-            load_config(&cli)?;
+            // Valid: silent, unless something is unsafe (one line each).
+            for warning in load_config(&cli)?.warnings() {
+                eprintln!("gateway: warning: {warning}");
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Run) | None => {}
     }
     init_logging(&cli.log_format)?;
     let config = load_config(&cli)?;
+    for warning in config.warnings() {
+        tracing::warn!(warning = %warning, "an unsafe setting");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let clean = runtime.block_on(async move {
         let running = awp_gateway::start(&config).await?;
@@ -275,17 +315,30 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 fn print_development_banner(config: &Config, running: &RunningServer) {
     let addr = running.plain_addrs.first().map(ToString::to_string).unwrap_or_default();
-    let secret = config.tenants[0].secrets[0].expose_secret();
     let dir = config.sink.data_dir.display();
-    println!("AWP gateway, development default (loopback only, SQLite under {dir}/)");
+    let secret_file = format!("{dir}/dev-tenant.secret");
+    let loopback = running.plain_addrs.iter().all(|a| a.ip().is_loopback());
+    let reach = if loopback {
+        "loopback only"
+    } else {
+        "reachable from the network"
+    };
+    println!("AWP gateway, development default ({reach}, SQLite under {dir}/)");
     println!("  agents:  {addr}  (plain TCP)");
     if let Some(admin) = running.admin_addr {
         println!("  admin:   http://{admin}/metrics  /healthz  /readyz");
     }
-    println!("  tenant:  dev   secret: {secret}   (kept in {dir}/dev-tenant.secret)");
-    println!("  a device token:  gateway token --tenant dev --device DEVICE_ID --secret {secret}");
+    // The secret goes to a terminal only: a log collector (docker logs,
+    // journald) keeps what it is given.
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let secret = config.tenants[0].secrets[0].expose_secret();
+        println!("  tenant:  dev   secret: {secret}   (kept in {secret_file})");
+    } else {
+        println!("  tenant:  dev   secret in {secret_file} (printed on a terminal only)");
+    }
+    println!("  a device token:  gateway token --tenant dev --device DEVICE_ID --secret-file {secret_file}");
     println!(
-        "  load it:  agent-sim run --gateway {addr} --tenant dev --secret {secret} --agents 100 --duration 20 --verify-sqlite {dir}"
+        "  load it:  agent-sim run --gateway {addr} --tenant dev --secret \"$(cat {secret_file})\" --agents 100 --duration 20 --verify-sqlite {dir}"
     );
     println!("  stored items:  sqlite3 {dir}/dev.sqlite3 'select device, rk, item from items limit 10'");
     println!("Ctrl-C drains and stops.");

@@ -22,14 +22,23 @@
 //! A reload (`reload.rs`) keeps a tenant's buckets when its quota settings
 //! did not change, so that reloading cannot be used to refill them; when
 //! they did, the tenant's sessions all move to the new buckets at once
-//! (the tenant holds them in a [`SharedQuota`]). A device's bucket is made at
-//! HELLO: a changed device quota applies to sessions that start after the
-//! reload.
+//! (the tenant holds them in a [`SharedQuota`]). A changed device quota
+//! applies to sessions that start after the reload.
+//!
+//! A device's bucket outlives its session: the tenant keeps one per device
+//! while a session holds it or it is not yet full again, so a device cannot
+//! refill its bucket by reconnecting (a session of the same device on this
+//! node, new or old, shares it). Buckets that are full and held by no
+//! session carry nothing and are dropped, a few at a time as devices
+//! connect: the map holds the devices connected now and those that sent
+//! within their bucket's span before leaving (about 150 bytes each;
+//! docs/architecture.md, "The worst case in bytes").
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -126,6 +135,11 @@ impl Bucket {
         }
     }
 
+    /// Whether the bucket is full at `now` (it then remembers nothing).
+    fn is_full_at(&self, now: u64) -> bool {
+        self.full_at.load(Ordering::Acquire) <= now
+    }
+
     /// Takes `n` units at time `now`, or says how long until they could be
     /// taken. More than the bucket holds is taken from a full bucket, the
     /// rest as debt.
@@ -172,11 +186,24 @@ pub struct TenantQuota {
     records: Option<Bucket>,
     bytes: Option<Bucket>,
     device_records: Option<Rate>,
+    /// Each device's bucket, kept across its sessions (module doc).
+    devices: Mutex<DeviceBuckets>,
 }
 
-/// One device's bucket, held by its session.
+/// The devices' buckets, and when to sweep them next.
+#[derive(Debug, Default)]
+struct DeviceBuckets {
+    by_device: HashMap<Box<str>, Arc<Bucket>>,
+    sweep_at_len: usize,
+}
+
+/// The fewest buckets kept before a sweep.
+const SWEEP_AT_LEAST: usize = 64;
+
+/// One device's bucket, held by its session (and by its tenant until it is
+/// full again).
 #[derive(Debug)]
-pub struct DeviceQuota(Bucket);
+pub struct DeviceQuota(Arc<Bucket>);
 
 impl TenantQuota {
     /// From the tenant's configured rates; `max_batch_records` and
@@ -211,6 +238,7 @@ impl TenantQuota {
             records: records_per_second.map(|r| Bucket::new(Rate::new(r, max_batch_records))),
             bytes: bytes_per_second.map(|r| Bucket::new(Rate::new(r, max_batch_bytes))),
             device_records: device_records_per_second.map(|r| Rate::new(r, max_batch_records)),
+            devices: Mutex::default(),
         }
     }
 
@@ -222,6 +250,7 @@ impl TenantQuota {
             records: None,
             bytes: None,
             device_records: None,
+            devices: Mutex::default(),
         }
     }
 
@@ -230,9 +259,36 @@ impl TenantQuota {
         self.settings
     }
 
-    /// A bucket for one of the tenant's devices, if devices have a quota.
-    pub fn device(&self) -> Option<DeviceQuota> {
-        self.device_records.map(|r| DeviceQuota(Bucket::new(r)))
+    /// `device`'s bucket, if devices have a quota: the one it had, if it
+    /// is still kept (held by another session, or not yet full), else a
+    /// full one.
+    pub fn device(&self, device: &str) -> Option<DeviceQuota> {
+        let rate = self.device_records?;
+        let mut buckets = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = buckets.by_device.get(device) {
+            return Some(DeviceQuota(bucket.clone()));
+        }
+        if buckets.by_device.len() >= buckets.sweep_at_len {
+            // Full and held by no session: nothing to remember.
+            let now = now_ns();
+            buckets
+                .by_device
+                .retain(|_, b| Arc::strong_count(b) > 1 || !b.is_full_at(now));
+            buckets.sweep_at_len = (2 * buckets.by_device.len()).max(SWEEP_AT_LEAST);
+        }
+        let bucket = Arc::new(Bucket::new(rate));
+        buckets.by_device.insert(device.into(), bucket.clone());
+        Some(DeviceQuota(bucket))
+    }
+
+    /// Devices whose bucket is kept now.
+    #[cfg(test)]
+    fn devices_kept(&self) -> usize {
+        self.devices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_device
+            .len()
     }
 
     /// Takes `records` and `bytes` from the buckets, or says which quota
@@ -244,7 +300,7 @@ impl TenantQuota {
 
     fn admit_at(&self, device: Option<&DeviceQuota>, records: u32, bytes: u32, now: u64) -> Result<(), OverQuota> {
         let checks = [
-            (device.map(|d| &d.0), records, Scope::Device),
+            (device.map(|d| &*d.0), records, Scope::Device),
             (self.records.as_ref(), records, Scope::Tenant),
             (self.bytes.as_ref(), bytes, Scope::Tenant),
         ];
@@ -297,19 +353,19 @@ mod tests {
     fn a_device_over_its_quota_does_not_spend_its_tenants() {
         // Tenant: 100 records a second; each device 10 (batches of at most 10).
         let q = TenantQuota::new(rate(100), None, rate(10), 10, 1 << 20);
-        let first = q.device().unwrap();
+        let first = q.device("first").unwrap();
         assert_eq!(q.admit(Some(&first), 10, 1), Ok(()));
         assert_eq!(q.admit(Some(&first), 10, 1).unwrap_err().scope, Scope::Device);
         // The refused batch took nothing from the tenant: 90 are left, for
         // nine other devices, and then the tenant is full.
-        for _ in 0..9 {
-            assert_eq!(q.admit(Some(&q.device().unwrap()), 10, 1), Ok(()));
+        for n in 0..9 {
+            assert_eq!(q.admit(Some(&q.device(&format!("d{n}")).unwrap()), 10, 1), Ok(()));
         }
         assert_eq!(
-            q.admit(Some(&q.device().unwrap()), 10, 1).unwrap_err().scope,
+            q.admit(Some(&q.device("d9").unwrap()), 10, 1).unwrap_err().scope,
             Scope::Tenant
         );
-        assert!(TenantQuota::none().device().is_none());
+        assert!(TenantQuota::none().device("any").is_none());
         assert_eq!(TenantQuota::none().admit(None, 1000, 1 << 30), Ok(()));
     }
 
@@ -317,11 +373,29 @@ mod tests {
     fn a_batch_refused_by_the_tenant_takes_nothing_from_its_device() {
         // The device may send 10 a second, the tenant 10 in all.
         let q = TenantQuota::new(rate(10), None, rate(10), 10, 1 << 20);
-        let (a, b) = (q.device().unwrap(), q.device().unwrap());
+        let (a, b) = (q.device("a").unwrap(), q.device("b").unwrap());
         assert_eq!(q.admit_at(Some(&a), 10, 1, 0), Ok(()));
         // b's batch passes its own bucket but not the tenant's: b keeps its 10.
         assert_eq!(q.admit_at(Some(&b), 10, 1, 0).unwrap_err().scope, Scope::Tenant);
         assert_eq!(b.0.take_at(10, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_device_that_reconnects_keeps_its_bucket_and_full_unheld_ones_are_dropped() {
+        // 5 records a second, batches of up to 5.
+        let q = TenantQuota::new(None, None, rate(5), 5, 1 << 20);
+        let session = q.device("phone").unwrap();
+        assert_eq!(q.admit(Some(&session), 5, 1), Ok(()));
+        drop(session);
+        // Reconnecting: the same, empty, bucket.
+        let again = q.device("phone").unwrap();
+        assert_eq!(q.admit(Some(&again), 5, 1).unwrap_err().scope, Scope::Device);
+        drop(again);
+        // Many devices connect and leave with full buckets: they are swept.
+        for n in 0..1000 {
+            drop(q.device(&format!("idle-{n}")).unwrap());
+        }
+        assert!(q.devices_kept() <= 2 * SWEEP_AT_LEAST, "{}", q.devices_kept());
     }
 
     #[test]

@@ -31,10 +31,13 @@
 //! another tenant writes in the configuration in force (two tenants
 //! swapping tables take two reloads).
 //!
-//! What existing connections keep: their TLS session, their authentication
-//! (a rotated secret or CA applies to the next HELLO), the limits their
-//! WELCOME told them, and their retention. Quotas are shared: a changed
-//! tenant quota applies to existing sessions at once (`quota.rs`).
+//! What existing connections keep: their TLS session, the limits their
+//! WELCOME told them, and their retention. Their authentication is checked
+//! again when their tenant's secrets, client CA or CRLs change: a session
+//! whose token or certificate no longer authenticates is told to go away
+//! (GOAWAY; its batches in flight are still answered), so a revoked device
+//! is out at the reload. Quotas are shared: a changed tenant quota applies
+//! to existing sessions at once (`quota.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -94,8 +97,11 @@ pub struct ReloadReport {
     pub store_changed: Vec<String>,
     /// Tenants kept (their secrets, CAs, quotas and limits may have changed).
     pub kept: usize,
-    /// Sessions told to go away.
+    /// Sessions told to go away (their tenant removed).
     pub sessions_told: usize,
+    /// Sessions told to go away because their credentials no longer
+    /// authenticate (a secret removed, a client CA changed, a CRL).
+    pub sessions_revoked: usize,
     /// Tenants whose old store (or, removed, whose queue) was written to
     /// the end before the answer.
     pub drained: Vec<String>,
@@ -109,12 +115,14 @@ impl std::fmt::Display for ReloadReport {
         write!(
             f,
             "configuration reloaded: tenants added [{}], removed [{}] ({} sessions told to go away), store changed [{}], {} kept; \
+             {} sessions whose credentials no longer authenticate told to go away; \
              old stores no longer written [{}], still draining [{}]",
             self.added.join(", "),
             self.removed.join(", "),
             self.sessions_told,
             self.store_changed.join(", "),
             self.kept,
+            self.sessions_revoked,
             self.drained.join(", "),
             self.draining.join(", "),
         )
@@ -132,6 +140,7 @@ pub struct Reloader {
     budget: Arc<MemoryBudget>,
     health: Arc<Health>,
     pipeline: Pipeline,
+    admin_token: crate::admin::AdminToken,
     stopping: AtomicBool,
 }
 
@@ -147,6 +156,8 @@ pub struct Parts {
     pub health: Arc<Health>,
     /// The writers.
     pub pipeline: Pipeline,
+    /// The admin endpoint's token (read again from its file at each reload).
+    pub admin_token: crate::admin::AdminToken,
 }
 
 impl Reloader {
@@ -160,6 +171,7 @@ impl Reloader {
             budget: parts.budget,
             health: parts.health,
             pipeline: parts.pipeline,
+            admin_token: parts.admin_token,
             stopping: AtomicBool::new(false),
         }
     }
@@ -188,6 +200,7 @@ impl Reloader {
                 store_changed = ?report.store_changed,
                 kept = report.kept,
                 sessions_told = report.sessions_told,
+                sessions_revoked = report.sessions_revoked,
                 drained = ?report.drained,
                 draining = ?report.draining,
                 "configuration reloaded"
@@ -227,6 +240,7 @@ impl Reloader {
             .ok_or(ReloadError::NoSource)?;
         let next = source().map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
         next.validate().map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let admin_token = next.admin_token().map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let restart = restart_only_changes(&current, &next);
         if !restart.is_empty() {
             return Err(ReloadError::RestartOnly(restart));
@@ -283,14 +297,35 @@ impl Reloader {
             .settings
             .store(Arc::new(crate::server::session_settings(&next)));
         quota_changes.into_iter().for_each(QuotaChange::apply);
-        self.ctx.tenants.store(Arc::new(tenants));
+        // Kept tenants whose secrets, client CA or CRLs changed: their live
+        // sessions are checked again once the new credentials are in force.
+        let credentials_changed: HashSet<String> = {
+            let old = self.ctx.tenants.load();
+            tenants
+                .iter()
+                .filter(|t| old.get(&t.id).is_some_and(|o| o.credentials() != t.credentials()))
+                .map(|t| t.id.clone())
+                .collect()
+        };
+        let tenants = Arc::new(tenants);
+        self.ctx.tenants.store(tenants.clone());
         if let (Some(live), Some(tls)) = (&self.tls, tls) {
             live.store(tls);
         }
+        self.admin_token.store(Arc::new(admin_token));
         for tenant in &report.removed {
             report.sessions_told += self.ctx.admission.tell_tenant_to_go(tenant);
             telemetry::tenant_degraded(tenant, false);
         }
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        report.sessions_revoked = self
+            .ctx
+            .admission
+            .recheck(&credentials_changed, |tenant, device, proof| {
+                tenants.still_valid(tenant, device, proof, now_secs)
+            });
         crate::server::report_certificate_expiry(&next);
         for tenant in next.null_sink_tenants() {
             if report.added.iter().chain(&report.store_changed).any(|t| t == tenant) {
@@ -386,7 +421,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
             )+
         };
     }
-    compare!(server: listen, tls_listen, admin_listen, proxy_protocol, listen_backlog,
+    compare!(server: listen, tls_listen, admin_listen, proxy_protocol, proxy_protocol_trusted, listen_backlog,
         max_unauthenticated, max_unauthenticated_per_source, tls_handshake_timeout_ms,
         write_timeout_ms, drain_timeout_ms);
     compare!(pipeline: max_items, max_bytes, linger_ms, write_timeout_ms, budget_bytes,

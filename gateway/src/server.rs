@@ -34,7 +34,7 @@ use crate::conn::{ConnContext, serve};
 use crate::health::Health;
 use crate::pipeline::{Pipeline, Writers};
 use crate::reload::{ConfigSource, Parts, ReloadError, ReloadReport, Reloader};
-use crate::session::SessionSettings;
+use crate::session::{SessionSettings, Transport};
 use crate::telemetry;
 use crate::tenant::{LiveTenants, Tenants};
 use crate::tls::TenantCa;
@@ -89,10 +89,7 @@ pub(crate) fn session_settings(config: &Config) -> SessionSettings {
 
 /// The tenants' client CAs, which the TLS listeners ask clients for.
 pub(crate) fn tenant_cas(tenants: &Tenants) -> Vec<TenantCa> {
-    tenants
-        .iter()
-        .filter_map(|t| t.client_ca().map(|roots| TenantCa { roots: roots.clone() }))
-        .collect()
+    tenants.iter().filter_map(|t| t.client_ca().cloned()).collect()
 }
 
 /// Binds the listeners and starts serving.
@@ -139,6 +136,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         pipeline: pipeline.clone(),
         write_timeout: Duration::from_millis(s.write_timeout_ms),
     });
+    let admin_token: crate::admin::AdminToken = Arc::new(ArcSwap::from_pointee(config.admin_token()?));
     let reloader = Arc::new(Reloader::new(
         config.clone(),
         Parts {
@@ -147,6 +145,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             budget: budget.clone(),
             health: health.clone(),
             pipeline: pipeline.clone(),
+            admin_token: admin_token.clone(),
         },
     ));
 
@@ -178,6 +177,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             handshake_timeout,
             waiting: waiting.clone(),
             proxy_protocol: s.proxy_protocol,
+            proxy_trusted: s.proxy_protocol_trusted.clone().into(),
             ctx: ctx.clone(),
             shutdown: shutdown_rx.clone(),
             connections: connections.clone(),
@@ -192,6 +192,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
                 budget.clone(),
                 health.clone(),
                 reloader.clone(),
+                admin_token.clone(),
                 shutdown_rx.clone(),
             )
             .await?;
@@ -268,6 +269,8 @@ struct AcceptLoop {
     handshake_timeout: Duration,
     waiting: Arc<WaitingPool>,
     proxy_protocol: bool,
+    /// The balancers whose PROXY headers are believed.
+    proxy_trusted: Arc<[crate::config::Network]>,
     ctx: Arc<ConnContext>,
     shutdown: watch::Receiver<bool>,
     connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
@@ -296,23 +299,43 @@ async fn accept_loop(a: AcceptLoop) {
         let acceptor = a.tls.as_ref().map(|tls| TlsAcceptor::from(tls.load_full()));
         let handshake_timeout = a.handshake_timeout;
         if a.proxy_protocol {
-            // The agent's address comes first, from the balancer's header
-            // (in a box of its own, freed once read); then the connection
-            // goes on as any other.
+            // Only a trusted balancer's header is believed: anybody else
+            // could claim any address. Closed before a byte is read.
+            if !a.proxy_trusted.iter().any(|net| net.contains(peer.ip())) {
+                drop(stream);
+                telemetry::global().proxy_untrusted();
+                crate::logs::pre_auth(
+                    || tracing::info!(peer = %peer, "connection from outside proxy_protocol_trusted closed"),
+                );
+                continue;
+            }
+            // A place among the connections waiting, under the balancer's
+            // address until the header says the agent's (a balancer's
+            // idle connections count as waiting too); then the agent's
+            // address comes from the header (in a box of its own, freed
+            // once read), and the connection goes on as any other.
+            let waiting = pool.enter(peer.ip());
             connections.spawn(async move {
                 let mut stream = stream;
+                let mut stopping = shutdown.clone();
                 let header = Box::pin(tokio::time::timeout(
                     handshake_timeout,
                     crate::proxy_protocol::read_source(&mut stream, peer),
                 ));
-                let source = match header.await {
-                    Ok(Ok(source)) => source,
-                    Ok(Err(e)) => return proxy_header_failed(peer, &e.to_string()),
-                    Err(_) => return proxy_header_failed(peer, "no PROXY header in time"),
+                let source = tokio::select! {
+                    header = header => match header {
+                        Ok(Ok(source)) => source,
+                        Ok(Err(e)) => return proxy_header_failed(peer, &e.to_string()),
+                        Err(_) => return proxy_header_failed(peer, "no PROXY header in time"),
+                    },
+                    // Evicted while waiting for the header, or the gateway
+                    // stopping: closed without a word (there is no session yet).
+                    _ = waiting.evicted() => return,
+                    _ = stopping.wait_for(|stop| *stop) => return,
                 };
-                let waiting = pool.enter(source.ip().to_canonical());
+                waiting.move_to(source.ip());
                 match acceptor {
-                    None => serve(stream, None, ctx, shutdown, waiting, open).await,
+                    None => serve(stream, Transport::plain(), ctx, shutdown, waiting, open).await,
                     Some(acceptor) => {
                         tls_connection(stream, acceptor, handshake_timeout, ctx, shutdown, waiting, open).await
                     }
@@ -322,9 +345,9 @@ async fn accept_loop(a: AcceptLoop) {
         }
         // A place among the connections waiting to authenticate: given, by
         // closing the one waiting longest if need be.
-        let waiting = pool.enter(peer.ip().to_canonical());
+        let waiting = pool.enter(peer.ip());
         match acceptor {
-            None => connections.spawn(serve(stream, None, ctx, shutdown, waiting, open)),
+            None => connections.spawn(serve(stream, Transport::plain(), ctx, shutdown, waiting, open)),
             Some(acceptor) => connections.spawn(tls_connection(
                 stream,
                 acceptor,
@@ -360,7 +383,7 @@ pub(crate) fn report_certificate_expiry(config: &Config) {
 
 fn proxy_header_failed(peer: SocketAddr, reason: &str) {
     telemetry::global().proxy_header_failed();
-    tracing::info!(%peer, reason, "connection refused: no valid PROXY protocol header");
+    crate::logs::pre_auth(|| tracing::info!(%peer, reason, "connection refused: no valid PROXY protocol header"));
 }
 
 /// A listening socket on `addr` with `SO_REUSEPORT`, so that a new gateway
@@ -424,7 +447,18 @@ async fn tls_connection(
     };
     if let Some(tls) = tls {
         let certs = crate::tls::peer_certificates(tls.get_ref().1);
-        serve(tls, certs, ctx, shutdown, waiting, open).await;
+        serve(
+            tls,
+            Transport {
+                tls: true,
+                peer_certs: certs.map(Vec::into_boxed_slice),
+            },
+            ctx,
+            shutdown,
+            waiting,
+            open,
+        )
+        .await;
     }
 }
 
@@ -443,7 +477,7 @@ async fn handshake(
     };
     telemetry::global().tls_handshake_failed();
     let agent = waiting.source().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(agent, error = failure, "TLS handshake failed");
+    crate::logs::pre_auth(|| tracing::info!(agent, error = failure, "TLS handshake failed"));
     None
 }
 
@@ -497,7 +531,7 @@ mod tests {
 
         let plain = serve(
             stream,
-            None,
+            Transport::plain(),
             ctx.clone(),
             shutdown.clone(),
             pool.enter(source),

@@ -120,6 +120,23 @@ pub enum Action {
     Close,
 }
 
+/// What a connection runs over, as the session needs it.
+#[derive(Debug, Default)]
+pub struct Transport {
+    /// Whether it is TLS (a tenant may require it).
+    pub tls: bool,
+    /// The TLS client certificate chain, if the client presented one
+    /// (a boxed slice: every connection's task holds the field).
+    pub peer_certs: Option<Box<[CertificateDer<'static>]>>,
+}
+
+impl Transport {
+    /// Plain TCP.
+    pub fn plain() -> Transport {
+        Transport::default()
+    }
+}
+
 /// How storing a batch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOutcome {
@@ -159,9 +176,12 @@ enum State {
 struct Authenticated {
     /// Held for its places, given back when the session ends.
     _admitted: Admitted,
-    /// Boxed: most tenants have no device quota, and every idle session
-    /// would carry the bucket's room.
-    device_quota: Option<Box<DeviceQuota>>,
+    /// Its device's quota bucket, kept by the tenant across the device's
+    /// sessions.
+    device_quota: Option<DeviceQuota>,
+    /// When the credentials it authenticated with stop being valid (the
+    /// token's expiry, the certificate's notAfter): the session ends then.
+    credentials_end: Option<Instant>,
 }
 
 /// A BATCH frame waiting for memory budget, as it arrived.
@@ -184,7 +204,9 @@ pub struct Session {
     /// The connection's mailbox, where admission tells the session to go
     /// away (see [`Session::attach`]).
     mailbox: Option<Arc<Mailbox>>,
-    peer_certs: Option<Vec<CertificateDer<'static>>>,
+    peer_certs: Option<Box<[CertificateDer<'static>]>>,
+    /// Whether the connection is TLS (a tenant may require it).
+    tls: bool,
     state: State,
     /// What an authenticated connection holds beyond its peer (boxed: most
     /// of the time, in every idle connection's task, it is not looked at).
@@ -217,17 +239,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for a new connection. `peer_certs` is the TLS client
-    /// certificate chain, if the client presented one.
+    /// A session for a new connection over `transport`.
     pub fn new(
         settings: Arc<SessionSettings>,
         tenants: Arc<LiveTenants>,
         budget: Arc<MemoryBudget>,
         admission: Arc<Admission>,
         session_id: [u8; 16],
-        peer_certs: Option<Vec<CertificateDer<'static>>>,
+        transport: Transport,
         now: Now,
     ) -> Session {
+        let Transport { tls, peer_certs } = transport;
         let decode_limits = Limits {
             accepted_compression: CompressionSet::NONE,
             ..settings.limits
@@ -241,6 +263,7 @@ impl Session {
             agent: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mailbox: None,
             peer_certs,
+            tls,
             state: State::AwaitPreamble,
             admitted: None,
             decode_limits,
@@ -342,9 +365,19 @@ impl Session {
     /// the session id, so it needs no state of its own and sessions opened
     /// together (after a node failed) leave at different times.
     fn age_due(&self) -> Option<Instant> {
-        let age = self.settings.max_connection_age?;
-        let spread = 0.9 + 0.2 * f64::from(self.session_id[8]) / 255.0;
-        Some(self.opened + age.mul_f64(spread))
+        let age = self.settings.max_connection_age.map(|age| {
+            let spread = 0.9 + 0.2 * f64::from(self.session_id[8]) / 255.0;
+            self.opened + age.mul_f64(spread)
+        });
+        match (age, self.credentials_due()) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
+        }
+    }
+
+    /// When the credentials the session authenticated with stop being valid.
+    fn credentials_due(&self) -> Option<Instant> {
+        self.admitted.as_ref()?.credentials_end
     }
 
     /// When the frame in progress falls below the minimum average rate,
@@ -485,7 +518,14 @@ impl Session {
                 self.close_if_done(out);
             }
             (_, Frame::Error(e)) => {
-                tracing::info!(agent = %self.agent, code = e.code, message = %e.message, "client sent ERROR");
+                let message = crate::logs::Escaped(&e.message);
+                let agent = self.agent;
+                let log = || tracing::info!(agent = %agent, code = e.code, message = %message, "client sent ERROR");
+                if self.peer.is_some() {
+                    log();
+                } else {
+                    crate::logs::pre_auth(log);
+                }
                 self.state = State::Closed;
                 out.push(Action::Close);
             }
@@ -504,16 +544,24 @@ impl Session {
             );
             return self.fail(ErrorCode::UnsupportedVersion, &message, out);
         };
-        // Needed for this HELLO only: not kept for the session's life.
+        // Kept past this HELLO only as the session's proof, in the admission
+        // registry (to check it again when a reload changes credentials).
         let peer_certs = self.peer_certs.take();
-        let Some(tenant) = self
-            .tenants
-            .load()
-            .authenticate(&hello, peer_certs.as_deref(), now.unix_ms / 1000)
+        let Some(authentication) =
+            self.tenants
+                .load()
+                .authenticate(&hello, self.tls, peer_certs.as_deref(), now.unix_ms / 1000)
         else {
             telemetry::global().auth_failed();
             return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
         };
+        let tenant = authentication.tenant;
+        // Valid through the second `until` (a token's expiry and a
+        // certificate's notAfter are both inclusive).
+        let credentials_end = authentication.until.map(|until| {
+            let left_ms = until.saturating_add(1).saturating_mul(1000).saturating_sub(now.unix_ms);
+            now.mono + Duration::from_millis(left_ms)
+        });
         let Some(budget) = self.budget.tenant(&tenant.id) else {
             // Every configured tenant has a share; answered, never a panic.
             return self.fail(ErrorCode::Internal, "no memory budget for this tenant", out);
@@ -521,11 +569,15 @@ impl Session {
         // A place among the authenticated connections; an older session of
         // this device is told to go away.
         let mailbox = self.mailbox.get_or_insert_with(Arc::default);
-        match self.admission.admit(&tenant.id, &hello.device_id, mailbox) {
+        match self
+            .admission
+            .admit(&tenant.id, &hello.device_id, mailbox, authentication.proof)
+        {
             Ok(admitted) => {
                 self.admitted = Some(Box::new(Authenticated {
                     _admitted: admitted,
-                    device_quota: tenant.quota.load().device().map(Box::new),
+                    device_quota: tenant.quota.load().device(&hello.device_id),
+                    credentials_end,
                 }));
             }
             Err(refusal) => {
@@ -717,7 +769,7 @@ impl Session {
             Ok(accepted) => {
                 telemetry::global().records_received(accepted.record_count());
                 let bytes = u32::try_from(accepted.content_len()).unwrap_or(u32::MAX);
-                let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_deref());
+                let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_ref());
                 if let Err(over) = peer
                     .tenant
                     .quota
@@ -815,6 +867,15 @@ impl Session {
         self.go_away(reason, now, out);
     }
 
+    /// A reload revoked the credentials the session authenticated with
+    /// (a secret, a client CA, a CRL): it goes away as at shutdown
+    /// (in-flight batches are still acknowledged); its agent's next HELLO
+    /// needs credentials that are valid now.
+    pub fn revoked(&mut self, now: Now, out: &mut Vec<Action>) {
+        telemetry::global().session_revoked();
+        self.go_away("credentials no longer valid; reconnect with current ones", now, out);
+    }
+
     /// GOAWAY with `reason`, then close once in-flight batches are
     /// acknowledged; parked and later batches are answered ACK RETRY.
     fn go_away(&mut self, reason: &str, now: Now, out: &mut Vec<Action>) {
@@ -857,6 +918,10 @@ impl Session {
             self.resume_input(now, out);
             self.close_if_done(out);
             return;
+        }
+        if self.state == State::Ready && self.credentials_due().is_some_and(|due| now.mono >= due) {
+            telemetry::global().session_credentials_expired();
+            return self.go_away("credentials expired; reconnect with fresh ones", now, out);
         }
         if self.state == State::Ready && self.age_due().is_some_and(|due| now.mono >= due) {
             telemetry::global().session_aged();
@@ -918,7 +983,14 @@ impl Session {
             Some(p) => (p.tenant.id.as_str(), p.origin.device_id.as_str()),
             None => ("", ""),
         };
-        tracing::info!(agent = %self.agent, tenant, device, code = code.name(), message, "session error");
+        let agent = self.agent;
+        let log = || tracing::info!(agent = %agent, tenant, device, code = code.name(), message, "session error");
+        if self.peer.is_some() {
+            log();
+        } else {
+            // Anybody can cause these: sampled (the metrics count them all).
+            crate::logs::pre_auth(log);
+        }
         out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
         out.push(Action::Close);
         self.state = State::Closed;
@@ -1043,7 +1115,7 @@ mod tests {
                     budget.clone(),
                     Admission::new(100, []),
                     [7; 16],
-                    None,
+                    Transport::plain(),
                     now,
                 ),
                 budget,
@@ -1237,7 +1309,7 @@ mod tests {
                 h.budget.clone(),
                 h.session.admission.clone(),
                 [id; 16],
-                None,
+                Transport::plain(),
                 h.at(0),
             );
             let mut hello = MAGIC.to_vec();
@@ -1514,7 +1586,7 @@ mod tests {
             h.budget.clone(),
             admission,
             [8; 16],
-            None,
+            Transport::plain(),
             h.at(0),
         );
         let mut input = second.take_input();
@@ -1754,7 +1826,7 @@ mod tests {
             h.budget.clone(),
             h.session.admission.clone(),
             [7; 16],
-            None,
+            Transport::plain(),
             h.at(0),
         );
         let mut input = MAGIC.to_vec();

@@ -116,6 +116,24 @@ pub const METRICS: &[Metric] = &[
         "sessions told to go away at max_connection_age",
     ),
     metric(
+        "awp_sessions_credentials_expired_total",
+        C,
+        &[],
+        "sessions told to go away when their token expired or their certificate's notAfter passed",
+    ),
+    metric(
+        "awp_sessions_revoked_total",
+        C,
+        &[],
+        "sessions told to go away because a reload revoked their credentials (secret, client CA, CRL)",
+    ),
+    metric(
+        "awp_proxy_untrusted_total",
+        C,
+        &[],
+        "connections closed unread because they came from outside server.proxy_protocol_trusted",
+    ),
+    metric(
         "awp_proxy_header_failures_total",
         C,
         &[],
@@ -331,7 +349,10 @@ pub struct Global {
     connections_evicted: Counter,
     sessions_replaced: Counter,
     sessions_aged: Counter,
+    sessions_credentials_expired: Counter,
+    sessions_revoked: Counter,
     proxy_header_failures: Counter,
+    proxy_untrusted: Counter,
     tls_handshake_failures: Counter,
     frames_received: [Counter; 9],
     frames_sent: [Counter; 9],
@@ -370,7 +391,10 @@ impl Global {
             connections_evicted: metrics::counter!("awp_connections_evicted_total"),
             sessions_replaced: metrics::counter!("awp_sessions_replaced_total"),
             sessions_aged: metrics::counter!("awp_sessions_aged_total"),
+            sessions_credentials_expired: metrics::counter!("awp_sessions_credentials_expired_total"),
+            sessions_revoked: metrics::counter!("awp_sessions_revoked_total"),
             proxy_header_failures: metrics::counter!("awp_proxy_header_failures_total"),
+            proxy_untrusted: metrics::counter!("awp_proxy_untrusted_total"),
             tls_handshake_failures: metrics::counter!("awp_tls_handshake_failures_total"),
             frames_received: by_type("awp_frames_received_total"),
             frames_sent: by_type("awp_frames_sent_total"),
@@ -456,6 +480,21 @@ impl Global {
     /// A session was told to go away at its maximum age.
     pub fn session_aged(&self) {
         self.sessions_aged.increment(1);
+    }
+
+    /// A session was told to go away when its credentials expired.
+    pub fn session_credentials_expired(&self) {
+        self.sessions_credentials_expired.increment(1);
+    }
+
+    /// A session was told to go away because a reload revoked its credentials.
+    pub fn session_revoked(&self) {
+        self.sessions_revoked.increment(1);
+    }
+
+    /// A connection from outside the trusted balancers was closed unread.
+    pub fn proxy_untrusted(&self) {
+        self.proxy_untrusted.increment(1);
     }
 
     /// A connection's PROXY header was missing or malformed.

@@ -1,13 +1,27 @@
 //! Tenants and HELLO authentication (AWP1.md §4.1).
 //!
 //! Every way a HELLO can fail authentication — unknown tenant, wrong token,
-//! expired token, a certificate that does not chain to the tenant's CA or
-//! names another device — gives the same `None`, answered with the same
-//! `ERROR(AUTH_FAILED)`, so tenants and devices cannot be enumerated. Token
-//! checks cost the same whatever the tenant: every check computes as many
-//! HMACs as the tenant with the most secrets has, padding with HMACs under a
-//! dummy secret whose results are thrown away (an unknown tenant is all
-//! padding).
+//! expired token, a certificate that does not chain to the tenant's CA, is
+//! revoked by its CRLs or names another device, a tenant that requires TLS
+//! on a plaintext connection — gives the same `None`, answered with the
+//! same `ERROR(AUTH_FAILED)`, so tenants and devices cannot be enumerated.
+//! Token checks cost the same whatever the tenant: every check computes as
+//! many HMACs as the tenant with the most secrets has, padding with HMACs
+//! under a dummy secret whose results are thrown away (an unknown tenant is
+//! all padding). A certificate naming a tenant without a CA is checked
+//! against a CA of nobody's, as much work as a real one.
+//!
+//! # Credentials that change under live sessions
+//!
+//! A successful HELLO returns what the session proved ([`Proof`]: its token,
+//! or its certificate chain) and until when it holds (the token's expiry,
+//! the certificate's notAfter): the session ends itself then (GOAWAY). The
+//! admission registry keeps each session's proof, so that a reload that
+//! changes a tenant's secrets, client CA or CRLs checks every live session
+//! of that tenant again ([`Tenants::still_valid`]) and tells those that no
+//! longer pass to go away: a leaked token or key is out at the reload, not
+//! at the agent's next HELLO. [`Tenant::credentials`] tells which tenants'
+//! credentials changed.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -15,13 +29,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use awp_protocol::{Hello, HelloAuth, token};
-use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use secrecy::ExposeSecret;
+use sha2::Digest;
 
 use crate::config::{ConfigError, DynamoConfig, Layout, ServerConfig, SinkKind, TenantConfig};
 use crate::quota::{QuotaSettings, Scope, SharedQuota, TenantQuota};
 use crate::telemetry;
+use crate::tls::TenantCa;
 
 /// One tenant, ready for authentication and item mapping.
 #[derive(Debug)]
@@ -29,7 +44,12 @@ pub struct Tenant {
     /// The tenant id.
     pub id: String,
     secrets: Vec<TokenKey>,
-    client_ca: Option<Arc<RootCertStore>>,
+    client_ca: Option<TenantCa>,
+    /// HELLOs on plaintext connections fail.
+    require_tls: bool,
+    /// A digest of the secrets, the client CA and the CRLs: when a reload
+    /// changes it, the tenant's live sessions are checked again.
+    credentials: [u8; 32],
     /// Seconds added to `received_at` for `expires_at`, if the tenant has a retention.
     pub retention_secs: Option<u64>,
     /// The tenant's own sink, if not the configured default.
@@ -55,6 +75,8 @@ impl Tenant {
             id: id.to_owned(),
             secrets: secrets.iter().map(|s| TokenKey(s.as_bytes().to_vec())).collect(),
             client_ca: None,
+            require_tls: false,
+            credentials: [0; 32],
             retention_secs: None,
             sink: None,
             dynamodb: None,
@@ -95,8 +117,14 @@ impl Tenant {
     }
 
     /// The client CA, if devices may authenticate with certificates.
-    pub fn client_ca(&self) -> Option<&Arc<RootCertStore>> {
+    pub fn client_ca(&self) -> Option<&TenantCa> {
         self.client_ca.as_ref()
+    }
+
+    /// A digest of what authenticates the tenant's devices (secrets, client
+    /// CA, CRLs): equal across a reload that changed none of them.
+    pub fn credentials(&self) -> [u8; 32] {
+        self.credentials
     }
 }
 
@@ -152,11 +180,33 @@ impl Tenants {
         for (i, c) in configs.iter().enumerate() {
             let client_ca = match &c.client_ca {
                 None => None,
-                Some(path) => Some(Arc::new(
-                    crate::tls::load_ca(path, &format!("tenants[{i}].client_ca"))
-                        .map_err(|e| ConfigError::new(format!("tenants[{i}].client_ca"), e.to_string()))?,
-                )),
+                Some(path) => Some(
+                    TenantCa::load(
+                        path,
+                        &format!("tenants[{i}].client_ca"),
+                        c.crl.as_deref(),
+                        &format!("tenants[{i}].crl"),
+                    )
+                    .map_err(|e| {
+                        // The message starts with the field it names.
+                        let text = e.to_string();
+                        let (field, reason) = text.split_once(": ").unwrap_or(("config", &text));
+                        ConfigError::new(field, reason)
+                    })?,
+                ),
             };
+            let mut digest = sha2::Sha256::new();
+            for secret in &c.secrets {
+                digest.update((secret.expose_secret().len() as u64).to_be_bytes());
+                digest.update(secret.expose_secret().as_bytes());
+            }
+            for path in [&c.client_ca, &c.crl].into_iter().flatten() {
+                // Loaded above: readable.
+                let bytes = std::fs::read(path).unwrap_or_default();
+                digest.update((bytes.len() as u64).to_be_bytes());
+                digest.update(&bytes);
+            }
+            digest.update([u8::from(c.require_tls)]);
             tenants.insert(Tenant {
                 id: c.id.clone(),
                 secrets: c
@@ -165,6 +215,8 @@ impl Tenants {
                     .map(|s| TokenKey(s.expose_secret().as_bytes().to_vec()))
                     .collect(),
                 client_ca,
+                require_tls: c.require_tls,
+                credentials: digest.finalize().into(),
                 retention_secs: c.retention_days.map(|d| u64::from(d) * 86_400),
                 sink: c.sink,
                 dynamodb: c.dynamodb.clone(),
@@ -231,37 +283,111 @@ impl Tenants {
         self.by_id.values()
     }
 
-    /// The tenant a HELLO authenticates as, or `None` for any failure.
+    /// The tenant a HELLO authenticates as, what it proved and until when,
+    /// or `None` for any failure. `tls` says whether the connection is TLS;
+    /// `peer_certs` is its client certificate chain, if any.
     pub fn authenticate(
         &self,
         hello: &Hello,
+        tls: bool,
         peer_certs: Option<&[CertificateDer<'static>]>,
         now_unix_secs: u64,
-    ) -> Option<Arc<Tenant>> {
+    ) -> Option<Authentication> {
         let tenant = self.by_id.get(&hello.tenant_id);
-        let ok = match &hello.auth {
+        let (ok, proof, until) = match &hello.auth {
             HelloAuth::Token { expiry, token } => {
-                let own: &[TokenKey] = tenant.map_or(&[], |t| &t.secrets);
-                let ok =
-                    token::verify_device_token(own, &hello.tenant_id, &hello.device_id, *expiry, token, now_unix_secs);
-                // Pad to the same number of HMACs for every tenant, known or not.
-                for _ in own.len()..self.max_secrets {
-                    std::hint::black_box(token::device_token(
-                        DUMMY_SECRET,
-                        &hello.tenant_id,
-                        &hello.device_id,
-                        *expiry,
-                    ));
-                }
-                ok
+                let proof = Proof::Token {
+                    expiry: *expiry,
+                    token: *token,
+                };
+                let ok = self.token_valid(tenant, &hello.tenant_id, &hello.device_id, &proof, now_unix_secs);
+                (ok, proof, (*expiry != 0).then_some(*expiry))
             }
-            HelloAuth::ClientCert => match (tenant.and_then(|t| t.client_ca.as_ref()), peer_certs) {
-                (Some(roots), Some(chain)) => crate::tls::verify_client_cert(chain, roots, &hello.device_id),
-                _ => false,
-            },
+            HelloAuth::ClientCert => {
+                let chain: Arc<[CertificateDer<'static>]> = peer_certs.map_or_else(|| Arc::from([]), Arc::from);
+                let ca = tenant.and_then(|t| t.client_ca.as_ref()).unwrap_or(TenantCa::nobodys());
+                let ok = crate::tls::verify_client_cert(&chain, ca, &hello.device_id, unix_time(now_unix_secs))
+                    && tenant.is_some_and(|t| t.client_ca.is_some());
+                let until = chain.first().and_then(crate::tls::not_after);
+                (ok, Proof::Certificate(chain), until)
+            }
         };
-        if ok { tenant.cloned() } else { None }
+        let tenant = tenant.filter(|t| ok && (tls || !t.require_tls))?;
+        Some(Authentication {
+            tenant: tenant.clone(),
+            proof,
+            until,
+        })
     }
+
+    /// Whether a live session of `tenant_id`'s `device_id` that proved
+    /// `proof` would still authenticate now (a reload changed the tenant's
+    /// credentials).
+    pub fn still_valid(&self, tenant_id: &str, device_id: &str, proof: &Proof, now_unix_secs: u64) -> bool {
+        let Some(tenant) = self.by_id.get(tenant_id) else {
+            return false;
+        };
+        match proof {
+            Proof::Token { .. } => self.token_valid(Some(tenant), tenant_id, device_id, proof, now_unix_secs),
+            Proof::Certificate(chain) => tenant
+                .client_ca
+                .as_ref()
+                .is_some_and(|ca| crate::tls::verify_client_cert(chain, ca, device_id, unix_time(now_unix_secs))),
+        }
+    }
+
+    /// Checks a token against the tenant's secrets, padded to the same
+    /// number of HMACs for every tenant, known or not.
+    fn token_valid(
+        &self,
+        tenant: Option<&Arc<Tenant>>,
+        tenant_id: &str,
+        device_id: &str,
+        proof: &Proof,
+        now_unix_secs: u64,
+    ) -> bool {
+        let Proof::Token { expiry, token } = proof else {
+            return false;
+        };
+        let own: &[TokenKey] = tenant.map_or(&[], |t| &t.secrets);
+        let ok = token::verify_device_token(own, tenant_id, device_id, *expiry, token, now_unix_secs);
+        for _ in own.len()..self.max_secrets {
+            std::hint::black_box(token::device_token(DUMMY_SECRET, tenant_id, device_id, *expiry));
+        }
+        ok
+    }
+}
+
+/// `now_unix_secs` as rustls' time.
+fn unix_time(now_unix_secs: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(now_unix_secs))
+}
+
+/// A HELLO that authenticated: the tenant, what the device proved, and
+/// the last second the proof holds (unix seconds; `None` for ever).
+#[derive(Debug)]
+pub struct Authentication {
+    /// The tenant.
+    pub tenant: Arc<Tenant>,
+    /// What the device proved.
+    pub proof: Proof,
+    /// The token's expiry or the certificate's notAfter (both inclusive).
+    pub until: Option<u64>,
+}
+
+/// What a session authenticated with, kept to check it again when a reload
+/// changes its tenant's credentials.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    /// A device token and its expiry.
+    Token {
+        /// Unix seconds; 0 for never.
+        expiry: u64,
+        /// The token.
+        token: [u8; 32],
+    },
+    /// The TLS client certificate chain.
+    Certificate(Arc<[CertificateDer<'static>]>),
 }
 
 #[cfg(test)]

@@ -23,7 +23,12 @@
 //!   check is [`verify_client_cert`] at HELLO with `auth_method` 2: the chain
 //!   against *that* tenant's CA only, valid now, and the subject common name
 //!   equal to the HELLO `device_id`. A certificate from tenant A's CA
-//!   therefore never authenticates a device of tenant B.
+//!   therefore never authenticates a device of tenant B. A tenant may give
+//!   CRLs (`tenants[].crl`): a revoked end-entity certificate fails the
+//!   same way. Each tenant's verifier is built once, when its configuration
+//!   is loaded ([`TenantCa::load`]); a HELLO naming a tenant without one
+//!   (unknown, or token-only) is checked against a CA of nobody's, so that
+//!   its answer takes as long as a known tenant's.
 //! - The certificate request carries **no CA names** (no root hint subjects):
 //!   listing every tenant's CA to every client that connects would tell
 //!   strangers which tenants exist (the spec works hard to prevent tenant
@@ -34,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
@@ -115,6 +120,24 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// A file holds no `X509 CRL` PEM section.
+    #[error("{field}: no CRL in file {}", path.display())]
+    NoCrl {
+        /// The config field naming the file.
+        field: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A tenant's CA and CRLs do not make a verifier (a CRL that does not
+    /// parse).
+    #[error("{field}: {source}")]
+    Verifier {
+        /// The config field naming the file at fault.
+        field: String,
+        /// rustls' error.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
     /// rustls refused the protocol version / crypto provider combination
     /// (only possible with a broken build of rustls).
     #[error("tls: cannot configure TLS 1.2/1.3 with the ring provider: {source}")]
@@ -125,11 +148,89 @@ pub enum TlsError {
     },
 }
 
-/// A tenant's client CA, for tenants that allow HELLO `auth_method` 2.
+/// A tenant's client CA, for tenants that allow HELLO `auth_method` 2: its
+/// certificates, its CRLs, and the verifier made of them.
 #[derive(Clone, Debug)]
 pub struct TenantCa {
     /// The tenant's client CA certificates (see [`load_ca`]).
     pub roots: Arc<RootCertStore>,
+    /// Checks a chain against `roots` and the CRLs.
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl TenantCa {
+    /// Loads a tenant's CA file and its CRL file, if any (`ca_field` and
+    /// `crl_field` name them in errors), and builds its verifier: end-entity
+    /// certificates a CRL lists are refused; certificates no CRL speaks of
+    /// (an intermediate's, or a CA with no CRL given) are not.
+    pub fn load(ca: &Path, ca_field: &str, crl: Option<&Path>, crl_field: &str) -> Result<TenantCa, TlsError> {
+        let roots = Arc::new(load_ca(ca, ca_field)?);
+        let crls = match crl {
+            Some(path) => load_crls(path, crl_field)?,
+            None => Vec::new(),
+        };
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status()
+            .build()
+            .map_err(|source| TlsError::Verifier {
+                field: crl.map_or(ca_field, |_| crl_field).to_owned(),
+                source,
+            })?;
+        Ok(TenantCa { roots, verifier })
+    }
+
+    /// A CA of nobody's, to check the chains of HELLOs that name a tenant
+    /// without one: as much work, always refused.
+    pub fn nobodys() -> &'static TenantCa {
+        static NOBODY: std::sync::OnceLock<TenantCa> = std::sync::OnceLock::new();
+        NOBODY.get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            let built = (|| {
+                let key = rcgen::KeyPair::generate().ok()?;
+                let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).ok()?;
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::CommonName, "awp-gateway: no tenant's CA");
+                let cert = params.self_signed(&key).ok()?;
+                roots.add(cert.der().clone()).ok()
+            })();
+            let roots = Arc::new(roots);
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match built.and_then(|()| {
+                WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+                    .build()
+                    .ok()
+            }) {
+                Some(verifier) => verifier,
+                // Cannot happen (ring makes keys); then nothing verifies.
+                None => Arc::new(DeferredClientAuth {
+                    algorithms: provider().signature_verification_algorithms,
+                }),
+            };
+            TenantCa { roots, verifier }
+        })
+    }
+}
+
+/// Reads every CRL of a PEM file (`X509 CRL` sections); at least one.
+fn load_crls(path: &Path, field: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let pem_bytes = read_file(path, field)?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&pem_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if crls.is_empty() {
+        return Err(TlsError::NoCrl {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(crls)
 }
 
 /// The crypto provider every config uses (the crate is built without aws-lc-rs).
@@ -309,34 +410,27 @@ impl rustls::server::danger::ClientCertVerifier for DeferredClientAuth {
 ///
 /// `chain` is the peer's chain from the TLS session (end entity first, see
 /// [`peer_certificates`]). True only when the end-entity certificate chains
-/// to `tenant_roots` (this tenant's client CA, not any tenant's), is valid
-/// now and usable for client authentication, and its subject has exactly one
-/// common name, equal to `device_id` byte for byte. Every failure, including
-/// an empty chain or an unparsable certificate, is plain `false`: the caller
-/// answers them all with the same `AUTH_FAILED`.
-pub fn verify_client_cert(
-    chain: &[CertificateDer<'static>],
-    tenant_roots: &Arc<RootCertStore>,
-    device_id: &str,
-) -> bool {
+/// to `ca` (this tenant's client CA, not any tenant's), is valid now (at
+/// `now`), not revoked by the tenant's CRLs, usable for client
+/// authentication, and its subject has exactly one common name, equal to
+/// `device_id` byte for byte. Every failure, including an empty chain or an
+/// unparsable certificate, is plain `false`: the caller answers them all
+/// with the same `AUTH_FAILED`.
+pub fn verify_client_cert(chain: &[CertificateDer<'static>], ca: &TenantCa, device_id: &str, now: UnixTime) -> bool {
     let Some((end_entity, intermediates)) = chain.split_first() else {
         return false;
     };
-    if tenant_roots.is_empty() {
-        return false;
-    }
-    let verifier = match WebPkiClientVerifier::builder_with_provider(Arc::clone(tenant_roots), provider()).build() {
-        Ok(verifier) => verifier,
-        Err(err) => {
-            tracing::debug!(error = %err, "cannot build per-tenant client certificate verifier");
-            return false;
-        }
-    };
-    if let Err(err) = verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
-        tracing::debug!(error = %err, "client certificate does not chain to the tenant's CA");
+    if let Err(err) = ca.verifier.verify_client_cert(end_entity, intermediates, now) {
+        tracing::debug!(error = %err, "client certificate does not chain to the tenant's CA, or is revoked");
         return false;
     }
     subject_common_name(end_entity).is_some_and(|cn| cn == device_id)
+}
+
+/// When a certificate stops being valid (its notAfter), unix seconds.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    u64::try_from(parsed.validity().not_after.timestamp()).ok()
 }
 
 /// The subject's common name, when there is exactly one and it is a string.
@@ -374,9 +468,35 @@ mod tests {
 
     fn tenant_ca(pki: &TestPki, tenant: &str) -> (super::test_certs::ClientCa, TenantCa) {
         let ca = pki.tenant_ca(tenant);
-        let roots = load_ca(&ca.path, &format!("tenants[{tenant}].client_ca")).unwrap();
-        let tenant_ca = TenantCa { roots: Arc::new(roots) };
+        let tenant_ca = TenantCa::load(&ca.path, "tenants[0].client_ca", None, "tenants[0].crl").unwrap();
         (ca, tenant_ca)
+    }
+
+    fn verifies(chain: &[CertificateDer<'static>], ca: &TenantCa, device: &str) -> bool {
+        verify_client_cert(chain, ca, device, UnixTime::now())
+    }
+
+    #[test]
+    fn a_certificate_a_crl_revokes_is_refused_and_an_expired_one_too() {
+        let pki = TestPki::new();
+        let ca = pki.tenant_ca("acme");
+        let (kept, revoked) = (ca.issue("dev-1"), ca.issue("dev-2"));
+        let crl = ca.crl(pki.path(), &[&revoked]);
+        let with_crl = TenantCa::load(&ca.path, "tenants[0].client_ca", Some(&crl), "tenants[0].crl").unwrap();
+        assert!(verifies(&kept.chain(), &with_crl, "dev-1"));
+        assert!(!verifies(&revoked.chain(), &with_crl, "dev-2"), "revoked");
+        let without = TenantCa::load(&ca.path, "tenants[0].client_ca", None, "").unwrap();
+        assert!(verifies(&revoked.chain(), &without, "dev-2"), "no CRL, no revocation");
+        // Its notAfter passed: refused, and the time is read from the certificate.
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let short = ca.issue_until("dev-3", Some(soon));
+        assert!(verifies(&short.chain(), &without, "dev-3"));
+        let later = UnixTime::since_unix_epoch(std::time::Duration::from_secs(soon.unix_timestamp() as u64 + 60));
+        assert!(!verify_client_cert(&short.chain(), &without, "dev-3", later));
+        assert_eq!(not_after(&short.cert_der), Some(soon.unix_timestamp() as u64));
+        // A file that is no CRL is refused, naming the field.
+        let err = TenantCa::load(&ca.path, "tenants[0].client_ca", Some(&ca.path), "tenants[0].crl").unwrap_err();
+        assert!(err.to_string().starts_with("tenants[0].crl: no CRL in file"), "{err}");
     }
 
     #[test]
@@ -386,22 +506,19 @@ mod tests {
         let (_ca_b, b) = tenant_ca(&pki, "globex");
         let chain = ca_a.issue("dev-1").chain();
 
-        assert!(verify_client_cert(&chain, &a.roots, "dev-1"));
-        assert!(!verify_client_cert(&chain, &b.roots, "dev-1"), "other tenant's CA");
-        assert!(!verify_client_cert(&chain, &a.roots, "dev-2"), "CN mismatch");
-        assert!(!verify_client_cert(&chain, &a.roots, "dev-"), "CN prefix");
-        assert!(!verify_client_cert(&chain, &a.roots, "DEV-1"), "CN case");
-        assert!(!verify_client_cert(&[], &a.roots, "dev-1"), "empty chain");
-        assert!(
-            !verify_client_cert(&chain, &Arc::new(RootCertStore::empty()), "dev-1"),
-            "no roots"
-        );
+        assert!(verifies(&chain, &a, "dev-1"));
+        assert!(!verifies(&chain, &b, "dev-1"), "other tenant's CA");
+        assert!(!verifies(&chain, &a, "dev-2"), "CN mismatch");
+        assert!(!verifies(&chain, &a, "dev-"), "CN prefix");
+        assert!(!verifies(&chain, &a, "DEV-1"), "CN case");
+        assert!(!verifies(&[], &a, "dev-1"), "empty chain");
+        assert!(!verifies(&chain, TenantCa::nobodys(), "dev-1"), "nobody's CA");
 
         let self_signed = self_signed_client("dev-1").chain();
-        assert!(!verify_client_cert(&self_signed, &a.roots, "dev-1"), "self-signed");
+        assert!(!verifies(&self_signed, &a, "dev-1"), "self-signed");
 
         let garbage = vec![CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])];
-        assert!(!verify_client_cert(&garbage, &a.roots, "dev-1"), "garbage DER");
+        assert!(!verifies(&garbage, &a, "dev-1"), "garbage DER");
     }
 
     #[test]
@@ -587,7 +704,7 @@ mod tests {
             assert_eq!(seen.version, Some(expected));
             let certs = seen.server_peer_certs.expect("server sees the client certificate");
             assert_eq!(certs, device.chain());
-            assert!(verify_client_cert(&certs, &a.roots, "dev-1"));
+            assert!(verifies(&certs, &a, "dev-1"));
         }
 
         // The default helper negotiates TLS 1.3.

@@ -190,7 +190,15 @@ fn the_example_config_checks_clean() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    assert!(out.stdout.is_empty());
+    // Valid, but its placeholder secret is weak: said, on one line.
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("gateway: warning: tenants[0].secrets[0]: weak secret"),
+        "{err}"
+    );
+    assert!(!err.contains("change-me"), "the secret itself is never printed: {err}");
 }
 
 #[test]
@@ -219,6 +227,48 @@ fn inspect_prints_one_json_line_per_frame() {
     assert_eq!(lines[2]["records"].as_array().unwrap().len(), 8);
     assert_eq!(lines[3]["code"], "CHECKSUM_MISMATCH");
     assert_eq!(lines[3]["offset"], 4 + 78 + 232);
+}
+
+/// `gateway token` takes the secret from a file or the environment as from
+/// the command line; `gateway secret` makes a strong one.
+#[test]
+fn token_takes_the_secret_from_a_file_or_the_environment_and_secret_makes_one() {
+    let vector_token = "f4151fbd02cb529c42e96aaa66d33cbea66f646d4c2283e1f46b9def3622a315";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.secret");
+    std::fs::write(&file, "acme-secret-1\n").unwrap();
+    let from_file = gateway()
+        .args(["token", "--tenant", "acme", "--device", "dev-0001", "--secret-file"])
+        .arg(&file)
+        .env_remove("AWP_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(from_file.stdout).unwrap().trim(), vector_token);
+    let from_env = gateway()
+        .args(["token", "--tenant", "acme", "--device", "dev-0001"])
+        .env("AWP_SECRET", "acme-secret-1")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(from_env.stdout).unwrap().trim(), vector_token);
+    // Neither: a one-line error, no token.
+    let neither = gateway()
+        .args(["token", "--tenant", "acme", "--device", "dev-0001"])
+        .env_remove("AWP_SECRET")
+        .output()
+        .unwrap();
+    assert!(!neither.status.success() && neither.stdout.is_empty());
+    // The help shows the forms that keep the secret off the command line.
+    let help = gateway().args(["token", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--secret-file") && help.contains("AWP_SECRET"), "{help}");
+    let secret = gateway().arg("secret").output().unwrap();
+    let secret = String::from_utf8(secret.stdout).unwrap();
+    let secret = secret.trim();
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{secret}"
+    );
+    assert!(awp_gateway::config::secret_weakness(secret).is_none());
 }
 
 #[test]
@@ -279,21 +329,46 @@ async fn the_development_default_takes_a_batch_and_drains_on_sigterm() {
             .to_owned()
     };
     let addr = field("agents:");
-    let secret = banner
-        .iter()
-        .find_map(|l| l.split("secret: ").nth(1))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
     assert!(addr.starts_with("127.0.0.1:"), "loopback only: {addr}");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("dev-tenant.secret"))
-            .unwrap()
-            .trim(),
-        secret
+    assert!(banner[0].contains("loopback only"), "{banner:?}");
+    // Not a terminal: the banner names the file and never prints the secret.
+    let secret = std::fs::read_to_string(dir.path().join("dev-tenant.secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(banner.iter().all(|l| !l.contains(&secret)), "{banner:?}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("secret in") && l.contains("dev-tenant.secret")),
+        "{banner:?}"
     );
+    // The token line of the banner works as printed.
+    let token_line = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("a device token:"))
+        .unwrap();
+    let args: Vec<String> = token_line
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            if a == "DEVICE_ID" {
+                "phone-1".to_owned()
+            } else {
+                a.to_owned()
+            }
+        })
+        .collect();
+    let out = gateway().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let expected = hex::encode(awp_protocol::token::device_token(
+        secret.as_bytes(),
+        "dev",
+        "phone-1",
+        0,
+    ));
+    assert_eq!(printed, expected);
 
     // An agent of tenant dev.
     let hello = awp_protocol::Hello {
@@ -427,6 +502,39 @@ fn the_deploy_files_use_a_valid_configuration_and_real_commands() {
     }
     assert!(unit.contains("Type=notify") && unit.contains("LimitNOFILE="));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    for hardening in [
+        "UMask=0077",
+        "SystemCallFilter=@system-service",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "ProtectKernelLogs=yes",
+        "RestrictSUIDSGID=yes",
+        "RestrictRealtime=yes",
+        "ProtectProc=invisible",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.lines().any(|l| l == hardening), "{hardening} in the unit");
+    }
+    // The image: admin on loopback, pinned bases; compose: pinned images,
+    // a read-only root, no capabilities.
+    let dockerfile = std::fs::read_to_string(deploy.join("../Dockerfile")).unwrap();
+    let cmd = dockerfile.lines().find(|l| l.starts_with("CMD ")).unwrap();
+    assert!(cmd.contains("\"--admin-listen\", \"127.0.0.1:9464\""), "{cmd}");
+    for from in dockerfile.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = from.split_whitespace().nth(1).unwrap();
+        assert!(
+            image
+                .split(':')
+                .nth(1)
+                .is_some_and(|tag| tag.starts_with(|c: char| c.is_ascii_digit())),
+            "{from}"
+        );
+    }
+    let compose = std::fs::read_to_string(deploy.join("compose.yaml")).unwrap();
+    assert!(!compose.contains(":latest"), "pinned images");
+    for line in ["read_only: true", "cap_drop: [ALL]", "no-new-privileges:true"] {
+        assert!(compose.contains(line), "{line} in compose.yaml");
+    }
 }
 
 /// Writes `dir/gateway.toml`: loopback listeners on free ports, SQLite
@@ -448,7 +556,10 @@ fn acme_config(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn behind_a_proxy_log_lines_name_the_agents_address() {
     let dir = tempfile::tempdir().unwrap();
-    let file = acme_config(dir.path(), "proxy_protocol = true\n");
+    let file = acme_config(
+        dir.path(),
+        "proxy_protocol = true\nproxy_protocol_trusted = [\"127.0.0.1\"]\n",
+    );
     let Gateway {
         mut child,
         agents,

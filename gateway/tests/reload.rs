@@ -50,7 +50,13 @@ data_dir = "{}"
 /// A tenant with one secret; the tests name secrets short, the gateway
 /// wants them at least 8 characters long.
 fn tenant(id: &str, secret: &str) -> String {
-    format!("[[tenants]]\nid = \"{id}\"\nsecrets = [\"{}\"]\n", long(secret))
+    tenant_with(id, &[secret])
+}
+
+/// A tenant with several secrets at once (a rotation under way).
+fn tenant_with(id: &str, secrets: &[&str]) -> String {
+    let secrets: Vec<String> = secrets.iter().map(|s| format!("\"{}\"", long(s))).collect();
+    format!("[[tenants]]\nid = \"{id}\"\nsecrets = [{}]\n", secrets.join(", "))
 }
 
 fn long(secret: &str) -> String {
@@ -92,7 +98,7 @@ impl Reloadable {
         let mut s = tokio::net::TcpStream::connect(self.server.admin_addr.unwrap())
             .await
             .unwrap();
-        s.write_all(b"POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        s.write_all(b"POST /reload HTTP/1.1\r\nHost: localhost\r\nX-AWP-Admin: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut out = String::new();
@@ -151,12 +157,21 @@ async fn a_reload_adds_and_removes_tenants_and_rotates_secrets_while_agents_keep
     let mut beta = gateway.welcomed("beta", "beta-1", "phone-2").await;
     stored(&mut beta, 1).await;
 
-    // acme's secret rotated, beta removed, gamma added.
-    gateway.rewrite(&[tenant("acme", "acme-new"), tenant("gamma", "gamma-1")].concat());
+    // acme's secret rotated (the new one beside the old, while agents move
+    // to it), beta removed, gamma added.
+    gateway.rewrite(
+        &[
+            tenant_with("acme", &["acme-new", "acme-old"]),
+            tenant("gamma", "gamma-1"),
+        ]
+        .concat(),
+    );
     let (status, body) = gateway.post_reload().await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains("added [gamma]") && body.contains("removed [beta] (1 sessions told"),
+        body.contains("added [gamma]")
+            && body.contains("removed [beta] (1 sessions told")
+            && body.contains("0 sessions whose credentials no longer authenticate"),
         "{body}"
     );
 
@@ -174,10 +189,27 @@ async fn a_reload_adds_and_removes_tenants_and_rotates_secrets_while_agents_keep
     let mut gamma = gateway.welcomed("gamma", "gamma-1", "laptop-1").await;
     stored(&mut gamma, 1).await;
     // New HELLOs see the new secrets and tenants.
-    auth_fails(&gateway, "acme", "acme-old", "phone-3").await;
     let mut again = gateway.welcomed("acme", "acme-new", "phone-3").await;
     stored(&mut again, 1).await;
     auth_fails(&gateway, "beta", "beta-1", "phone-2").await;
+
+    // The rotation ends: the old secret goes, and with it the session that
+    // authenticated with it (its batches in flight still answered); the
+    // session on the new secret goes on.
+    gateway.rewrite(&[tenant("acme", "acme-new"), tenant("gamma", "gamma-1")].concat());
+    let (status, body) = gateway.post_reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("1 sessions whose credentials no longer authenticate"),
+        "{body}"
+    );
+    match acme.next().await {
+        Some(Frame::GoAway(g)) => assert!(g.reason.contains("credentials no longer valid"), "{}", g.reason),
+        other => panic!("expected GOAWAY, got {other:?}"),
+    }
+    assert!(acme.next().await.is_none());
+    stored(&mut again, 2).await;
+    auth_fails(&gateway, "acme", "acme-old", "phone-1").await;
 
     gateway.server.shutdown().await;
     // Everything acknowledged is stored, in each tenant's own database.
@@ -185,7 +217,7 @@ async fn a_reload_adds_and_removes_tenants_and_rotates_secrets_while_agents_keep
         let db = rusqlite::Connection::open(gateway.dir.path().join(format!("data/{tenant}.sqlite3"))).unwrap();
         db.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap()
     };
-    assert_eq!((count("acme"), count("beta"), count("gamma")), (6 * 20, 20, 20));
+    assert_eq!((count("acme"), count("beta"), count("gamma")), (7 * 20, 20, 20));
 }
 
 #[tokio::test]

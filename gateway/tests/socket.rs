@@ -547,6 +547,7 @@ fn proxy_header(source: &str) -> Vec<u8> {
 async fn behind_a_proxy_the_agents_address_comes_from_the_header() {
     let t = TestServer::start(|c| {
         c.server.proxy_protocol = true;
+        c.server.proxy_protocol_trusted = vec!["127.0.0.0/8".parse().unwrap()];
         c.server.max_unauthenticated_per_source = 1;
     })
     .await;

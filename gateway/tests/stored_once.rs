@@ -54,6 +54,7 @@ async fn table_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         endpoint: Some(endpoint.into()),
         profile: None,
         role_arn: None,
+        external_id: None,
         access_key_id: Some("local".into()),
         secret_access_key: Some("local".into()),
         max_concurrency: 4,

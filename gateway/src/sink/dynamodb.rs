@@ -71,8 +71,16 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 const BACKOFF_BASE: Duration = Duration::from_millis(25);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 
-/// Builds the DynamoDB client for one tenant's destination.
+/// Builds a DynamoDB client for a destination (tools and tests; the sink
+/// names its tenant, [`client_for`]).
 pub async fn client(config: &DynamoConfig) -> Client {
+    client_for("", config).await
+}
+
+/// Builds the DynamoDB client for `tenant`'s destination. An assumed role's
+/// session is named after the tenant (`awp-gateway-TENANT`, in the
+/// partner's CloudTrail), with the tenant's `external_id` if it has one.
+pub async fn client_for(tenant: &str, config: &DynamoConfig) -> Client {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -103,17 +111,31 @@ pub async fn client(config: &DynamoConfig) -> Client {
     let base = loader.load().await;
     let mut builder = aws_sdk_dynamodb::config::Builder::from(&base);
     if let Some(role) = &config.role_arn {
-        let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-            .session_name("awp-gateway")
-            .configure(&base)
-            .build()
-            .await;
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name(role_session_name(tenant))
+            .configure(&base);
+        if let Some(id) = &config.external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = provider.build().await;
         builder = builder.credentials_provider(provider);
     }
     if let Some(endpoint) = &config.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
     Client::from_conf(builder.build())
+}
+
+/// The name of the assumed-role session of `tenant`'s client: STS takes at
+/// most 64 characters of `[\w+=,.@-]`, which tenant ids are made of.
+fn role_session_name(tenant: &str) -> String {
+    let mut name = if tenant.is_empty() {
+        "awp-gateway".to_owned()
+    } else {
+        format!("awp-gateway-{tenant}")
+    };
+    name.truncate(64);
+    name
 }
 
 /// One tenant's table.
@@ -148,7 +170,7 @@ impl DynamoSink {
             },
             tenant: tenant.to_owned(),
             table: config.table.clone(),
-            client: client(config).await,
+            client: client_for(tenant, config).await,
             limit: AdaptiveLimit::new(config.max_concurrency),
             give_up_after,
             metrics: DynamoMetrics::new(tenant),
@@ -724,6 +746,13 @@ mod tests {
         assert!(reqs.iter().all(|r| r.len() <= 25));
         assert!(reqs.len() >= 2, "50 × 390 KB needs more than one request");
         assert_eq!(requests(&[batch("d", 1, 10, 380_000)]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_assumed_roles_session_names_the_tenant() {
+        assert_eq!(role_session_name("acme"), "awp-gateway-acme");
+        assert_eq!(role_session_name(""), "awp-gateway");
+        assert_eq!(role_session_name(&"t".repeat(80)).len(), 64);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub type Log = tokio::sync::mpsc::UnboundedReceiver<String>;
 pub struct Gateway {
     pub child: tokio::process::Child,
     pub agents: SocketAddr,
+    /// The TLS listener, if the configuration has one.
+    pub tls_agents: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub log: Log,
     pub config: PathBuf,
@@ -39,7 +41,7 @@ impl Gateway {
             .spawn()
             .unwrap();
         let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut agents, mut admin) = (None, None);
+        let (mut agents, mut admin, mut tls_agents) = (None, None, None);
         let found = async {
             while agents.is_none() || admin.is_none() {
                 let line = lines
@@ -59,7 +61,9 @@ impl Gateway {
                 };
                 if line.contains("admin endpoint listening") {
                     admin = Some(addr());
-                } else if line.contains("\"listening\"") || line.contains("listening\",") {
+                } else if line.contains("\"listening\"") && line.contains("\"tls\":true") {
+                    tls_agents = Some(addr());
+                } else if line.contains("\"listening\"") {
                     agents = Some(addr());
                 }
             }
@@ -80,6 +84,7 @@ impl Gateway {
         Gateway {
             child,
             agents: agents.unwrap(),
+            tls_agents,
             admin: admin.unwrap(),
             log,
             config: config.to_owned(),
@@ -195,11 +200,23 @@ pub fn export(config: &Path, tenant: &str) -> Vec<String> {
         .collect()
 }
 
-/// One HTTP/1.1 request to `addr`; the whole answer.
+/// One HTTP/1.1 request to `addr` as an operator on this host sends it
+/// (`curl -H 'X-AWP-Admin: 1'`); the whole answer.
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> String {
+    http_with(addr, method, path, &["X-AWP-Admin: 1"]).await
+}
+
+/// One HTTP/1.1 request to `addr` with `headers` (and `Host: localhost`
+/// unless they name one); the whole answer.
+pub async fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let host = if headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+        String::new()
+    } else {
+        "Host: localhost\r\n".to_owned()
+    };
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let request = format!("{method} {path} HTTP/1.1\r\n{host}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut out))

@@ -155,10 +155,46 @@ impl ClientCa {
 
     /// Issues a client certificate with subject common name `cn`, signed by this CA.
     pub fn issue(&self, cn: &str) -> ClientCert {
+        self.issue_until(cn, None)
+    }
+
+    /// Issues a client certificate for `cn` that is valid until `not_after`
+    /// (rcgen's default, far in the future, for `None`).
+    pub fn issue_until(&self, cn: &str, not_after: Option<time::OffsetDateTime>) -> ClientCert {
         let key = KeyPair::generate().expect("generate client key");
-        let params = client_params(cn);
+        let mut params = client_params(cn);
+        if let Some(not_after) = not_after {
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+            params.not_after = not_after;
+        }
+        let serial = params.serial_number.clone().expect("a serial");
         let cert = params.signed_by(&key, &self.issuer).expect("sign client cert");
-        ClientCert::new(cert.pem(), cert.der().clone(), &key)
+        let mut client = ClientCert::new(cert.pem(), cert.der().clone(), &key);
+        client.serial = serial;
+        client
+    }
+
+    /// Writes `<tenant>-crl.pem` in `dir`: this CA's CRL revoking `revoked`.
+    pub fn crl(&self, dir: &Path, revoked: &[&ClientCert]) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: rcgen::SerialNumber::from(fastrand::u64(1..u64::MAX)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|c| rcgen::RevokedCertParams {
+                    serial_number: c.serial.clone(),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("sign the CRL");
+        write(dir, &format!("{}-crl.pem", self.tenant), &crl.pem().expect("CRL PEM"))
     }
 }
 
@@ -167,6 +203,8 @@ fn client_params(cn: &str) -> CertificateParams {
     params.distinguished_name = common_name(cn);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // A serial of our own, for CRLs to name.
+    params.serial_number = Some(rcgen::SerialNumber::from(fastrand::u64(1..u64::MAX)));
     params
 }
 
@@ -187,6 +225,8 @@ pub struct ClientCert {
     pub cert_der: CertificateDer<'static>,
     /// The private key, PKCS#8 DER.
     pub key_der: Vec<u8>,
+    /// Its serial number.
+    pub serial: rcgen::SerialNumber,
 }
 
 impl ClientCert {
@@ -196,6 +236,7 @@ impl ClientCert {
             key_pem: key.serialize_pem(),
             cert_der,
             key_der: key.serialize_der(),
+            serial: rcgen::SerialNumber::from(0u64),
         }
     }
 
