@@ -1,12 +1,17 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process is up), `/readyz`, and `POST /reload` (read the
-//! configuration again, `reload.rs`). `/readyz` answers 200 `ready` when the
-//! gateway accepts agents and stores every tenant's records; 503 while
-//! draining, or while a tenant is degraded (its writer restarting, or its
-//! sink failing every write for `pipeline.unhealthy_after_ms`), with a line
-//! per tenant saying what is wrong. A tenant whose old store is still
-//! written after a reload is named (`draining: tenant …`) while the gateway
-//! stays ready: retire an old table only once its line is gone.
+//! (the process is up), `/readyz`, `/health/tenants`, and `POST /reload`
+//! (read the configuration again, `reload.rs`).
+//!
+//! `/readyz` means "send me agents": 200 `ready` while the gateway listens
+//! and is not draining, 503 `draining` once it is. A tenant whose store
+//! fails does not make the node unready: every node shares the tenant's
+//! store, so a balancer that pulled nodes for it would pull them all, an
+//! outage for every tenant. Such a tenant is named in `/readyz`'s body
+//! (`degraded: tenant …`, still 200), in `/health/tenants` (JSON, for
+//! dashboards and scripts), and in `awp_tenant_degraded{tenant}` (and its
+//! alert). A tenant whose old store is still written after a reload is named
+//! too (`draining: tenant …`): retire an old table only once its line is
+//! gone.
 //!
 //! # Who may change state
 //!
@@ -78,6 +83,8 @@ pub async fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
     let handle = telemetry::install();
+    // Every process-wide series exists from the start, at 0.
+    telemetry::global().build_info();
     // Each tenant's handles, made at the first scrape that sees the tenant
     // (a reload adds tenants).
     let tenants: Arc<Mutex<HashMap<String, TenantMetrics>>> = Arc::default();
@@ -95,7 +102,10 @@ pub async fn start(
         for (tenant, problem) in scraped.report() {
             telemetry::tenant_degraded(&tenant, problem.is_some());
         }
-        std::future::ready(handle.render())
+        let configured: std::collections::HashSet<String> = budget.tenant_ids().into_iter().collect();
+        let mut text = handle.render();
+        crate::process::render(&mut text);
+        std::future::ready(telemetry::tidy(&text, &configured))
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -119,6 +129,10 @@ pub async fn start(
                 },
             ),
         )
+        .route("/health/tenants", {
+            let health = health.clone();
+            get(move || std::future::ready(tenant_health(&health)))
+        })
         .route(
             "/readyz",
             get(move || {
@@ -257,7 +271,8 @@ fn reload_answer(result: Result<ReloadReport, ReloadError>) -> (StatusCode, Stri
     }
 }
 
-/// `/readyz`'s answer.
+/// `/readyz`'s answer: 200 while the gateway takes agents (with a line per
+/// degraded tenant and per old store still written), 503 while draining.
 fn readiness(accepting: bool, health: &Health) -> (StatusCode, String) {
     if !accepting {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned());
@@ -272,11 +287,36 @@ fn readiness(accepting: bool, health: &Health) -> (StatusCode, String) {
         .into_iter()
         .map(|(tenant, what)| format!("draining: tenant {tenant}: {what}\n"))
         .collect();
-    if degraded.is_empty() {
-        (StatusCode::OK, format!("ready\n{draining}"))
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, degraded + &draining)
-    }
+    (StatusCode::OK, format!("ready\n{degraded}{draining}"))
+}
+
+/// `/health/tenants`: each tenant, whether its records are being stored
+/// (and if not why), and whether an old store of it is still written.
+fn tenant_health(health: &Health) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let drains = health.drains();
+    let tenants: Vec<serde_json::Value> = health
+        .report()
+        .into_iter()
+        .map(|(tenant, problem)| {
+            let draining: Vec<&str> = drains.iter().filter(|(t, _)| *t == tenant).map(|(_, w)| *w).collect();
+            serde_json::json!({
+                "tenant": tenant,
+                "ok": problem.is_none(),
+                "problem": problem,
+                "draining": draining,
+            })
+        })
+        .collect();
+    let degraded: Vec<&str> = tenants
+        .iter()
+        .filter(|t| t["ok"] == false)
+        .filter_map(|t| t["tenant"].as_str())
+        .collect();
+    let body = serde_json::json!({ "degraded": degraded, "tenants": tenants });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
 }
 
 #[cfg(test)]
@@ -286,14 +326,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readiness_names_the_degraded_tenants() {
+    fn readiness_is_about_taking_agents_and_names_the_degraded_tenants() {
         let health = Health::new(["a".to_owned(), "b".to_owned()], Duration::from_secs(60));
         assert_eq!(readiness(true, &health), (StatusCode::OK, "ready\n".to_owned()));
         assert_eq!(readiness(false, &health).0, StatusCode::SERVICE_UNAVAILABLE);
         health.tenant("b").down("the writer panicked: boom".into());
+        // Still ready: every node shares b's store.
         let (status, body) = readiness(true, &health);
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, "degraded: tenant b: writer down: the writer panicked: boom\n");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            "ready\ndegraded: tenant b: writer down: the writer panicked: boom\n"
+        );
+        let (_, json) = tenant_health(&health);
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["degraded"], serde_json::json!(["b"]));
+        assert_eq!(json["tenants"][0]["ok"], true);
+        assert_eq!(json["tenants"][1]["problem"], "writer down: the writer panicked: boom");
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

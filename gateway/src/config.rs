@@ -93,6 +93,11 @@ pub struct ServerConfig {
     /// The listen backlog of the agent listeners; none for the system's
     /// maximum (`net.core.somaxconn`).
     pub listen_backlog: Option<u32>,
+    /// Agent listeners set `SO_REUSEPORT`, so that a second gateway (a new
+    /// version during an upgrade, or more processes on one host) can listen
+    /// on the same port and share its agents. Off, a port in use is an
+    /// error at start.
+    pub reuse_port: bool,
     /// An authenticated connection older than this, give or take 10%, is
     /// sent GOAWAY so agents spread over nodes added since; 0 for never.
     pub max_connection_age_ms: u64,
@@ -137,6 +142,7 @@ impl Default for ServerConfig {
             max_unauthenticated_per_source: 64,
             proxy_protocol: false,
             proxy_protocol_trusted: Vec::new(),
+            reuse_port: false,
             listen_backlog: None,
             max_connection_age_ms: 86_400_000,
             max_frame_len: 1 << 20,
@@ -619,23 +625,72 @@ impl Config {
     }
 
     /// Reads and checks a TOML file.
+    /// Relative paths in it (`tls.cert`, `tls.key`, `server.admin_token_file`,
+    /// `sink.data_dir`, `tenants[].client_ca`, `tenants[].crl`) are taken
+    /// from the file's folder, wherever the gateway is started from.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("config", format!("cannot read {}: {e}", path.display())))?;
-        Config::parse(&text)
+        let mut config = Config::parse_unchecked(&text)?;
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        config.resolve_paths(folder);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes the configuration's relative paths relative to `folder`.
+    pub fn resolve_paths(&mut self, folder: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = folder.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+        if let Some(token) = &mut self.server.admin_token_file {
+            resolve(token);
+        }
+        resolve(&mut self.sink.data_dir);
+        for t in &mut self.tenants {
+            for p in [&mut t.client_ca, &mut t.crl].into_iter().flatten() {
+                resolve(p);
+            }
+        }
     }
 
     /// Parses and checks TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let field = e
+        let config = Config::parse_unchecked(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without the checks of [`Config::validate`].
+    fn parse_unchecked(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().replace('\n', " ");
+            let mut field = e
                 .span()
                 .map(|s| field_at(text, s.start))
                 .unwrap_or_else(|| "config".into());
-            ConfigError::new(field, without_values(&e.message().replace('\n', " ")))
-        })?;
-        config.validate()?;
-        Ok(config)
+            // A table missing a key: the key is the field.
+            if let Some(key) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                field = if field == "config" {
+                    key.to_owned()
+                } else {
+                    format!("{field}.{key}")
+                };
+            }
+            ConfigError::new(field, without_values(&message))
+        })
     }
 
     /// Checks every rule that the types do not.
@@ -697,17 +752,76 @@ impl Config {
                 "must be at least max_frame_len",
             ));
         }
-        if s.max_inflight == 0 {
-            return Err(ConfigError::new("server.max_inflight", "must be at least 1"));
+        if s.max_inflight == 0 || s.max_inflight > 1024 {
+            return Err(ConfigError::new("server.max_inflight", "must be 1 to 1024"));
         }
-        if s.heartbeat_ms == 0 {
-            return Err(ConfigError::new("server.heartbeat_ms", "must be at least 1"));
+        // Times an agent (or the gateway) can live with: a heartbeat of a
+        // millisecond would have every agent PING without pause, a minute's
+        // hello timeout would hold sockets for strangers.
+        for (field, value, range) in [
+            ("server.heartbeat_ms", s.heartbeat_ms, 100..=3_600_000),
+            ("server.hello_timeout_ms", s.hello_timeout_ms, 100..=600_000),
+            (
+                "server.tls_handshake_timeout_ms",
+                s.tls_handshake_timeout_ms,
+                100..=600_000,
+            ),
+            ("server.write_timeout_ms", s.write_timeout_ms, 100..=600_000),
+            ("server.retry_after_ms", s.retry_after_ms, 10..=3_600_000),
+            ("server.goaway_reconnect_ms", s.goaway_reconnect_ms, 10..=3_600_000),
+            ("server.drain_timeout_ms", s.drain_timeout_ms, 100..=3_600_000),
+            (
+                "pipeline.write_timeout_ms",
+                self.pipeline.write_timeout_ms,
+                100..=600_000,
+            ),
+            ("pipeline.budget_wait_ms", self.pipeline.budget_wait_ms, 10..=600_000),
+            ("pipeline.linger_ms", self.pipeline.linger_ms, 0..=10_000),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be {} to {} (ms)", range.start(), range.end()),
+                ));
+            }
         }
-        if s.min_frame_rate == 0 {
+        if s.max_connection_age_ms != 0 && s.max_connection_age_ms < 100 {
+            return Err(ConfigError::new(
+                "server.max_connection_age_ms",
+                "must be 0 (never) or at least 100",
+            ));
+        }
+        if s.min_frame_rate < 64 {
             return Err(ConfigError::new(
                 "server.min_frame_rate",
-                "must be at least 1 byte a second",
+                "must be at least 64 bytes a second",
             ));
+        }
+        // Each address once: a listener on another's address would fail to
+        // bind (or, with reuse_port, share it with the wrong protocol).
+        let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
+        let listeners = (s
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("server.listen[{i}]"), *a)))
+        .chain(
+            s.tls_listen
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("server.tls_listen[{i}]"), *a)),
+        )
+        .chain(s.admin_listen.map(|a| ("server.admin_listen".to_owned(), a)));
+        for (field, addr) in listeners {
+            let clash = addresses.iter().find(|(_, other)| {
+                addr.port() != 0
+                    && other.port() == addr.port()
+                    && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
+            });
+            if let Some((other, _)) = clash {
+                return Err(ConfigError::new(field, format!("{addr} is already {other}'s address")));
+            }
+            addresses.push((field, addr));
         }
         for (i, c) in s.compression.iter().enumerate() {
             if c != "lz4" && c != "zstd" {
@@ -724,12 +838,7 @@ impl Config {
         if p.max_bytes == 0 {
             return Err(ConfigError::new("pipeline.max_bytes", "must be at least 1"));
         }
-        if p.write_timeout_ms == 0 {
-            return Err(ConfigError::new("pipeline.write_timeout_ms", "must be at least 1"));
-        }
-        if p.budget_wait_ms == 0 {
-            return Err(ConfigError::new("pipeline.budget_wait_ms", "must be at least 1"));
-        }
+
         if p.tenant_budget_percent == 0 || p.tenant_budget_percent > 100 {
             return Err(ConfigError::new("pipeline.tenant_budget_percent", "must be 1 to 100"));
         }
@@ -814,6 +923,12 @@ impl Config {
                     "must be at least 1 (or left out)",
                 ));
             }
+            if t.sink.unwrap_or(self.sink.kind) == SinkKind::Dynamodb && t.dynamodb.is_none() {
+                return Err(ConfigError::new(
+                    field("dynamodb"),
+                    "the dynamodb sink needs the tenant's table: add [tenants.dynamodb] with table and region",
+                ));
+            }
             if let Some(d) = &t.dynamodb {
                 if d.max_concurrency == 0 {
                     return Err(ConfigError::new(
@@ -848,6 +963,33 @@ impl Config {
                     ),
                 ));
             }
+        }
+        self.check_files()
+    }
+
+    /// Loads every file the configuration names, as start-up does: the
+    /// server certificate and key, each tenant's client CA and CRLs (the
+    /// admin token is read by [`Config::admin_token`]). Errors name the
+    /// field and the file.
+    fn check_files(&self) -> Result<(), ConfigError> {
+        // A TLS error's message starts with its field.
+        let config_error = |e: crate::tls::TlsError| {
+            let text = e.to_string();
+            let (field, reason) = text.split_once(": ").unwrap_or(("tls", &text));
+            ConfigError::new(field, reason)
+        };
+        let mut cas = Vec::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if let Some(ca) = &t.client_ca {
+                let ca_field = format!("tenants[{i}].client_ca");
+                let crl_field = format!("tenants[{i}].crl");
+                cas.push(
+                    crate::tls::TenantCa::load(ca, &ca_field, t.crl.as_deref(), &crl_field).map_err(config_error)?,
+                );
+            }
+        }
+        if let Some(tls) = &self.tls {
+            crate::tls::server_config(&tls.cert, &tls.key, &cas).map_err(config_error)?;
         }
         Ok(())
     }
@@ -945,11 +1087,29 @@ fn without_values(message: &str) -> String {
 fn field_at(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = &text[line_start..];
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    // At a table's header (a table missing a key): that table.
+    if line.starts_with('[') && line.ends_with(']') {
+        let header_end = line_start + line.len();
+        let table = table_at(&text[..header_end.min(text.len())]);
+        return if table.is_empty() { "config".into() } else { table };
+    }
     let key = line.split('=').next().unwrap_or("").trim();
+    let table = table_at(&before[..line_start]);
+    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (true, true) => "config".into(),
+        (true, false) => key.to_owned(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+/// The dotted path of the table the last header of `text` opens:
+/// `server`, `tenants[2]`, `tenants[2].dynamodb`; empty before any.
+fn table_at(text: &str) -> String {
     let mut table = String::new();
     let mut tenant_index: Option<usize> = None;
-    for l in before[..line_start].lines() {
+    for l in text.lines() {
         let l = l.trim();
         if l == "[[tenants]]" {
             tenant_index = Some(tenant_index.map_or(0, |i| i + 1));
@@ -963,12 +1123,7 @@ fn field_at(text: &str, offset: usize) -> String {
             };
         }
     }
-    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
-        (true, true) => "config".into(),
-        (true, false) => key.to_owned(),
-        (false, true) => table,
-        (false, false) => format!("{table}.{key}"),
-    }
+    table
 }
 
 /// A commented example configuration (`gateway example-config`).
@@ -986,6 +1141,7 @@ max_unauthenticated = 1024           # before HELLO; beyond: the one waiting lon
 max_unauthenticated_per_source = 64  # of those, from one address (behind a proxy that hides sources: = max_unauthenticated)
 proxy_protocol = false               # agent connections start with a PROXY v2 header (HAProxy send-proxy-v2, AWS NLB)
 proxy_protocol_trusted = []          # with proxy_protocol: the balancers' networks, e.g. ["10.0.0.0/24"]; others are closed
+reuse_port = false                   # true: a second gateway may listen on the same ports (upgrades, several processes)
 # listen_backlog = 4096              # default: the system's maximum (net.core.somaxconn)
 max_connection_age_ms = 86400000     # GOAWAY sessions older than this (+-10%): they rebalance and authenticate again; 0: never
 max_frame_len = 1048576              # advertised in WELCOME
@@ -1115,6 +1271,70 @@ mod tests {
         assert!(Config::parse(&two("region = \"eu-west-1\"")).is_err());
     }
 
+    const TENANT: &str = "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n";
+
+    #[test]
+    fn check_config_checks_what_start_up_checks() {
+        // A dynamodb tenant without its table.
+        assert!(
+            error_of(&format!("[sink]\nkind = \"dynamodb\"\n{TENANT}"))
+                .starts_with("tenants[0].dynamodb: the dynamodb sink needs the tenant's table")
+        );
+        // Two listeners on one address; the admin endpoint on an agent port.
+        assert_eq!(
+            error_of(&format!(
+                "[server]\nlisten = [\"127.0.0.1:7700\"]\nadmin_listen = \"127.0.0.1:7700\"\n{TENANT}"
+            )),
+            "server.admin_listen: 127.0.0.1:7700 is already server.listen[0]'s address"
+        );
+        assert!(
+            error_of(&format!(
+                "[server]\nlisten = [\"0.0.0.0:7700\", \"127.0.0.1:7700\"]\n{TENANT}"
+            ))
+            .starts_with("server.listen[1]: 127.0.0.1:7700 is already server.listen[0]'s address")
+        );
+        // Times no agent can live with.
+        assert_eq!(
+            error_of(&format!("[server]\nheartbeat_ms = 1\n{TENANT}")),
+            "server.heartbeat_ms: must be 100 to 3600000 (ms)"
+        );
+        assert!(
+            error_of(&format!("[server]\nmax_connection_age_ms = 5\n{TENANT}"))
+                .starts_with("server.max_connection_age_ms")
+        );
+        // Files that do not load, each error once, by its field.
+        let missing = error_of(&format!(
+            "[server]\ntls_listen = [\"127.0.0.1:0\"]\n[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n{TENANT}"
+        ));
+        assert!(
+            missing.starts_with("tls.cert: cannot read /nonexistent/c.pem"),
+            "{missing}"
+        );
+        assert_eq!(missing.matches("tls.cert").count(), 1, "{missing}");
+        assert_eq!(
+            error_of(&format!(
+                "[server]\ntls_listen = [\"127.0.0.1:0\"]\n[tls]\ncert = \"c.pem\"\n{TENANT}"
+            )),
+            "tls.key: missing field `key`"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_files_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("etc");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("admin.token"), "x".repeat(40)).unwrap();
+        std::fs::write(
+            sub.join("gateway.toml"),
+            format!("[server]\nadmin_token_file = \"admin.token\"\n[sink]\ndata_dir = \"data\"\n{TENANT}"),
+        )
+        .unwrap();
+        let config = Config::load(&sub.join("gateway.toml")).unwrap();
+        assert_eq!(config.sink.data_dir, sub.join("data"));
+        assert_eq!(config.server.admin_token_file, Some(sub.join("admin.token")));
+    }
+
     #[test]
     fn networks_parse_and_contain_their_addresses() {
         let net: Network = "10.1.0.0/16".parse().unwrap();
@@ -1213,7 +1433,7 @@ mod tests {
         let cases = [
             (
                 "[server]\nmax_inflight = 0\n[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef\"]\n",
-                "server.max_inflight: must be at least 1",
+                "server.max_inflight: must be 1 to 1024",
             ),
             ("[server]\nmax_inflight = -3\n", "server.max_inflight: "),
             ("[server]\nlisten = [\"nowhere\"]\n", "server.listen: "),

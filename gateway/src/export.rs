@@ -122,7 +122,8 @@ impl<W: Write> Lines<'_, W> {
 fn write_record(selection: &Selection, out: &mut impl Write, written: &mut u64, record: &Value) -> anyhow::Result<()> {
     if selection.selects(record) {
         // serde_json's maps are sorted: the same record, the same line.
-        serde_json::to_writer(&mut *out, record)?;
+        // As an io::Error, so a closed pipe is seen as one (`export | head`).
+        serde_json::to_writer(&mut *out, record).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
         *written += 1;
     }

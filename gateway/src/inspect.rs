@@ -13,6 +13,41 @@ use serde_json::{Value, json};
 /// Turns a capture into bytes: hex (whitespace allowed) if the whole file is
 /// hex digits, raw bytes otherwise.
 pub fn capture_bytes(file: &[u8]) -> Vec<u8> {
+    capture_or_hexdump(file).unwrap_or_else(|_| file.to_vec())
+}
+
+/// A hex dump with offsets and a text column (xxd's, `hexdump -C`'s) is
+/// neither plain hex nor the raw bytes: it is told apart from both.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the input looks like a hex dump with offsets (xxd, hexdump -C), not plain hex: give `xxd -p`'s output, or the raw bytes"
+)]
+pub struct HexDump;
+
+/// The capture's bytes (see [`capture_bytes`]), or [`HexDump`] for a hex
+/// dump with offsets.
+pub fn capture_or_hexdump(file: &[u8]) -> Result<Vec<u8>, HexDump> {
+    if looks_like_hexdump(file) {
+        return Err(HexDump);
+    }
+    Ok(plain_hex_or_raw(file))
+}
+
+/// Every line an offset (8 hex digits and `:`, or 8 hex digits and spaces)
+/// followed by hex groups: xxd's default output, or `hexdump -C`'s.
+fn looks_like_hexdump(file: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(file) else {
+        return false;
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
+    lines.peek().is_some()
+        && lines.all(|l| {
+            let offset = l.split([':', ' ']).next().unwrap_or("");
+            offset.len() >= 7 && offset.bytes().all(|b| b.is_ascii_hexdigit()) && l.len() > offset.len() + 2
+        })
+}
+
+fn plain_hex_or_raw(file: &[u8]) -> Vec<u8> {
     let text: Vec<u8> = file.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if !text.is_empty() && text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
         if let Ok(bytes) = hex::decode(&text) {
@@ -86,6 +121,16 @@ fn frame_line(frame: &Frame, offset: usize, limits: &Limits) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hex_dump_with_offsets_is_told_apart_from_plain_hex_and_raw_bytes() {
+        let xxd = "00000000: 4157 5031 0100 0000 0000 0000 0000 0000  AWP1............\n00000010: 0102                                     ..\n";
+        assert_eq!(capture_or_hexdump(xxd.as_bytes()), Err(HexDump));
+        let hexdump_c = "00000000  41 57 50 31 01 00 00 00  00 00 00 00 00 00 00 00  |AWP1............|\n";
+        assert_eq!(capture_or_hexdump(hexdump_c.as_bytes()), Err(HexDump));
+        assert_eq!(capture_or_hexdump(b"41575031"), Ok(b"AWP1".to_vec()));
+        assert_eq!(capture_or_hexdump(b"AWP1\x01\x00"), Ok(b"AWP1\x01\x00".to_vec()));
+    }
 
     fn vector_hex(name: &str) -> String {
         hex::encode(awp_testkit::vectors().bytes(name))

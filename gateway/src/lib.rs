@@ -73,6 +73,7 @@ pub mod inspect;
 mod logs;
 mod mailbox;
 mod pipeline;
+mod process;
 mod proxy_protocol;
 mod quota;
 mod read_buffer;
@@ -86,4 +87,4 @@ mod telemetry;
 mod tenant;
 mod tls;
 
-pub use server::{RunningServer, start};
+pub use server::{RunningServer, start, start_with_source};

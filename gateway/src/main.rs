@@ -41,7 +41,7 @@ struct Cli {
     #[arg(long, global = true, env = "GATEWAY_LAYOUT", value_parser = parse_layout)]
     layout: Option<Layout>,
     /// Log format: text or json. Levels come from RUST_LOG (default info).
-    #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "text")]
+    #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     #[command(subcommand)]
     command: Option<Command>,
@@ -150,12 +150,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Output piped into a reader that stopped (`gateway export | head`):
+        // it had what it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the chain of causes, outermost first.
             eprintln!("gateway: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -198,7 +210,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--secret-file: the file's first line is empty");
             }
             if !awp_protocol::is_valid_tenant_id(tenant) {
-                anyhow::bail!("--tenant: {tenant:?} is not a tenant id the protocol takes");
+                anyhow::bail!("--tenant: {tenant:?} is not a tenant id the protocol takes (1-64 of A-Z a-z 0-9 _ . -)");
+            }
+            if !awp_protocol::is_valid_device_id(device) {
+                anyhow::bail!("--device: {device:?} is not a device id the protocol takes (AWP1.md 4.1)");
             }
             let token = awp_protocol::token::device_token(secret.as_bytes(), tenant, device, *expiry);
             println!("{}", hex::encode(token));
@@ -253,7 +268,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let clean = runtime.block_on(async move {
-        let running = awp_gateway::start(&config).await?;
+        // SIGHUP (systemd's ExecReload) and POST /reload read the same file,
+        // with the same command-line overrides, again: in force before the
+        // admin endpoint takes its first request.
+        let source = cli.clone();
+        let source: awp_gateway::reload::ConfigSource = std::sync::Arc::new(move || load_config(&source));
+        let running = awp_gateway::start_with_source(&config, Some(source)).await?;
         if cli.config.is_none() {
             print_development_banner(&config, &running);
         }
@@ -262,10 +282,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "cannot tell systemd the gateway is ready");
         }
-        // SIGHUP (systemd's ExecReload) reads the same file, with the same
-        // command-line overrides, again.
-        let source = cli.clone();
-        running.set_config_source(std::sync::Arc::new(move || load_config(&source)));
         wait_for_signal(&running).await?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: GOAWAY to agents, draining");
@@ -380,11 +396,14 @@ fn inspect_file(file: &Path) -> anyhow::Result<ExitCode> {
     } else {
         std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
     };
-    let lines = inspect::inspect(&inspect::capture_bytes(&raw), &awp_protocol::Limits::DEFAULT);
+    let capture = inspect::capture_or_hexdump(&raw).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let lines = inspect::inspect(&capture, &awp_protocol::Limits::DEFAULT);
     let mut failed = false;
+    let mut out = std::io::stdout().lock();
     for line in &lines {
         failed |= line.get("error").is_some();
-        println!("{line}");
+        // Not println!, which panics on a closed pipe (`inspect | head`).
+        std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())?;
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

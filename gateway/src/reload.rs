@@ -421,7 +421,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
             )+
         };
     }
-    compare!(server: listen, tls_listen, admin_listen, proxy_protocol, proxy_protocol_trusted, listen_backlog,
+    compare!(server: listen, tls_listen, admin_listen, proxy_protocol, proxy_protocol_trusted, listen_backlog, reuse_port,
         max_unauthenticated, max_unauthenticated_per_source, tls_handshake_timeout_ms,
         write_timeout_ms, drain_timeout_ms);
     compare!(pipeline: max_items, max_bytes, linger_ms, write_timeout_ms, budget_bytes,

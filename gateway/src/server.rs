@@ -94,6 +94,12 @@ pub(crate) fn tenant_cas(tenants: &Tenants) -> Vec<TenantCa> {
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    start_with_source(config, None).await
+}
+
+/// [`start`], with where reloads read the configuration (`source`) in force
+/// before the admin endpoint takes its first `POST /reload`.
+pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) -> anyhow::Result<RunningServer> {
     config.validate()?;
     // Before any metric handle is made, so none is a no-op.
     telemetry::install();
@@ -163,7 +169,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         .chain(s.tls_listen.iter().map(|a| (a, tls.clone())));
     let backlog = s.listen_backlog.unwrap_or_else(system_backlog);
     for (addr, acceptor) in listeners {
-        let listener = listen(*addr, backlog).with_context(|| format!("server: cannot listen on {addr}"))?;
+        let listener = listen(*addr, backlog, s.reuse_port).with_context(|| {
+            format!("server.listen: cannot listen on {addr} (another gateway there? set server.reuse_port = true to share the port on purpose)")
+        })?;
         let bound = listener.local_addr()?;
         if acceptor.is_some() {
             tls_addrs.push(bound);
@@ -182,6 +190,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             shutdown: shutdown_rx.clone(),
             connections: connections.clone(),
         }));
+    }
+    if let Some(source) = source {
+        reloader.set_source(source);
     }
     let ready = Arc::new(AtomicBool::new(true));
     let (admin, admin_addr) = match s.admin_listen {
@@ -386,17 +397,22 @@ fn proxy_header_failed(peer: SocketAddr, reason: &str) {
     crate::logs::pre_auth(|| tracing::info!(%peer, reason, "connection refused: no valid PROXY protocol header"));
 }
 
-/// A listening socket on `addr` with `SO_REUSEPORT`, so that a new gateway
-/// process can listen on the same port while the old one drains (an
-/// upgrade without refused connections; docs/operations.md).
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+/// A listening socket on `addr`; with `reuse_port` (`SO_REUSEPORT`), a new
+/// gateway process can listen on the same port while the old one drains
+/// (an upgrade without refused connections; docs/operations.md), or
+/// several processes share one. Without it, a port in use is an error: two
+/// gateways started by mistake in two folders do not split agents between
+/// them.
+fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(backlog)
 }

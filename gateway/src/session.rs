@@ -547,14 +547,29 @@ impl Session {
         // Kept past this HELLO only as the session's proof, in the admission
         // registry (to check it again when a reload changes credentials).
         let peer_certs = self.peer_certs.take();
-        let Some(authentication) =
-            self.tenants
-                .load()
-                .authenticate(&hello, self.tls, peer_certs.as_deref(), now.unix_ms / 1000)
-        else {
-            telemetry::global().auth_failed();
-            return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
+        let tenants = self.tenants.load();
+        let authentication = match tenants.authenticate(&hello, self.tls, peer_certs.as_deref(), now.unix_ms / 1000) {
+            Ok(authentication) => authentication,
+            Err(failure) => {
+                // The operator learns why (sampled: anybody can cause it);
+                // the agent learns nothing that tells causes apart.
+                let known = tenants.contains(&hello.tenant_id);
+                telemetry::global().auth_failed(failure.reason(), known.then_some(hello.tenant_id.as_str()));
+                let agent = self.agent;
+                crate::logs::pre_auth(|| {
+                    tracing::info!(
+                        agent = %agent,
+                        tenant = %crate::logs::Escaped(&hello.tenant_id),
+                        device = %crate::logs::Escaped(&hello.device_id),
+                        reason = failure.reason(),
+                        detail = %failure,
+                        "HELLO did not authenticate"
+                    )
+                });
+                return self.fail_logged(ErrorCode::AuthFailed, "authentication failed", out);
+            }
         };
+        drop(tenants);
         let tenant = authentication.tenant;
         // Valid through the second `until` (a token's expiry and a
         // certificate's notAfter are both inclusive).
@@ -591,7 +606,7 @@ impl Session {
         // admitted after sees the new registry here.
         if !self.tenants.load().contains(&tenant.id) {
             self.admitted = None;
-            telemetry::global().auth_failed();
+            telemetry::global().auth_failed("unknown_tenant", None);
             return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
         }
         let compression = hello.compression.intersect(self.settings.limits.accepted_compression);
@@ -813,7 +828,9 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        telemetry::global().ack_latency(arrived.elapsed());
+        if let Some(peer) = &self.peer {
+            peer.tenant.acked_after(arrived.elapsed());
+        }
         let ack = match outcome {
             BatchOutcome::Stored => Ack::ok(seq),
             BatchOutcome::Retry(message) => Ack::retry(seq, self.jittered(self.settings.retry_after_ms), &message),
@@ -978,7 +995,6 @@ impl Session {
     }
 
     fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<Action>) {
-        telemetry::global().error_sent(code);
         let (tenant, device) = match &self.peer {
             Some(p) => (p.tenant.id.as_str(), p.origin.device_id.as_str()),
             None => ("", ""),
@@ -991,6 +1007,12 @@ impl Session {
             // Anybody can cause these: sampled (the metrics count them all).
             crate::logs::pre_auth(log);
         }
+        self.fail_logged(code, message, out);
+    }
+
+    /// [`Session::fail`] for a failure logged already.
+    fn fail_logged(&mut self, code: ErrorCode, message: &str, out: &mut Vec<Action>) {
+        telemetry::global().error_sent(code);
         out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
         out.push(Action::Close);
         self.state = State::Closed;

@@ -59,6 +59,48 @@ use Kind::{Counter as C, Gauge as G, Histogram as H};
 
 /// Every metric, in the order of the table in `docs/architecture.md`.
 pub const METRICS: &[Metric] = &[
+    metric(
+        "awp_build_info",
+        G,
+        &["version"],
+        "1, labelled with the gateway's version",
+    ),
+    metric(
+        "process_cpu_seconds_total",
+        C,
+        &[],
+        "CPU time the process used, user and system (read at each scrape)",
+    ),
+    metric(
+        "process_resident_memory_bytes",
+        G,
+        &[],
+        "resident memory (read at each scrape)",
+    ),
+    metric(
+        "process_virtual_memory_bytes",
+        G,
+        &[],
+        "virtual memory (read at each scrape)",
+    ),
+    metric(
+        "process_open_fds",
+        G,
+        &[],
+        "open file descriptors: sockets, databases, listeners (read at each scrape)",
+    ),
+    metric(
+        "process_max_fds",
+        G,
+        &[],
+        "the process's limit of open file descriptors (read at each scrape)",
+    ),
+    metric(
+        "process_start_time_seconds",
+        G,
+        &[],
+        "when the process started, unix seconds",
+    ),
     metric("awp_connections", G, &[], "open connections"),
     metric("awp_connections_total", C, &["tls"], "accepted connections"),
     metric(
@@ -147,8 +189,8 @@ pub const METRICS: &[Metric] = &[
     ),
     metric("awp_frames_received_total", C, &["type"], "frames received, by type"),
     metric("awp_frames_sent_total", C, &["type"], "frames sent, by type"),
-    metric("awp_bytes_received_total", C, &[], "bytes of frames received"),
-    metric("awp_bytes_sent_total", C, &[], "bytes sent"),
+    metric("awp_received_bytes_total", C, &[], "bytes of frames received"),
+    metric("awp_sent_bytes_total", C, &[], "bytes sent"),
     metric("awp_records_received_total", C, &[], "records in accepted batches"),
     metric(
         "awp_acks_total",
@@ -157,8 +199,13 @@ pub const METRICS: &[Metric] = &[
         "ACKs sent, by status (ok, retry, rejected)",
     ),
     metric("awp_errors_total", C, &["code"], "ERROR frames sent, by code"),
-    metric("awp_auth_failures_total", C, &[], "failed HELLO authentications"),
-    metric("awp_ack_latency_seconds", H, &[], "BATCH received to ACK sent"),
+    metric(
+        "awp_auth_failures_total",
+        C,
+        &["reason", "tenant"],
+        "failed HELLO authentications, by reason (unknown_tenant, bad_token, expired_token, no_client_ca, no_certificate, certificate_rejected, certificate_for_another_device, tls_required) and tenant (a configured one; empty otherwise)",
+    ),
+    metric("awp_ack_latency_seconds", H, &["tenant"], "BATCH received to ACK sent"),
     metric(
         "awp_budget_bytes",
         G,
@@ -288,7 +335,11 @@ pub fn install() -> PrometheusHandle {
             let seconds = &[
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ];
-            let items = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+            // Up to past pipeline.max_items' default (20,000) and its
+            // likely raises: a write's items land in a bucket, not +Inf.
+            let items = &[
+                1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0,
+            ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), seconds)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_items".into()), items));
@@ -296,7 +347,9 @@ pub fn install() -> PrometheusHandle {
                 Ok(Ok(handle)) => handle,
                 _ => PrometheusBuilder::new().build_recorder().handle(),
             };
-            for m in METRICS {
+            // The process_* family is rendered apart (process.rs); the rest
+            // through the recorder.
+            for m in METRICS.iter().filter(|m| !m.name.starts_with("process_")) {
                 let unit = if m.name.ends_with("_seconds") {
                     Some(Unit::Seconds)
                 } else if m.name.ends_with("_bytes") {
@@ -329,6 +382,65 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// The text of a scrape, tidied: families in name order (a stable order,
+/// whatever the recorder's maps hold), and the series of tenants no longer
+/// configured (a reload removed them) left out: those labelled `tenant` with
+/// one not in `tenants`, and the client CA expiry of one.
+pub fn tidy(text: &str, tenants: &std::collections::HashSet<String>) -> String {
+    let keep = |line: &str| {
+        let label = |name: &str| {
+            line.split_once(&format!("{name}=\""))
+                .and_then(|(_, rest)| rest.split('"').next())
+        };
+        let removed = |t: &str| !t.is_empty() && !tenants.contains(t);
+        !(label("tenant").is_some_and(removed)
+            || label("certificate")
+                .and_then(|c| c.strip_prefix("client_ca:"))
+                .is_some_and(removed))
+    };
+    // Blocks of a family: its HELP and TYPE lines, then its samples.
+    let mut families: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let name = match line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")) {
+            Some(rest) => rest.split_whitespace().next().unwrap_or(""),
+            None => line.split(['{', ' ']).next().unwrap_or(""),
+        };
+        // A histogram's samples are name_bucket, name_sum, name_count.
+        let family = families
+            .last()
+            .filter(|(f, _)| {
+                name == f
+                    || (!line.starts_with('#')
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|suffix| name.strip_suffix(suffix) == Some(f)))
+            })
+            .is_some();
+        if !family {
+            families.push((name.to_owned(), Vec::new()));
+        }
+        if line.starts_with('#') || keep(line) {
+            if let Some((_, lines)) = families.last_mut() {
+                lines.push(line);
+            }
+        }
+    }
+    families.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(text.len());
+    for (_, lines) in families {
+        // A family whose every series went is left out whole.
+        if lines.iter().all(|l| l.starts_with('#')) {
+            continue;
+        }
+        for line in lines {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The process-wide metrics (the recorder is installed first).
 pub fn global() -> &'static Global {
     static GLOBAL: OnceLock<Global> = OnceLock::new();
@@ -355,16 +467,25 @@ pub struct Global {
     proxy_untrusted: Counter,
     tls_handshake_failures: Counter,
     frames_received: [Counter; 9],
-    frames_sent: [Counter; 9],
+    /// Only the types a server sends (WELCOME, ACK, PONG, GOAWAY, ERROR):
+    /// no series for a value that cannot occur.
+    frames_sent: [Option<Counter>; 9],
     bytes_received: Counter,
     bytes_sent: Counter,
     records_received: Counter,
     acks: [Counter; 3],
     errors: [Counter; 11],
-    auth_failures: Counter,
-    ack_latency: Histogram,
     budget: Gauge,
 }
+
+/// The frame types a server sends.
+const SENT_TYPES: [FrameType; 5] = [
+    FrameType::Welcome,
+    FrameType::Ack,
+    FrameType::Pong,
+    FrameType::GoAway,
+    FrameType::Error,
+];
 
 const FRAME_TYPES: [FrameType; 9] = [
     FrameType::Hello,
@@ -397,14 +518,16 @@ impl Global {
             proxy_untrusted: metrics::counter!("awp_proxy_untrusted_total"),
             tls_handshake_failures: metrics::counter!("awp_tls_handshake_failures_total"),
             frames_received: by_type("awp_frames_received_total"),
-            frames_sent: by_type("awp_frames_sent_total"),
-            bytes_received: metrics::counter!("awp_bytes_received_total"),
-            bytes_sent: metrics::counter!("awp_bytes_sent_total"),
+            frames_sent: FRAME_TYPES.map(|t| {
+                SENT_TYPES
+                    .contains(&t)
+                    .then(|| metrics::counter!("awp_frames_sent_total", "type" => t.name()))
+            }),
+            bytes_received: metrics::counter!("awp_received_bytes_total"),
+            bytes_sent: metrics::counter!("awp_sent_bytes_total"),
             records_received: metrics::counter!("awp_records_received_total"),
             acks: ACK_STATUSES.map(|s| metrics::counter!("awp_acks_total", "status" => s.name())),
             errors: ErrorCode::ALL.map(|c| metrics::counter!("awp_errors_total", "code" => c.name())),
-            auth_failures: metrics::counter!("awp_auth_failures_total"),
-            ack_latency: metrics::histogram!("awp_ack_latency_seconds"),
             budget: metrics::gauge!("awp_budget_bytes"),
         }
     }
@@ -462,6 +585,24 @@ impl Global {
             .set(unix_seconds as f64);
     }
 
+    /// A tenant's ack latency histogram.
+    pub fn ack_latency(&self, tenant: &str) -> Histogram {
+        metrics::histogram!("awp_ack_latency_seconds", "tenant" => tenant.to_owned())
+    }
+
+    /// A tenant's authentication failure counters exist from the start
+    /// (at 0), one per reason.
+    pub fn auth_failure_counters(&self, tenant: &str) {
+        for reason in crate::tenant::AuthFailure::REASONS {
+            let _ = metrics::counter!("awp_auth_failures_total", "reason" => reason, "tenant" => tenant.to_owned());
+        }
+    }
+
+    /// The gateway's version, as `awp_build_info{version} 1`.
+    pub fn build_info(&self) {
+        metrics::gauge!("awp_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    }
+
     /// A tenant's counters of batches that waited for memory budget, and of
     /// those answered ACK RETRY after waiting too long.
     pub fn budget_counters(&self, tenant: &str) -> [Counter; 2] {
@@ -515,7 +656,11 @@ impl Global {
 
     /// A frame was encoded for sending.
     pub fn frame_sent(&self, frame_type: FrameType) {
-        self.frames_sent[frame_type as usize - 1].increment(1);
+        match &self.frames_sent[frame_type as usize - 1] {
+            Some(counter) => counter.increment(1),
+            // A type servers do not send: counted all the same.
+            None => metrics::counter!("awp_frames_sent_total", "type" => frame_type.name()).increment(1),
+        }
     }
 
     /// Bytes written to agents.
@@ -533,19 +678,15 @@ impl Global {
         self.acks[status as usize].increment(1);
     }
 
-    /// How long a stored batch took from arrival to its ACK.
-    pub fn ack_latency(&self, latency: Duration) {
-        self.ack_latency.record(latency);
-    }
-
     /// An ERROR frame was sent.
     pub fn error_sent(&self, code: ErrorCode) {
         self.errors[code as usize - 1].increment(1);
     }
 
     /// A HELLO failed authentication.
-    pub fn auth_failed(&self) {
-        self.auth_failures.increment(1);
+    pub fn auth_failed(&self, reason: &'static str, tenant: Option<&str>) {
+        metrics::counter!("awp_auth_failures_total", "reason" => reason, "tenant" => tenant.unwrap_or("").to_owned())
+            .increment(1);
     }
 
     /// The configured memory budget.
@@ -741,7 +882,7 @@ mod tests {
                 .collect()
         };
         doc.lines()
-            .filter(|l| l.starts_with("| `awp_"))
+            .filter(|l| l.starts_with("| `awp_") || l.starts_with("| `process_"))
             .flat_map(|l| {
                 let cells: Vec<&str> = l.split('|').collect();
                 // The labels cell: backquoted names, then any explanation in parentheses.
@@ -756,6 +897,22 @@ mod tests {
             .iter()
             .map(|m| (m.name.to_owned(), m.labels.iter().map(|l| (*l).to_owned()).collect()))
             .collect()
+    }
+
+    #[test]
+    fn a_scrape_is_in_name_order_without_removed_tenants() {
+        let text = "# HELP b_total b\n# TYPE b_total counter\nb_total{tenant=\"gone\"} 1\nb_total{tenant=\"kept\"} 2\n\n\
+                    # HELP a_seconds a\n# TYPE a_seconds histogram\na_seconds_bucket{le=\"1\"} 1\na_seconds_sum 1\na_seconds_count 1\n\n\
+                    # TYPE c gauge\nc{certificate=\"client_ca:gone\"} 5\n\n\
+                    # TYPE d_total counter\nd_total{reason=\"x\",tenant=\"\"} 0\n";
+        let tenants = std::collections::HashSet::from(["kept".to_owned()]);
+        let tidied = tidy(text, &tenants);
+        assert_eq!(
+            tidied,
+            "# HELP a_seconds a\n# TYPE a_seconds histogram\na_seconds_bucket{le=\"1\"} 1\na_seconds_sum 1\na_seconds_count 1\n\n\
+             # HELP b_total b\n# TYPE b_total counter\nb_total{tenant=\"kept\"} 2\n\n\
+             # TYPE d_total counter\nd_total{reason=\"x\",tenant=\"\"} 0\n\n"
+        );
     }
 
     #[test]
@@ -803,9 +960,24 @@ mod tests {
         let mut seen = BTreeSet::new();
         for m in METRICS {
             assert!(seen.insert(m.name), "{} twice", m.name);
-            assert!(m.name.starts_with("awp_"));
+            assert!(
+                m.name.starts_with("awp_") || m.name.starts_with("process_"),
+                "{}",
+                m.name
+            );
             if m.kind == Kind::Counter {
                 assert!(m.name.ends_with("_total"), "{}", m.name);
+            } else {
+                assert!(!m.name.ends_with("_total"), "{}", m.name);
+            }
+            // Units last: a byte or a second named in the middle is a mistake.
+            for unit in ["bytes", "seconds"] {
+                let middle = format!("_{unit}_");
+                assert!(
+                    !m.name.contains(&middle) || m.name.ends_with(&format!("{middle}total")),
+                    "{}",
+                    m.name
+                );
             }
         }
     }

@@ -65,6 +65,8 @@ pub struct Tenant {
     quota_exceeded: [metrics::Counter; 2],
     /// Batches that waited for memory budget, and that timed out waiting.
     budget_waits: [metrics::Counter; 2],
+    /// BATCH received to ACK sent, for this tenant's sessions.
+    ack_latency: metrics::Histogram,
 }
 
 impl Tenant {
@@ -84,6 +86,7 @@ impl Tenant {
             quota: Arc::new(ArcSwap::from_pointee(TenantQuota::none())),
             quota_exceeded: telemetry::global().quota_counters(id),
             budget_waits: telemetry::global().budget_counters(id),
+            ack_latency: telemetry::global().ack_latency(id),
         }
     }
 
@@ -99,6 +102,11 @@ impl Tenant {
     /// Counts a batch over a quota.
     pub fn quota_exceeded(&self, scope: Scope) {
         self.quota_exceeded[scope as usize].increment(1);
+    }
+
+    /// Records how long a batch waited from its arrival to its ACK.
+    pub fn acked_after(&self, latency: std::time::Duration) {
+        self.ack_latency.record(latency);
     }
 
     /// Counts a batch that waits for memory budget.
@@ -230,7 +238,9 @@ impl Tenants {
                 }))),
                 quota_exceeded: telemetry::global().quota_counters(&c.id),
                 budget_waits: telemetry::global().budget_counters(&c.id),
+                ack_latency: telemetry::global().ack_latency(&c.id),
             });
+            telemetry::global().auth_failure_counters(&c.id);
         }
         Ok(tenants)
     }
@@ -284,36 +294,48 @@ impl Tenants {
     }
 
     /// The tenant a HELLO authenticates as, what it proved and until when,
-    /// or `None` for any failure. `tls` says whether the connection is TLS;
-    /// `peer_certs` is its client certificate chain, if any.
+    /// or why it does not (for the operator: the agent is told one
+    /// `AUTH_FAILED` whatever the reason). `tls` says whether the connection
+    /// is TLS; `peer_certs` is its client certificate chain, if any.
     pub fn authenticate(
         &self,
         hello: &Hello,
         tls: bool,
         peer_certs: Option<&[CertificateDer<'static>]>,
         now_unix_secs: u64,
-    ) -> Option<Authentication> {
+    ) -> Result<Authentication, AuthFailure> {
         let tenant = self.by_id.get(&hello.tenant_id);
-        let (ok, proof, until) = match &hello.auth {
+        let (checked, proof, until) = match &hello.auth {
             HelloAuth::Token { expiry, token } => {
                 let proof = Proof::Token {
                     expiry: *expiry,
                     token: *token,
                 };
-                let ok = self.token_valid(tenant, &hello.tenant_id, &hello.device_id, &proof, now_unix_secs);
-                (ok, proof, (*expiry != 0).then_some(*expiry))
+                let checked = self.check_token(tenant, &hello.tenant_id, &hello.device_id, &proof, now_unix_secs);
+                (checked, proof, (*expiry != 0).then_some(*expiry))
             }
             HelloAuth::ClientCert => {
                 let chain: Arc<[CertificateDer<'static>]> = peer_certs.map_or_else(|| Arc::from([]), Arc::from);
+                // A tenant without a CA is checked against nobody's: as much work.
                 let ca = tenant.and_then(|t| t.client_ca.as_ref()).unwrap_or(TenantCa::nobodys());
-                let ok = crate::tls::verify_client_cert(&chain, ca, &hello.device_id, unix_time(now_unix_secs))
-                    && tenant.is_some_and(|t| t.client_ca.is_some());
+                let checked = crate::tls::check_client_cert(&chain, ca, &hello.device_id, unix_time(now_unix_secs))
+                    .map_err(AuthFailure::Certificate)
+                    .and_then(|()| match tenant {
+                        Some(t) if t.client_ca.is_none() => Err(AuthFailure::NoClientCa),
+                        _ => Ok(()),
+                    });
                 let until = chain.first().and_then(crate::tls::not_after);
-                (ok, Proof::Certificate(chain), until)
+                (checked, Proof::Certificate(chain), until)
             }
         };
-        let tenant = tenant.filter(|t| ok && (tls || !t.require_tls))?;
-        Some(Authentication {
+        let Some(tenant) = tenant else {
+            return Err(AuthFailure::UnknownTenant);
+        };
+        checked?;
+        if !tls && tenant.require_tls {
+            return Err(AuthFailure::TlsRequired);
+        }
+        Ok(Authentication {
             tenant: tenant.clone(),
             proof,
             until,
@@ -328,7 +350,9 @@ impl Tenants {
             return false;
         };
         match proof {
-            Proof::Token { .. } => self.token_valid(Some(tenant), tenant_id, device_id, proof, now_unix_secs),
+            Proof::Token { .. } => self
+                .check_token(Some(tenant), tenant_id, device_id, proof, now_unix_secs)
+                .is_ok(),
             Proof::Certificate(chain) => tenant
                 .client_ca
                 .as_ref()
@@ -337,24 +361,102 @@ impl Tenants {
     }
 
     /// Checks a token against the tenant's secrets, padded to the same
-    /// number of HMACs for every tenant, known or not.
-    fn token_valid(
+    /// number of HMACs for every tenant, known or not. Whether the MAC
+    /// matches and whether the expiry passed are both worked out whatever
+    /// the other says.
+    fn check_token(
         &self,
         tenant: Option<&Arc<Tenant>>,
         tenant_id: &str,
         device_id: &str,
         proof: &Proof,
         now_unix_secs: u64,
-    ) -> bool {
+    ) -> Result<(), AuthFailure> {
         let Proof::Token { expiry, token } = proof else {
-            return false;
+            return Err(AuthFailure::BadToken);
         };
         let own: &[TokenKey] = tenant.map_or(&[], |t| &t.secrets);
-        let ok = token::verify_device_token(own, tenant_id, device_id, *expiry, token, now_unix_secs);
+        // Checked as if it never expired; the expiry is looked at apart.
+        let matches = token::verify_device_token(own, tenant_id, device_id, *expiry, token, 0);
         for _ in own.len()..self.max_secrets {
             std::hint::black_box(token::device_token(DUMMY_SECRET, tenant_id, device_id, *expiry));
         }
-        ok
+        let live = *expiry == 0 || now_unix_secs <= *expiry;
+        match (matches, live) {
+            (true, true) => Ok(()),
+            (true, false) => Err(AuthFailure::ExpiredToken),
+            (false, _) => Err(AuthFailure::BadToken),
+        }
+    }
+}
+
+/// Why a HELLO did not authenticate: for the operator's log and
+/// `awp_auth_failures_total{reason}`. The agent is told `AUTH_FAILED`,
+/// whatever it is (no tenant or device enumeration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No such tenant here.
+    UnknownTenant,
+    /// The token is not the tenant's secrets' for this device.
+    BadToken,
+    /// The token was the tenant's, and its expiry passed.
+    ExpiredToken,
+    /// A certificate HELLO for a tenant without a client CA.
+    NoClientCa,
+    /// The client certificate did not pass.
+    Certificate(crate::tls::CertificateFailure),
+    /// The tenant takes HELLOs over TLS only.
+    TlsRequired,
+}
+
+impl AuthFailure {
+    /// The metric label.
+    pub fn reason(&self) -> &'static str {
+        use crate::tls::CertificateFailure;
+        match self {
+            AuthFailure::UnknownTenant => "unknown_tenant",
+            AuthFailure::BadToken => "bad_token",
+            AuthFailure::ExpiredToken => "expired_token",
+            AuthFailure::NoClientCa => "no_client_ca",
+            AuthFailure::Certificate(CertificateFailure::None) => "no_certificate",
+            AuthFailure::Certificate(CertificateFailure::Rejected(_)) => "certificate_rejected",
+            AuthFailure::Certificate(CertificateFailure::OtherDevice) => "certificate_for_another_device",
+            AuthFailure::TlsRequired => "tls_required",
+        }
+    }
+
+    /// All the labels, for the metric's series from start.
+    pub const REASONS: [&'static str; 8] = [
+        "unknown_tenant",
+        "bad_token",
+        "expired_token",
+        "no_client_ca",
+        "no_certificate",
+        "certificate_rejected",
+        "certificate_for_another_device",
+        "tls_required",
+    ];
+}
+
+impl std::fmt::Display for AuthFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::tls::CertificateFailure;
+        match self {
+            AuthFailure::UnknownTenant => f.write_str("no such tenant"),
+            AuthFailure::BadToken => f.write_str("the token is not this tenant's for this device (a rotated secret?)"),
+            AuthFailure::ExpiredToken => f.write_str("the token expired"),
+            AuthFailure::NoClientCa => f.write_str("a certificate HELLO, and the tenant has no client_ca"),
+            AuthFailure::Certificate(CertificateFailure::None) => {
+                f.write_str("a certificate HELLO without a certificate")
+            }
+            AuthFailure::Certificate(CertificateFailure::Rejected(why)) => {
+                write!(f, "the certificate is not good for the tenant's CA: {why}")
+            }
+            AuthFailure::Certificate(CertificateFailure::OtherDevice) => {
+                f.write_str("the certificate names another device")
+            }
+            AuthFailure::TlsRequired => f.write_str("the tenant requires TLS and this connection is plain"),
+        }
     }
 }
 

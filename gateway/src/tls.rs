@@ -406,25 +406,51 @@ impl rustls::server::danger::ClientCertVerifier for DeferredClientAuth {
     }
 }
 
+/// Why a client certificate does not authenticate a device: for the
+/// operator's log and metrics only (the agent gets one `AUTH_FAILED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateFailure {
+    /// The connection presented no certificate.
+    None,
+    /// The chain does not lead to the tenant's CA, or the certificate is
+    /// expired, not yet valid, revoked, or not for client authentication:
+    /// webpki's reason.
+    Rejected(String),
+    /// The certificate is good but names another device (its common name).
+    OtherDevice,
+}
+
 /// Checks a TLS client certificate for HELLO `auth_method` 2 (AWP1.md §4.1).
 ///
 /// `chain` is the peer's chain from the TLS session (end entity first, see
-/// [`peer_certificates`]). True only when the end-entity certificate chains
+/// [`peer_certificates`]). `Ok` only when the end-entity certificate chains
 /// to `ca` (this tenant's client CA, not any tenant's), is valid now (at
 /// `now`), not revoked by the tenant's CRLs, usable for client
 /// authentication, and its subject has exactly one common name, equal to
-/// `device_id` byte for byte. Every failure, including an empty chain or an
-/// unparsable certificate, is plain `false`: the caller answers them all
-/// with the same `AUTH_FAILED`.
-pub fn verify_client_cert(chain: &[CertificateDer<'static>], ca: &TenantCa, device_id: &str, now: UnixTime) -> bool {
+/// `device_id` byte for byte. The caller answers every failure with the same
+/// `AUTH_FAILED`; the reason is the operator's.
+pub fn check_client_cert(
+    chain: &[CertificateDer<'static>],
+    ca: &TenantCa,
+    device_id: &str,
+    now: UnixTime,
+) -> Result<(), CertificateFailure> {
     let Some((end_entity, intermediates)) = chain.split_first() else {
-        return false;
+        return Err(CertificateFailure::None);
     };
     if let Err(err) = ca.verifier.verify_client_cert(end_entity, intermediates, now) {
-        tracing::debug!(error = %err, "client certificate does not chain to the tenant's CA, or is revoked");
-        return false;
+        return Err(CertificateFailure::Rejected(err.to_string()));
     }
-    subject_common_name(end_entity).is_some_and(|cn| cn == device_id)
+    if subject_common_name(end_entity).is_some_and(|cn| cn == device_id) {
+        Ok(())
+    } else {
+        Err(CertificateFailure::OtherDevice)
+    }
+}
+
+/// Whether [`check_client_cert`] passes.
+pub fn verify_client_cert(chain: &[CertificateDer<'static>], ca: &TenantCa, device_id: &str, now: UnixTime) -> bool {
+    check_client_cert(chain, ca, device_id, now).is_ok()
 }
 
 /// When a certificate stops being valid (its notAfter), unix seconds.
