@@ -31,9 +31,11 @@
 //! DNS name pointed at 127.0.0.1 by an attacker's page, "DNS rebinding"),
 //! unless it carries the token.
 //!
-//! The endpoint serves at most [`MAX_CONNECTIONS`] connections at once
-//! (more are closed at once), each must send its request head within
-//! [`HEADER_TIMEOUT`], and none lasts longer than [`CONNECTION_TIMEOUT`].
+//! The endpoint serves at most [`MAX_CONNECTIONS`] connections at once, and
+//! [`MAX_CONNECTIONS_PER_PEER`] from one address (more are closed at once),
+//! one request each (no keep-alive: nothing idles on a slot); each must send
+//! its request head within [`HEADER_TIMEOUT`], and none lasts longer than
+//! [`CONNECTION_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,7 +57,11 @@ use crate::reload::{ReloadError, ReloadReport, Reloader};
 use crate::telemetry::{self, TenantMetrics};
 
 /// Connections served at once; more are closed as they come.
-pub const MAX_CONNECTIONS: usize = 16;
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Connections served at once from one address: a prober cannot take every
+/// slot from a balancer's health checks or Prometheus.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 8;
 
 /// How long a connection has to send a request's head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,7 +130,12 @@ pub async fn start(
                             tracing::warn!(%peer, reason = refused.1, "admin request refused");
                             return (refused.0, format!("{}\n", refused.1));
                         }
-                        reload_answer(reloader.reload().await)
+                        // In a task of its own: a client that goes away (or a
+                        // connection that times out) does not cut a reload short.
+                        match tokio::spawn(async move { reloader.reload().await }).await {
+                            Ok(result) => reload_answer(result),
+                            Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the reload failed\n".to_owned()),
+                        }
                     }
                 },
             ),
@@ -143,6 +154,7 @@ pub async fn start(
     tracing::info!(addr = %bound, "admin endpoint listening");
     let task = tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let per_peer: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
         loop {
             // Keep serving /readyz (503) while draining; stop when the server is dropped.
             let (stream, peer) = tokio::select! {
@@ -159,16 +171,21 @@ pub async fn start(
                     Err(_) => break,
                 },
             };
-            // Beyond the cap, closed at once: the endpoint stays answerable.
+            // Beyond the caps, closed at once: the endpoint stays answerable.
+            let Some(peer_slot) = PeerSlot::take(&per_peer, peer.ip()) else {
+                continue;
+            };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue;
             };
             let app = app.clone().layer(axum::Extension(Peer(peer)));
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, peer_slot);
+                // One request a connection: none lingers idle on a slot.
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
                     .serve_connection(
                         hyper_util::rt::TokioIo::new(stream),
                         hyper_util::service::TowerToHyperService::new(app),
@@ -178,6 +195,40 @@ pub async fn start(
         }
     });
     Ok((task, bound))
+}
+
+/// A connection's place among its address's ([`MAX_CONNECTIONS_PER_PEER`]);
+/// given back when dropped.
+struct PeerSlot {
+    counts: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    peer: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    fn take(counts: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>, peer: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(peer).or_default();
+        if *n >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// Whether a state-changing request may go ahead (module doc), or the

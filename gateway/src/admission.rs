@@ -8,8 +8,9 @@
 //!   HELLO, holds a place in a small pool (`max_unauthenticated`, and
 //!   `max_unauthenticated_per_source` per source: an IPv4 address, or an
 //!   IPv6 /64, which one host usually holds whole). Behind a balancer the
-//!   place is taken under the balancer's address at accept, and moves to
-//!   the agent's once its PROXY header is read. When the pool (or the source's share) is full, the
+//!   place is taken at accept, counted against no source (every agent
+//!   comes through the balancer's few addresses), and moves to the agent's
+//!   address once its PROXY header is read. When the pool (or the source's share) is full, the
 //!   connection that has waited longest is evicted to make room: silent or
 //!   trickling connections cannot keep a real agent, which sends HELLO right
 //!   after connecting, from getting in.
@@ -31,6 +32,16 @@ use crate::mailbox::Mailbox;
 use crate::telemetry;
 use crate::tenant::Proof;
 
+/// What the registry keeps of an admitted session to check it again: what
+/// it proved, and whether it came over TLS.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Its token or certificate chain.
+    pub proof: Proof,
+    /// Whether the connection is TLS (a tenant may come to require it).
+    pub tls: bool,
+}
+
 /// How long a connection may wait before it can be evicted: long enough
 /// for an agent's HELLO to be read and checked even while a reconnect storm
 /// keeps the gateway busy, short against the HELLO deadline.
@@ -50,9 +61,10 @@ pub struct WaitingPool {
     inner: Mutex<WaitingInner>,
 }
 
-/// An entry: the source it counts against, where it comes from, when it
-/// came, and how to tell it it was evicted.
-type Entry = (IpAddr, IpAddr, Instant, Arc<Mailbox>);
+/// An entry: the source it counts against (none before a PROXY header is
+/// read), where it comes from, when it came, and how to tell it it was
+/// evicted.
+type Entry = (Option<IpAddr>, IpAddr, Instant, Arc<Mailbox>);
 
 /// What a connection from `ip` counts against: the address, or for IPv6 its
 /// /64 (an IPv4 address in its IPv6-mapped form is IPv4).
@@ -74,10 +86,12 @@ struct WaitingInner {
 impl WaitingInner {
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
-        if let Some(n) = self.by_source.get_mut(&entry.0) {
+        if let Some(source) = entry.0
+            && let Some(n) = self.by_source.get_mut(&source)
+        {
             *n -= 1;
             if *n == 0 {
-                self.by_source.remove(&entry.0);
+                self.by_source.remove(&source);
             }
         }
         Some(entry)
@@ -93,7 +107,7 @@ impl WaitingInner {
 
     /// Makes room by evicting the oldest connection that `matches`, if it
     /// has waited out the grace; false if there is none.
-    fn evict_oldest(&mut self, now: Instant, grace: Duration, matches: impl Fn(&IpAddr) -> bool) -> bool {
+    fn evict_oldest(&mut self, now: Instant, grace: Duration, matches: impl Fn(&Option<IpAddr>) -> bool) -> bool {
         let oldest = self
             .entries
             .iter()
@@ -142,11 +156,22 @@ impl WaitingPool {
     /// [`OVERFLOW_FACTOR`] times its size the longest waiting goes, grace or
     /// not, so that a flood of new connections is bounded too.
     pub fn enter(self: &Arc<Self>, addr: IpAddr) -> Waiting {
+        self.enter_as(addr, Some(source_of(addr)))
+    }
+
+    /// A place for a connection from a trusted balancer whose PROXY header
+    /// is not read yet: counted in the pool, against no source, until
+    /// [`Waiting::move_to`] gives it the agent's.
+    pub fn enter_unattributed(self: &Arc<Self>, addr: IpAddr) -> Waiting {
+        self.enter_as(addr, None)
+    }
+
+    fn enter_as(self: &Arc<Self>, addr: IpAddr, source: Option<IpAddr>) -> Waiting {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let id = inner.next_id;
         inner.next_id += 1;
         let mailbox = Arc::new(Mailbox::default());
-        self.place(&mut inner, id, addr, Instant::now(), mailbox.clone());
+        self.place(&mut inner, id, source, addr, Instant::now(), mailbox.clone());
         Waiting {
             pool: self.clone(),
             id,
@@ -154,17 +179,26 @@ impl WaitingPool {
         }
     }
 
-    /// Puts entry `id` from `addr` in the pool, making room as
-    /// [`WaitingPool::enter`] says.
-    fn place(&self, inner: &mut WaitingInner, id: u64, addr: IpAddr, since: Instant, mailbox: Arc<Mailbox>) {
+    /// Puts entry `id` from `addr`, counted against `source`, in the pool,
+    /// making room as [`WaitingPool::enter`] says.
+    fn place(
+        &self,
+        inner: &mut WaitingInner,
+        id: u64,
+        source: Option<IpAddr>,
+        addr: IpAddr,
+        since: Instant,
+        mailbox: Arc<Mailbox>,
+    ) {
         let now = Instant::now();
-        let source = source_of(addr);
-        let from_source = inner.by_source.get(&source).copied().unwrap_or(0);
-        if from_source >= self.per_source
-            && !inner.evict_oldest(now, self.grace, |s| *s == source)
-            && from_source >= self.per_source * OVERFLOW_FACTOR
-        {
-            inner.evict_oldest(now, Duration::ZERO, |s| *s == source);
+        if let Some(source) = source {
+            let from_source = inner.by_source.get(&source).copied().unwrap_or(0);
+            if from_source >= self.per_source
+                && !inner.evict_oldest(now, self.grace, |s| *s == Some(source))
+                && from_source >= self.per_source * OVERFLOW_FACTOR
+            {
+                inner.evict_oldest(now, Duration::ZERO, |s| *s == Some(source));
+            }
         }
         if inner.entries.len() >= self.max
             && !inner.evict_oldest(now, self.grace, |_| true)
@@ -173,7 +207,9 @@ impl WaitingPool {
             inner.evict_oldest(now, Duration::ZERO, |_| true);
         }
         inner.entries.insert(id, (source, addr, since, mailbox));
-        *inner.by_source.entry(source).or_default() += 1;
+        if let Some(source) = source {
+            *inner.by_source.entry(source).or_default() += 1;
+        }
         telemetry::global().connections_waiting(inner.entries.len());
     }
 
@@ -205,7 +241,8 @@ impl Waiting {
     pub fn move_to(&self, addr: IpAddr) {
         let mut inner = self.pool.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, _, since, mailbox)) = inner.remove(self.id) {
-            self.pool.place(&mut inner, self.id, addr, since, mailbox);
+            self.pool
+                .place(&mut inner, self.id, Some(source_of(addr)), addr, since, mailbox);
         }
     }
 
@@ -231,7 +268,7 @@ pub struct Admission {
     tenants: RwLock<HashMap<String, Arc<Places>>>,
     /// Each connected device's session: its connection's mailbox (whose
     /// identity tells sessions apart) and what it authenticated with.
-    devices: Mutex<HashMap<DeviceKey, (Arc<Mailbox>, Proof)>>,
+    devices: Mutex<HashMap<DeviceKey, (Arc<Mailbox>, Session)>>,
 }
 
 /// A number of places, some taken. The limit can change while places are
@@ -367,17 +404,17 @@ impl Admission {
     pub fn recheck(
         &self,
         tenants: &std::collections::HashSet<String>,
-        still_valid: impl Fn(&str, &str, &Proof) -> bool,
+        still_valid: impl Fn(&str, &str, &Session) -> bool,
     ) -> usize {
         if tenants.is_empty() {
             return 0;
         }
-        let sessions: Vec<(DeviceKey, Arc<Mailbox>, Proof)> = {
+        let sessions: Vec<(DeviceKey, Arc<Mailbox>, Session)> = {
             let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
             devices
                 .iter()
                 .filter(|(key, _)| key.split_once('\n').is_some_and(|(t, _)| tenants.contains(t)))
-                .map(|(key, (mailbox, proof))| (key.clone(), mailbox.clone(), proof.clone()))
+                .map(|(key, (mailbox, session))| (key.clone(), mailbox.clone(), session.clone()))
                 .collect()
         };
         let mut told = 0;
@@ -401,7 +438,7 @@ impl Admission {
         tenant: &str,
         device: &str,
         mailbox: &Arc<Mailbox>,
-        proof: Proof,
+        session: Session,
     ) -> Result<Admitted, Refusal> {
         let connection = self.connections.take().ok_or(Refusal::ServerFull)?;
         // Every tenant's connections are counted, limit or not, so that a
@@ -425,7 +462,7 @@ impl Admission {
             .devices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), (mailbox.clone(), proof));
+            .insert(key.clone(), (mailbox.clone(), session));
         if let Some((older, _)) = older {
             telemetry::global().session_replaced();
             older.tell_to_go();
@@ -461,10 +498,13 @@ mod tests {
 
     use super::*;
 
-    fn proof() -> Proof {
-        Proof::Token {
-            expiry: 0,
-            token: [0; 32],
+    fn proof() -> Session {
+        Session {
+            proof: Proof::Token {
+                expiry: 0,
+                token: [0; 32],
+            },
+            tls: false,
         }
     }
 

@@ -413,7 +413,7 @@ impl BudgetRequest {
         let bytes = self.bytes as usize;
         loop {
             let (grant, granted) = oneshot::channel();
-            let place = {
+            let (place, grants) = {
                 let mut state = shared.state();
                 let Some(account) = state.accounts.get(&tenant) else {
                     // A removed tenant: its batches still hold their bytes.
@@ -434,12 +434,19 @@ impl BudgetRequest {
                 if !state.turns.contains(&tenant) {
                     state.turns.push_back(tenant.clone());
                 }
-                Place {
-                    shared: shared.clone(),
-                    tenant: tenant.clone(),
-                    id,
-                }
+                // In line now; it may fit already, behind others in turn:
+                // serve the lines rather than wait for bytes to come back.
+                let grants = shared.serve(&mut state);
+                (
+                    Place {
+                        shared: shared.clone(),
+                        tenant: tenant.clone(),
+                        id,
+                    },
+                    grants,
+                )
             };
+            send(grants);
             if let Ok(permit) = granted.await {
                 drop(place);
                 return permit;
@@ -614,6 +621,25 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(10), &mut a2).await.is_err());
         drop(_a);
         let _a2 = tokio::time::timeout(Duration::from_secs(1), &mut a2).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fits_is_served_even_when_it_queued_behind_a_waiting_tenant() {
+        // Three tenants, a guarantee of 200 each; caps of 600.
+        let b = MemoryBudget::new(1200, 600, ["a".to_owned(), "b".to_owned(), "c".to_owned()]);
+        let (a, c) = (b.tenant("a").unwrap(), b.tenant("c").unwrap());
+        // a is at its cap and waits for more: it is in turn.
+        let _held = a.try_take(600).unwrap();
+        let mut a_waits = Box::pin(a.request(100).granted());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), &mut a_waits)
+                .await
+                .is_err()
+        );
+        // c borrows beyond its guarantee: 300 fit (1200 - 600 held - b's 200),
+        // and nothing comes back meanwhile.
+        let granted = tokio::time::timeout(Duration::from_millis(200), c.request(300).granted()).await;
+        assert!(granted.is_ok(), "served at once, not when a's bytes come back");
     }
 
     #[test]

@@ -387,7 +387,7 @@ impl std::str::FromStr for Network {
         };
         let addr: std::net::IpAddr = addr
             .parse()
-            .map_err(|_| format!("{text:?} is not an IP network (such as 10.0.0.0/8 or 2001:db8::/32)"))?;
+            .map_err(|_| "not an IP network (such as 10.0.0.0/8 or 2001:db8::/32)".to_owned())?;
         let addr = addr.to_canonical();
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
@@ -396,7 +396,7 @@ impl std::str::FromStr for Network {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+                .ok_or_else(|| format!("the prefix length must be 0 to {max}"))?,
         };
         Ok(Network { addr, prefix })
     }
@@ -861,6 +861,21 @@ impl Config {
                 "no tenant configured: add a [[tenants]] table",
             ));
         }
+        // Each tenant's guarantee (half the budget in equal parts) must hold
+        // its largest batch, or a tenant's batch could wait behind stalled
+        // neighbours after all (budget.rs).
+        let guarantee = p.budget_bytes / (2 * self.tenants.len());
+        if guarantee < largest {
+            return Err(ConfigError::new(
+                "pipeline.budget_bytes",
+                format!(
+                    "each of the {} tenants is guaranteed budget_bytes / (2 × tenants) = {guarantee} bytes, less than \
+                     the largest batch ({largest} bytes): raise budget_bytes to at least {} or lower server.max_batch_bytes",
+                    self.tenants.len(),
+                    2 * self.tenants.len() * largest
+                ),
+            ));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             let field = |name: &str| format!("tenants[{i}].{name}");
             if !awp_protocol::is_valid_tenant_id(&t.id) {
@@ -1063,7 +1078,8 @@ pub fn development_secret(data_dir: &Path) -> std::io::Result<String> {
 fn without_values(message: &str) -> String {
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = message.strip_prefix(prefix) {
-            let (found, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+            // The last ", expected": the value before it may hold the words too.
+            let (found, expected) = rest.rsplit_once(", expected").unwrap_or((rest, ""));
             // The kind is what comes before the value's quotes or backticks.
             let kind = found.split(['"', '`', '\'']).next().unwrap_or("").trim_end();
             let expected = if expected.is_empty() {
@@ -1075,9 +1091,9 @@ fn without_values(message: &str) -> String {
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant `")
-        && let Some((_, expected)) = rest.split_once('`')
+        && let Some((_, expected)) = rest.rsplit_once("`, expected")
     {
-        return format!("unknown variant{expected}");
+        return format!("unknown variant, expected{expected}");
     }
     message.to_owned()
 }
@@ -1255,6 +1271,15 @@ mod tests {
             without_values("unknown variant `packd`, expected `record` or `packed`"),
             "unknown variant, expected `record` or `packed`"
         );
+        // A value holding the words the message is cut at.
+        assert_eq!(
+            without_values("invalid type: string \"x, expected y\", expected a sequence"),
+            "invalid type: string, expected a sequence"
+        );
+        assert_eq!(
+            without_values("unknown variant `a`b, expected c`, expected `record` or `packed`"),
+            "unknown variant, expected `record` or `packed`"
+        );
     }
 
     #[test]
@@ -1293,6 +1318,11 @@ mod tests {
             ))
             .starts_with("server.listen[1]: 127.0.0.1:7700 is already server.listen[0]'s address")
         );
+        // Forty tenants on the default budget: no room guaranteed for a 4 MiB batch each.
+        let forty: String = (0..40)
+            .map(|i| format!("[[tenants]]\nid = \"t{i}\"\nsecrets = [\"0123456789abcdef\"]\n"))
+            .collect();
+        assert!(error_of(&forty).starts_with("pipeline.budget_bytes: each of the 40 tenants is guaranteed"));
         // Times no agent can live with.
         assert_eq!(
             error_of(&format!("[server]\nheartbeat_ms = 1\n{TENANT}")),

@@ -69,14 +69,17 @@ pub fn pre_auth(log: impl FnOnce()) {
 }
 
 /// Text a client chose, written with its control characters escaped
-/// (`\n`, `\u{1b}`, ...): one log line stays one line.
+/// (`\n`, `\u{1b}`, ...), and the characters some viewers take for line
+/// breaks or use to reorder text (U+2028, U+2029, the bidirectional
+/// controls): one log line stays one line, read as written.
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(pub &'a str);
 
 impl std::fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for c in self.0.chars() {
-            if c.is_control() {
+            let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || reorders {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;

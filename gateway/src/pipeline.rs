@@ -27,8 +27,10 @@
 //! - [`SinkError::Unstorable`]: the gateway found, before sending anything,
 //!   that the batch's items cannot be stored (a packed item over 400 KB).
 //!   Decided by the batch's content alone: REJECTED, and nothing to remove.
-//! - [`SinkError::Refused`]: the store's validation refused the items
-//!   (DynamoDB's ValidationException). The batch's fault if the store takes
+//! - [`SinkError::Refused`]: the store's validation refused the items, in
+//!   its words for a value no store keeps (DynamoDB's ValidationException
+//!   for an item too large or a number out of range; any other validation
+//!   error is the table's, [`SinkError::Fatal`]). The batch's fault if the store takes
 //!   well-formed items: another batch of the write was stored meanwhile, or
 //!   the store says so when asked ([`TenantSink::probe`]: a conditional
 //!   write that never writes). Then whatever part of it was stored is
@@ -203,6 +205,9 @@ pub struct Pipeline {
     queues: Arc<ArcSwap<HashMap<String, mpsc::UnboundedSender<Submission>>>>,
     /// Each tenant's writer, for reloads.
     handles: Arc<Mutex<HashMap<String, WriterHandle>>>,
+    /// The writers of removed tenants, until they end: a tenant added back
+    /// meanwhile gets a writer that starts once the old one has ended.
+    draining: Arc<Mutex<HashMap<String, watch::Receiver<bool>>>>,
     writers: Arc<Mutex<JoinSet<()>>>,
     sink_config: SinkConfig,
     config: PipelineConfig,
@@ -254,6 +259,7 @@ impl Pipeline {
         let pipeline = Pipeline {
             queues: Arc::default(),
             handles: Arc::default(),
+            draining: Arc::default(),
             writers: writers.clone(),
             sink_config: sink_config.clone(),
             config: config.clone(),
@@ -287,9 +293,12 @@ impl Pipeline {
         let mut drains = Vec::new();
         let mut queues = HashMap::clone(&self.queues.load());
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        draining.retain(|_, ended| !*ended.borrow());
         for id in removed {
             queues.remove(id);
             if let Some(handle) = handles.remove(id) {
+                draining.insert(id.clone(), handle.ended.clone());
                 let mut ended = handle.ended;
                 drains.push(Drain {
                     tenant: id.clone(),
@@ -347,13 +356,30 @@ impl Pipeline {
                 let (owner, sinks, pipeline) = (owner.clone(), sinks.clone(), pipeline.clone());
                 async move { sink::open(&owner, &sinks, &pipeline).await }
             };
+            // A tenant added back while its old writer still writes: one
+            // writer at a time.
+            let before = draining.remove(&tenant.id);
             writers.spawn(async move {
                 let _ended = EndedGuard(ended_tx);
+                if let Some(mut before) = before {
+                    // An error: the old writer is gone, ended too.
+                    let _ = before.wait_for(|ended| *ended).await;
+                }
                 writer.supervise(sink, reopen).await;
             });
         }
         self.queues.store(Arc::new(queues));
         drains
+    }
+
+    /// The removed tenants whose writers still write what was queued.
+    pub fn still_draining(&self) -> Vec<String> {
+        let draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        draining
+            .iter()
+            .filter(|(_, ended)| !*ended.borrow())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Takes no more batches: each writer writes what is queued, then ends
@@ -622,9 +648,16 @@ impl<S: TenantSink> Writer<S> {
                                 Ok(answer) => answer,
                                 Err(_) => Err(SinkError::Retryable("the store did not answer a probe in time".into())),
                             };
-                            if let Err(e) = &asked {
-                                tracing::error!(tenant = %self.tenant.id, error = %e, refused = %reason, "the store refuses well-formed items: its batches get ACK RETRY");
-                                self.health.write_failed(&e.to_string());
+                            match &asked {
+                                Err(e @ SinkError::Fatal(_)) => {
+                                    tracing::error!(tenant = %self.tenant.id, error = %e, refused = %reason, "the store did not take a well-formed item: the refused batch gets ACK RETRY");
+                                    self.health.write_failed(&e.to_string());
+                                }
+                                // Throttled, a timeout: no answer either way; RETRY.
+                                Err(e) => {
+                                    tracing::warn!(tenant = %self.tenant.id, error = %e, refused = %reason, "the store did not answer a probe: the refused batch gets ACK RETRY")
+                                }
+                                Ok(()) => {}
                             }
                             store_takes_items = Some(asked.clone());
                             asked

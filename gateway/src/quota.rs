@@ -183,6 +183,9 @@ impl Bucket {
 #[derive(Debug)]
 pub struct TenantQuota {
     settings: Option<QuotaSettings>,
+    /// The least the buckets hold (records, bytes): the largest batch any
+    /// session may have been told it can send, across reloads.
+    floors: (u32, u32),
     records: Option<Bucket>,
     bytes: Option<Bucket>,
     device_records: Option<Rate>,
@@ -226,15 +229,40 @@ impl TenantQuota {
 
     /// Buckets made from `settings`.
     pub fn from_settings(settings: QuotaSettings) -> TenantQuota {
+        Self::with_floors(settings, (settings.max_batch_records, settings.max_batch_bytes))
+    }
+
+    /// The buckets that take over from `previous` when a reload changes the
+    /// settings: they hold at least what `previous`'s did (a session keeps
+    /// the limits its WELCOME told it, so its batches must still pass a
+    /// full bucket), and, when the device rate did not change, the devices'
+    /// buckets go on as they were (a reload does not refill them).
+    pub fn succeeding(previous: &TenantQuota, settings: QuotaSettings) -> TenantQuota {
+        let floors = (
+            settings.max_batch_records.max(previous.floors.0),
+            settings.max_batch_bytes.max(previous.floors.1),
+        );
+        let next = Self::with_floors(settings, floors);
+        let same_device_rate = previous
+            .settings
+            .is_some_and(|p| p.device_records_per_second == settings.device_records_per_second);
+        if same_device_rate {
+            let kept = std::mem::take(&mut *previous.devices.lock().unwrap_or_else(PoisonError::into_inner));
+            *next.devices.lock().unwrap_or_else(PoisonError::into_inner) = kept;
+        }
+        next
+    }
+
+    fn with_floors(settings: QuotaSettings, (max_batch_records, max_batch_bytes): (u32, u32)) -> TenantQuota {
         let QuotaSettings {
             records_per_second,
             bytes_per_second,
             device_records_per_second,
-            max_batch_records,
-            max_batch_bytes,
+            ..
         } = settings;
         TenantQuota {
             settings: Some(settings),
+            floors: (max_batch_records, max_batch_bytes),
             records: records_per_second.map(|r| Bucket::new(Rate::new(r, max_batch_records))),
             bytes: bytes_per_second.map(|r| Bucket::new(Rate::new(r, max_batch_bytes))),
             device_records: device_records_per_second.map(|r| Rate::new(r, max_batch_records)),
@@ -247,6 +275,7 @@ impl TenantQuota {
     pub fn none() -> TenantQuota {
         TenantQuota {
             settings: None,
+            floors: (0, 0),
             records: None,
             bytes: None,
             device_records: None,
@@ -396,6 +425,30 @@ mod tests {
             drop(q.device(&format!("idle-{n}")).unwrap());
         }
         assert!(q.devices_kept() <= 2 * SWEEP_AT_LEAST, "{}", q.devices_kept());
+    }
+
+    #[test]
+    fn buckets_that_succeed_others_hold_as_much_and_keep_the_devices() {
+        let settings = |max_batch_records, device| QuotaSettings {
+            records_per_second: rate(10),
+            bytes_per_second: None,
+            device_records_per_second: rate(device),
+            max_batch_records,
+            max_batch_bytes: 1 << 20,
+        };
+        let old = TenantQuota::from_settings(settings(500, 5));
+        let phone = old.device("phone").unwrap();
+        assert!(old.admit(Some(&phone), 5, 1).is_ok());
+        // A reload lowers max_batch_records to 100: a session told 500 still
+        // gets its 500 through a full bucket, without going into debt.
+        let next = TenantQuota::succeeding(&old, settings(100, 5));
+        assert_eq!(next.admit_at(None, 500, 1, now_ns()), Ok(()));
+        // The device's bucket went on, as full as it was.
+        let again = next.device("phone").unwrap();
+        assert!(Arc::ptr_eq(&again.0, &phone.0));
+        // A changed device rate starts the devices afresh.
+        let other = TenantQuota::succeeding(&next, settings(100, 50));
+        assert!(!Arc::ptr_eq(&other.device("phone").unwrap().0, &phone.0));
     }
 
     #[test]

@@ -56,6 +56,9 @@ use crate::pipeline::Pipeline;
 use crate::telemetry;
 use crate::tenant::{QuotaChange, Tenants};
 
+/// The longest a reload's answer waits for old stores to be written no more.
+pub const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
+
 /// Where a reload reads the configuration: the file the gateway was started
 /// with, with the same command-line overrides.
 pub type ConfigSource = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
@@ -141,6 +144,8 @@ pub struct Reloader {
     health: Arc<Health>,
     pipeline: Pipeline,
     admin_token: crate::admin::AdminToken,
+    /// The tables of tenants removed by reloads (while their writers drain).
+    removed_tables: std::sync::Mutex<Vec<(String, DynamoConfig)>>,
     stopping: AtomicBool,
 }
 
@@ -172,6 +177,7 @@ impl Reloader {
             health: parts.health,
             pipeline: parts.pipeline,
             admin_token: parts.admin_token,
+            removed_tables: std::sync::Mutex::default(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -213,8 +219,18 @@ impl Reloader {
 
     async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
         let (mut report, drains, write_timeout) = self.apply().await?;
-        // Outside the reload lock: a drain is bounded, but shutdown need not wait for it.
-        let deadline = tokio::time::Instant::now() + 2 * write_timeout + Duration::from_secs(1);
+        tracing::info!(
+            added = ?report.added,
+            removed = ?report.removed,
+            store_changed = ?report.store_changed,
+            sessions_revoked = report.sessions_revoked,
+            "configuration applied; waiting for old stores to be written no more"
+        );
+        // Outside the reload lock: a drain is bounded, but shutdown need not
+        // wait for it; nor does the answer wait past a minute (the rest is on
+        // /readyz).
+        let wait = (2 * write_timeout + Duration::from_secs(1)).min(MAX_DRAIN_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
         for (tenant, drain) in drains {
             match tokio::time::timeout_at(deadline, drain).await {
                 Ok(_) => report.drained.push(tenant),
@@ -259,6 +275,7 @@ impl Reloader {
             _ => None,
         };
         moved_onto_anothers_table(&current, &next)?;
+        self.onto_a_draining_table(&next)?;
         let before: HashSet<&str> = current.tenants.iter().map(|t| t.id.as_str()).collect();
         let mut report = ReloadReport::default();
         let mut opened = Vec::new();
@@ -292,6 +309,19 @@ impl Reloader {
         self.ctx
             .admission
             .set_limits(next.server.max_connections, tenant_limits(&next));
+        {
+            let mut tables = self
+                .removed_tables
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let draining = self.pipeline.still_draining();
+            tables.retain(|(id, _)| draining.contains(id));
+            for t in current.tenants.iter().filter(|t| report.removed.contains(&t.id)) {
+                if let Some(table) = &t.dynamodb {
+                    tables.push((t.id.clone(), table.clone()));
+                }
+            }
+        }
         let drains = self.pipeline.apply(opened, &report.removed);
         self.ctx
             .settings
@@ -323,8 +353,8 @@ impl Reloader {
         report.sessions_revoked = self
             .ctx
             .admission
-            .recheck(&credentials_changed, |tenant, device, proof| {
-                tenants.still_valid(tenant, device, proof, now_secs)
+            .recheck(&credentials_changed, |tenant, device, session| {
+                tenants.still_valid(tenant, device, &session.proof, session.tls, now_secs)
             });
         crate::server::report_certificate_expiry(&next);
         for tenant in next.null_sink_tenants() {
@@ -350,6 +380,33 @@ impl Reloader {
             })
             .collect();
         Ok((report, drains, write_timeout))
+    }
+}
+
+impl Reloader {
+    /// Refuses a tenant put onto the table of a removed tenant whose writer
+    /// still writes what was queued (device ids are not prefixed by
+    /// tenant): it may go there once that tenant is no longer draining.
+    fn onto_a_draining_table(&self, next: &Config) -> Result<(), ReloadError> {
+        let draining = self.pipeline.still_draining();
+        let tables = self
+            .removed_tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in &next.tenants {
+            let Some(table) = &t.dynamodb else { continue };
+            let busy = tables
+                .iter()
+                .find(|(id, old)| *id != t.id && draining.contains(id) && old.same_table(table));
+            if let Some((other, _)) = busy {
+                return Err(ReloadError::Invalid(format!(
+                    "tenant {:?}: its table {} is removed tenant {other:?}'s, whose writer is still writing to it; \
+                     reload again once /readyz no longer names {other:?}",
+                    t.id, table.table
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -392,6 +449,7 @@ fn same_store(a: &TenantConfig, b: &TenantConfig) -> bool {
             && a.endpoint == b.endpoint
             && a.profile == b.profile
             && a.role_arn == b.role_arn
+            && a.external_id == b.external_id
             && a.access_key_id == b.access_key_id
             && a.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned())
                 == b.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned())

@@ -320,12 +320,12 @@ async fn accept_loop(a: AcceptLoop) {
                 );
                 continue;
             }
-            // A place among the connections waiting, under the balancer's
-            // address until the header says the agent's (a balancer's
-            // idle connections count as waiting too); then the agent's
+            // A place among the connections waiting, counted against no
+            // source until the header says the agent's (a balancer's idle
+            // connections count as waiting too); then the agent's
             // address comes from the header (in a box of its own, freed
             // once read), and the connection goes on as any other.
-            let waiting = pool.enter(peer.ip());
+            let waiting = pool.enter_unattributed(peer.ip());
             connections.spawn(async move {
                 let mut stream = stream;
                 let mut stopping = shutdown.clone();

@@ -547,7 +547,7 @@ impl Session {
         // Kept past this HELLO only as the session's proof, in the admission
         // registry (to check it again when a reload changes credentials).
         let peer_certs = self.peer_certs.take();
-        let tenants = self.tenants.load();
+        let tenants = self.tenants.load_full();
         let authentication = match tenants.authenticate(&hello, self.tls, peer_certs.as_deref(), now.unix_ms / 1000) {
             Ok(authentication) => authentication,
             Err(failure) => {
@@ -569,7 +569,8 @@ impl Session {
                 return self.fail_logged(ErrorCode::AuthFailed, "authentication failed", out);
             }
         };
-        drop(tenants);
+        // Kept to check again if a reload swaps the registry meanwhile.
+        let proof = authentication.proof.clone();
         let tenant = authentication.tenant;
         // Valid through the second `until` (a token's expiry and a
         // certificate's notAfter are both inclusive).
@@ -584,10 +585,15 @@ impl Session {
         // A place among the authenticated connections; an older session of
         // this device is told to go away.
         let mailbox = self.mailbox.get_or_insert_with(Arc::default);
-        match self
-            .admission
-            .admit(&tenant.id, &hello.device_id, mailbox, authentication.proof)
-        {
+        match self.admission.admit(
+            &tenant.id,
+            &hello.device_id,
+            mailbox,
+            crate::admission::Session {
+                proof: authentication.proof,
+                tls: self.tls,
+            },
+        ) {
             Ok(admitted) => {
                 self.admitted = Some(Box::new(Authenticated {
                     _admitted: admitted,
@@ -600,15 +606,26 @@ impl Session {
                 return self.fail(ErrorCode::ServerBusy, &refusal.to_string(), out);
             }
         }
-        // A reload may have removed the tenant since the check above; it
-        // tells the tenant's admitted sessions to go away after swapping the
-        // registry, so a session admitted before that is told, and one
-        // admitted after sees the new registry here.
-        if !self.tenants.load().contains(&tenant.id) {
+        // A reload may have swapped the registry since the check above
+        // (removed the tenant, a secret, a CA; brought a CRL). It checks the
+        // sessions it finds admitted after the swap; one admitted after its
+        // check sees the new registry here and is checked against it: no
+        // revoked credential slips between the two.
+        let current = self.tenants.load();
+        if !Arc::ptr_eq(&current, &tenants)
+            && !current.still_valid(&tenant.id, &hello.device_id, &proof, self.tls, now.unix_ms / 1000)
+        {
             self.admitted = None;
-            telemetry::global().auth_failed("unknown_tenant", None);
+            let reason = if current.contains(&tenant.id) {
+                "bad_token"
+            } else {
+                "unknown_tenant"
+            };
+            telemetry::global().auth_failed(reason, current.contains(&tenant.id).then_some(tenant.id.as_str()));
             return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
         }
+        drop(current);
+        drop(tenants);
         let compression = hello.compression.intersect(self.settings.limits.accepted_compression);
         self.decode_limits.accepted_compression = compression;
         let limits = &self.settings.limits;

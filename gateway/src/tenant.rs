@@ -267,12 +267,16 @@ impl Tenants {
                 // Shared already: too late to carry anything over.
                 continue;
             };
-            if old.quota.load().settings() != tenant.quota.load().settings() {
+            let (before, after) = (old.quota.load(), tenant.quota.load());
+            if let Some(settings) = after.settings()
+                && before.settings() != Some(settings)
+            {
                 changes.push(QuotaChange {
                     cell: old.quota.clone(),
-                    quota: tenant.quota.load_full(),
+                    quota: Arc::new(TenantQuota::succeeding(&before, settings)),
                 });
             }
+            drop((before, after));
             tenant.quota = old.quota.clone();
         }
         changes
@@ -324,7 +328,8 @@ impl Tenants {
                         Some(t) if t.client_ca.is_none() => Err(AuthFailure::NoClientCa),
                         _ => Ok(()),
                     });
-                let until = chain.first().and_then(crate::tls::not_after);
+                // The chain is as good as its first certificate to expire.
+                let until = chain.iter().filter_map(crate::tls::not_after).min();
                 (checked, Proof::Certificate(chain), until)
             }
         };
@@ -343,12 +348,15 @@ impl Tenants {
     }
 
     /// Whether a live session of `tenant_id`'s `device_id` that proved
-    /// `proof` would still authenticate now (a reload changed the tenant's
-    /// credentials).
-    pub fn still_valid(&self, tenant_id: &str, device_id: &str, proof: &Proof, now_unix_secs: u64) -> bool {
+    /// `proof`, over TLS or not (`tls`), would still authenticate now (a
+    /// reload changed the tenant's credentials, or its `require_tls`).
+    pub fn still_valid(&self, tenant_id: &str, device_id: &str, proof: &Proof, tls: bool, now_unix_secs: u64) -> bool {
         let Some(tenant) = self.by_id.get(tenant_id) else {
             return false;
         };
+        if tenant.require_tls && !tls {
+            return false;
+        }
         match proof {
             Proof::Token { .. } => self
                 .check_token(Some(tenant), tenant_id, device_id, proof, now_unix_secs)

@@ -456,15 +456,17 @@ async fn the_admin_endpoint_bounds_its_connections() {
         started.elapsed() < Duration::from_secs(10),
         "cut off after the header timeout"
     );
+    // One address holds at most 8: the 9th is closed at once, and the
+    // endpoint is still there for everybody else.
     let mut held = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..8 {
         held.push(tokio::net::TcpStream::connect(gateway.admin).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut over = tokio::net::TcpStream::connect(gateway.admin).await.unwrap();
     let mut one = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(2), over.read(&mut one)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the 17th is closed: {read:?}");
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the 9th is closed: {read:?}");
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(gateway.get("/healthz").await.starts_with("HTTP/1.1 200"));

@@ -76,8 +76,8 @@ pub enum Fault {
     /// Each request: a fault with these odds (throttle, 500, unprocessed), else forwarded.
     Random(f64, f64, f64),
     /// A BatchWriteItem whose body contains this text is refused with a
-    /// ValidationException, as DynamoDB refuses a value it will not store;
-    /// the rest is forwarded.
+    /// ValidationException in DynamoDB's words for an item too large, as it
+    /// refuses a value it will not store; the rest is forwarded.
     Refuse(&'static str),
     /// As [`Fault::Refuse`] for `refuse`; a BatchWriteItem carrying `delay`
     /// is held `by` before it is forwarded (a request still on its way
@@ -297,7 +297,7 @@ async fn serve(mut conn: TcpStream, upstream: String, fault: Arc<Mutex<Fault>>, 
                 response(
                     "400 Bad Request",
                     &json!({"__type": "com.amazon.coral.validate#ValidationException",
-                            "message": "One or more parameter values were invalid: injected refusal"}),
+                            "message": "Item size has exceeded the maximum allowed size (injected refusal)"}),
                 )
             }
             Fault::None

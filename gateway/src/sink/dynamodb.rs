@@ -357,6 +357,25 @@ fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> (Retry,
     }
 }
 
+/// Whether a `ValidationException` is about the items' own values, which no
+/// table could store (a batch's fault: ACK REJECTED once the table shows it
+/// takes well-formed items), rather than about the table (a key or an index
+/// of another type, a missing key: every item of some kind refused, the
+/// operator's to fix while agents keep their data). Only DynamoDB's own
+/// words for the first are taken: anything else is the table's.
+fn refusal_is_about_content(message: &str) -> bool {
+    [
+        "Item size has exceeded the maximum allowed size",
+        "Item size to update has exceeded the maximum allowed size",
+        "Number overflow",
+        "Number underflow",
+        "number with magnitude larger than supported range",
+        "number with magnitude smaller than supported range",
+    ]
+    .iter()
+    .any(|words| message.contains(words))
+}
+
 /// Full jitter: a random wait up to min(cap, base · 2^attempt).
 fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
@@ -501,10 +520,16 @@ impl DynamoSink {
                 Attempt::Failed(retry, message, rest) => (retry, message, rest),
             };
             match retry {
-                Retry::Refused => {
+                Retry::Refused if refusal_is_about_content(&message) => {
                     tracing::warn!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB refused a request's items");
                     // The table is the operator's business (it is in the log), not the agent's.
                     break Err(SinkError::Refused(message));
+                }
+                Retry::Refused => {
+                    // A key, an index or a type the items do not fit: the
+                    // table's fault, whatever the items (RETRY, degraded).
+                    tracing::error!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB refused items for a reason of the table's (its keys or an index do not fit them)");
+                    break Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
                 }
                 Retry::Never => {
                     tracing::error!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB write failed and will not succeed by retrying");
@@ -610,6 +635,13 @@ impl DynamoSink {
             }
             Err(e) => {
                 let (retry, message) = classify(&e);
+                if message.starts_with("AccessDenied") {
+                    return Err(SinkError::Fatal(format!(
+                        "table {}: the probe needs dynamodb:PutItem (docs/dynamodb.md, IAM), and was denied: \
+                         until it is granted, a batch the table refuses alone gets ACK RETRY",
+                        self.table
+                    )));
+                }
                 let message = format!("table {}: a probe item was refused: {message}", self.table);
                 match retry {
                     Retry::Throttled | Retry::Transient => Err(SinkError::Retryable(message)),
@@ -746,6 +778,23 @@ mod tests {
         assert!(reqs.iter().all(|r| r.len() <= 25));
         assert!(reqs.len() >= 2, "50 × 390 KB needs more than one request");
         assert_eq!(requests(&[batch("d", 1, 10, 380_000)]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_dynamodbs_words_for_bad_values_blame_the_items() {
+        assert!(refusal_is_about_content(
+            "ValidationException: Item size has exceeded the maximum allowed size"
+        ));
+        assert!(refusal_is_about_content(
+            "ValidationException: Number overflow. Attempting to store a number with magnitude larger than supported range"
+        ));
+        for table_fault in [
+            "ValidationException: One of the required keys was not given a value",
+            "ValidationException: One or more parameter values were invalid: Type mismatch for Index Key ts Expected: S Actual: N IndexName: by-ts",
+            "ValidationException: The provided key element does not match the schema",
+        ] {
+            assert!(!refusal_is_about_content(table_fault), "{table_fault}");
+        }
     }
 
     #[test]
