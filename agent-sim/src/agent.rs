@@ -46,6 +46,10 @@ pub struct RunContext {
     pub give_up: Instant,
     /// Bumped at each reconnect storm.
     pub storms: watch::Receiver<u64>,
+    /// Every agent's first batch `seq` (the run's start in unix µs unless
+    /// the scenario fixes it): a later run's batches never share an earlier
+    /// one's keys, even for the same device.
+    pub first_seq: u64,
 }
 
 /// Who an agent is.
@@ -72,6 +76,9 @@ pub struct AgentResult {
     pub acked: Vec<(u64, usize)>,
     /// Batches never acked OK by the end (given up).
     pub unacked: Vec<(u64, usize)>,
+    /// Why the agent stopped before the end, if it did (an ERROR that
+    /// retrying cannot fix: AUTH_FAILED, UNSUPPORTED_VERSION).
+    pub stopped_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +127,7 @@ struct Agent {
 pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
     let mut agent = Agent {
         rng: fastrand::Rng::with_seed(plan.index as u64 ^ 0x5eed),
-        next_seq: 1,
+        next_seq: ctx.first_seq,
         next_due: Instant::now(),
         pending: VecDeque::new(),
         inflight: HashMap::new(),
@@ -129,6 +136,7 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
         ctx,
     };
     let mut failures = 0u32;
+    let mut stopped_by = None;
     loop {
         if agent.finished() || Instant::now() >= agent.ctx.give_up {
             break;
@@ -159,6 +167,7 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
                 agent.ctx.stats.error(&code);
                 // Retrying cannot fix these: a real agent stops and reports.
                 if code == ErrorCode::AuthFailed.name() || code == ErrorCode::UnsupportedVersion.name() {
+                    stopped_by = Some(code.to_string());
                     break;
                 }
                 failures += 1;
@@ -171,11 +180,13 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
         };
         tokio::time::sleep(pause).await;
     }
-    let unacked = agent.pending.iter().map(|p| (p.seq, p.template)).collect();
+    let mut unacked: Vec<(u64, usize)> = agent.pending.iter().map(|p| (p.seq, p.template)).collect();
+    unacked.extend(agent.inflight.iter().map(|(seq, i)| (*seq, i.template)));
     AgentResult {
         plan: agent.plan,
         acked: agent.acked,
         unacked,
+        stopped_by,
     }
 }
 
@@ -266,6 +277,7 @@ impl Agent {
         }
         let s = &self.ctx.scenario;
         let add = |agent: &mut Agent, intended: Instant| {
+            agent.ctx.stats.batches_offered.fetch_add(1, Ordering::Relaxed);
             let seq = agent.next_seq;
             agent.next_seq += 1;
             let template = (agent.plan.index + seq as usize) % agent.ctx.templates.len();

@@ -18,9 +18,6 @@ use crate::report::{self, Report, TimelinePoint};
 use crate::scenario::Scenario;
 use crate::stats::Stats;
 
-/// After sending stops, how long agents may take to get their last acks.
-const DRAIN_GRACE: Duration = Duration::from_secs(30);
-
 /// The pre-encoded batch contents of a scenario (the same every run).
 pub fn templates(s: &Scenario) -> anyhow::Result<Vec<PreparedBatch>> {
     let mix: Mix = s.kinds.into();
@@ -50,17 +47,35 @@ pub fn platform(s: &Scenario, n: usize) -> Platform {
     Platform::Linux
 }
 
+/// A fresh run id: six hex digits, drawn at random.
+pub fn new_run_id() -> String {
+    format!("{:06x}", fastrand::u32(..0x100_0000))
+}
+
+/// The device of agent `n`: `{prefix}{run_id}-{n}`, or the client
+/// certificate's common name (the one agent that has it).
+fn device(s: &Scenario, n: usize, certificate_device: Option<&str>) -> String {
+    match certificate_device {
+        Some(cn) => cn.to_owned(),
+        None => format!("{}{}-{n}", s.device_prefix, s.run_id),
+    }
+}
+
 /// The agents of a scenario.
-pub fn plans(s: &Scenario) -> Vec<AgentPlan> {
-    (0..s.agents)
+pub fn plans(s: &Scenario) -> anyhow::Result<Vec<AgentPlan>> {
+    let certificate_device = match s.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+        Some(cert) => Some(crate::tls::certificate_device(cert)?),
+        None => None,
+    };
+    Ok((0..s.agents)
         .map(|n| AgentPlan {
             index: n,
-            device: format!("{}{n}", s.device_prefix),
+            device: device(s, n, certificate_device.as_deref()),
             platform: platform(s, n),
             gateway: s.gateway[n % s.gateway.len()],
             source: s.source_address(n),
         })
-        .collect()
+        .collect())
 }
 
 fn open_files_limit() -> Option<u64> {
@@ -69,9 +84,22 @@ fn open_files_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Runs the scenario; returns the report and what each agent did.
-pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<AgentResult>)> {
+/// Runs the scenario; returns the report and what each agent did (a run id
+/// is drawn if the scenario has none: the report names it).
+pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<AgentResult>)> {
+    if s.run_id.is_empty() {
+        s.run_id = new_run_id();
+    }
     s.validate()?;
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let started_at_ms = since_epoch.as_millis() as u64;
+    let first_seq = if s.first_seq > 0 {
+        s.first_seq
+    } else {
+        (since_epoch.as_micros() as u64).max(1)
+    };
     if let Some(limit) = open_files_limit()
         && (s.agents as u64) + 64 > limit
     {
@@ -98,9 +126,10 @@ pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<Age
         tls,
         stats: stats.clone(),
         stop_sending,
-        give_up: stop_sending + DRAIN_GRACE,
+        give_up: stop_sending + Duration::from_secs_f64(s.drain_grace_s),
         storms,
         scenario: s.clone(),
+        first_seq,
     });
 
     let bar = if progress && std::io::stderr().is_terminal() {
@@ -128,6 +157,7 @@ pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<Age
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             let (mut records, mut acks, mut errors) = (0u64, 0u64, 0u64);
+            let mut errors_before = std::collections::BTreeMap::new();
             let mut storms_done = 0;
             loop {
                 tokio::select! {
@@ -139,12 +169,26 @@ pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<Age
                 let a = Stats::get(&stats.acks_ok) + Stats::get(&stats.acks_retry) + Stats::get(&stats.acks_rejected);
                 let e = Stats::get(&stats.error_count);
                 let connected = stats.connected.load(Ordering::Relaxed).max(0) as u64;
+                let errors_now = stats.errors();
+                let errors_by_code = errors_now
+                    .iter()
+                    .filter_map(|(code, n)| {
+                        let new = n - errors_before.get(code).copied().unwrap_or(0);
+                        (new > 0).then(|| (code.clone(), new))
+                    })
+                    .collect();
+                errors_before = errors_now;
+                let second = stats.take_interval_ack_histogram();
+                let quantile_ms = |q: f64| (!second.is_empty()).then(|| second.value_at_quantile(q) as f64 / 1000.0);
                 timeline.push(TimelinePoint {
                     t_s: t,
                     records_per_s: (r - records) as f64,
                     acks_per_s: (a - acks) as f64,
                     connected_agents: connected,
                     errors: e - errors,
+                    errors_by_code,
+                    ack_p50_ms: quantile_ms(0.5),
+                    ack_p99_ms: quantile_ms(0.99),
                 });
                 bar.set_position(t as u64);
                 bar.set_message(format!(
@@ -163,7 +207,12 @@ pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<Age
     };
 
     let mut agents = JoinSet::new();
-    let plans = plans(&s);
+    let plans = plans(&s)?;
+    let plans_devices = match (plans.first(), plans.last()) {
+        (Some(first), Some(last)) if plans.len() > 1 => format!("{} … {}", first.device, last.device),
+        (Some(only), _) => only.device.clone(),
+        _ => String::new(),
+    };
     let gap = if s.ramp_per_s > 0.0 {
         Duration::from_secs_f64(1.0 / s.ramp_per_s)
     } else {
@@ -185,8 +234,23 @@ pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<Age
     let wall = started.elapsed().as_secs_f64();
 
     let ack = stats.ack_histogram();
-    let report = Report {
+    let mut agents_stopped = std::collections::BTreeMap::new();
+    for r in &results {
+        if let Some(code) = &r.stopped_by {
+            *agents_stopped.entry(code.clone()).or_default() += 1;
+        }
+    }
+    let mut report = Report {
         scenario: s.name.clone(),
+        run_id: s.run_id.clone(),
+        started_at: report::rfc3339_utc(started_at_ms),
+        started_at_unix_ms: started_at_ms,
+        first_seq,
+        replay: s.first_seq > 0,
+        settings: settings(&s, &plans_devices),
+        batches_offered: Stats::get(&stats.batches_offered),
+        batches_unacked_at_end: results.iter().map(|r| r.unacked.len() as u64).sum(),
+        agents_stopped,
         target: s.gateway.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         tls: s.tls.is_some(),
         mode: if s.batches_per_s > 0.0 {
@@ -216,6 +280,38 @@ pub async fn run(s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<Age
         timeline,
         simulator_cpu: report::cpu_usage(wall),
         verify: None,
+        problems: Vec::new(),
     };
+    report.judge();
     Ok((report, results))
+}
+
+/// The scenario's settings for the report (its secret left out).
+fn settings(s: &Scenario, devices: &str) -> report::Settings {
+    let k = s.kinds;
+    report::Settings {
+        gateway: s.gateway.iter().map(ToString::to_string).collect(),
+        tenant: s.tenant.clone(),
+        agents: s.agents,
+        devices: devices.to_owned(),
+        records_per_batch: s.records_per_batch,
+        batches_per_s: s.batches_per_s,
+        window: s.window,
+        compression: s.compression.clone(),
+        ramp_per_s: s.ramp_per_s,
+        duration_s: s.duration_s,
+        churn_per_s: s.churn_per_s,
+        storms_at_s: s.storms_at_s.clone(),
+        source_addresses: s.source_addresses,
+        platforms: s.platforms,
+        kinds: [k.location, k.app_usage, k.net_usage, k.message, k.event],
+        tls: match &s.tls {
+            None => "none",
+            Some(t) if t.client_cert.is_some() => "mutual (client certificate)",
+            Some(_) => "server (token auth)",
+        }
+        .into(),
+        agent_version: agent::AGENT_VERSION.into(),
+        protocol_versions: "AWP/1".into(),
+    }
 }

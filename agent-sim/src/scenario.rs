@@ -30,7 +30,7 @@ fn err(field: &str, message: impl Into<String>) -> ScenarioError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scenario {
-    /// A name for the report.
+    /// A name for the report (none by default).
     pub name: String,
     /// Gateway addresses; agents are spread over them (loopback only).
     pub gateway: Vec<SocketAddr>,
@@ -40,12 +40,28 @@ pub struct Scenario {
     pub secret: String,
     /// How many agents (one connection each).
     pub agents: usize,
-    /// Device ids are `{device_prefix}{n}`.
+    /// Device ids are `{device_prefix}{run_id}-{n}` (with a client
+    /// certificate: the certificate's common name).
     pub device_prefix: String,
+    /// Tells this run's devices apart from every earlier run's, so that
+    /// verify proves this run stored what it was acked; empty: a random one
+    /// is drawn when the run starts. With `first_seq`, it replays an
+    /// earlier run: the same devices and batches sent again.
+    pub run_id: String,
+    /// The first batch `seq` of every agent; 0: the run's start time in
+    /// unix µs, so that no two runs share a record key even for the same
+    /// device (a client certificate's): an agent sends far fewer than a
+    /// million batches a second, so a run's seqs stay below the next run's
+    /// first. Set, with `run_id`, to replay a run.
+    pub first_seq: u64,
     /// How long agents send, in seconds (then they drain and say BYE).
     pub duration_s: f64,
     /// Agents connected per second while ramping up (0: all at once).
     pub ramp_per_s: f64,
+    /// After sending stops, how long agents wait for their last ACKs
+    /// (resending after RETRY) before giving up; batches still unacked then
+    /// fail the run.
+    pub drain_grace_s: f64,
     /// Records per batch.
     pub records_per_batch: usize,
     /// Batches per second per agent in open-loop mode; 0 = closed loop
@@ -142,14 +158,17 @@ fn default_server_name() -> String {
 impl Default for Scenario {
     fn default() -> Self {
         Scenario {
-            name: "agent-sim".into(),
+            name: String::new(),
             gateway: vec![SocketAddr::from(([127, 0, 0, 1], 7700))],
             tenant: "dev".into(),
             secret: String::new(),
             agents: 100,
             device_prefix: "sim-".into(),
+            run_id: String::new(),
+            first_seq: 0,
             duration_s: 10.0,
             ramp_per_s: 0.0,
+            drain_grace_s: 30.0,
             records_per_batch: 100,
             batches_per_s: 0.0,
             window: 4,
@@ -205,7 +224,13 @@ impl Scenario {
         if !awp_protocol::is_valid_tenant_id(&self.tenant) {
             return Err(err("tenant", "1-64 characters of A-Z a-z 0-9 _ . -"));
         }
-        if !awp_protocol::is_valid_device_id(&format!("{}{}", self.device_prefix, self.agents)) {
+        if !self.run_id.is_empty() && !awp_protocol::is_valid_device_id(&self.run_id) {
+            return Err(err(
+                "run_id",
+                "characters of A-Z a-z 0-9 _ . : @ - (it is part of the device ids)",
+            ));
+        }
+        if !awp_protocol::is_valid_device_id(&format!("{}{}-{}", self.device_prefix, self.run_id, self.agents)) {
             return Err(err(
                 "device_prefix",
                 "device ids must be 1-128 characters of A-Z a-z 0-9 _ . : @ -",
@@ -213,6 +238,9 @@ impl Scenario {
         }
         if !(self.duration_s > 0.0 && self.duration_s <= 24.0 * 3600.0) {
             return Err(err("duration_s", "between 0 and 86400 seconds"));
+        }
+        if !(0.0..=3600.0).contains(&self.drain_grace_s) {
+            return Err(err("drain_grace_s", "between 0 and 3600 seconds"));
         }
         if self.records_per_batch == 0 || self.records_per_batch > 100_000 {
             return Err(err("records_per_batch", "between 1 and 100000"));
@@ -244,6 +272,12 @@ impl Scenario {
         {
             return Err(err("tls.client_cert", "client_cert and client_key go together"));
         }
+        if self.tls.as_ref().is_some_and(|t| t.client_cert.is_some()) && self.agents != 1 {
+            return Err(err(
+                "agents",
+                "1 with a client certificate: the certificate is one device's (its common name)",
+            ));
+        }
         Ok(())
     }
 
@@ -261,9 +295,12 @@ gateway = ["127.0.0.1:7700"]       # loopback only; several addresses spread age
 tenant = "dev"
 secret = "the tenant secret"       # required (example value)
 agents = 1000                      # example value (default 100)
-device_prefix = "sim-"
+device_prefix = "sim-"              # device ids: {device_prefix}{run_id}-{n}
+run_id = ""                        # "" = a random one each run (verify then proves this run alone)
+first_seq = 0                      # 0 = the run's start in unix µs; set it and run_id to replay a run
 duration_s = 60                    # example value (default 10)
 ramp_per_s = 200                   # agents connected per second; 0 = all at once
+drain_grace_s = 30                 # after sending, how long to wait for the last ACKs
 records_per_batch = 100
 batches_per_s = 1                  # open loop, per agent (example); 0 = closed loop, as fast as the window allows
 window = 4                         # unacked batches per agent (also capped by WELCOME)

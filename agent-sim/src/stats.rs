@@ -10,6 +10,9 @@ use hdrhistogram::Histogram;
 /// Shared by all agents of a run.
 #[derive(Debug)]
 pub struct Stats {
+    /// Batches the agents made to send (open loop: the rate's; closed
+    /// loop: as the window allowed).
+    pub batches_offered: AtomicU64,
     /// BATCH frames written (resends included).
     pub batches_sent: AtomicU64,
     /// BATCH frames written again after RETRY, GOAWAY or a lost connection.
@@ -32,8 +35,9 @@ pub struct Stats {
     errors: Mutex<BTreeMap<String, u64>>,
     /// Errors so far, for the live view.
     pub error_count: AtomicU64,
-    /// Intended send → ACK OK, microseconds.
-    ack_latency: Mutex<Histogram<u64>>,
+    /// Intended send → ACK OK, microseconds: the whole run's, and the
+    /// current second's (taken by the timeline's sampler).
+    ack_latency: Mutex<(Histogram<u64>, Histogram<u64>)>,
     /// TCP connect → WELCOME, microseconds.
     connect_latency: Mutex<Histogram<u64>>,
 }
@@ -46,6 +50,7 @@ fn histogram() -> Histogram<u64> {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
+            batches_offered: AtomicU64::new(0),
             batches_sent: AtomicU64::new(0),
             resends: AtomicU64::new(0),
             records_acked: AtomicU64::new(0),
@@ -57,7 +62,7 @@ impl Default for Stats {
             connected: AtomicI64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             error_count: AtomicU64::new(0),
-            ack_latency: Mutex::new(histogram()),
+            ack_latency: Mutex::new((histogram(), histogram())),
             connect_latency: Mutex::new(histogram()),
         }
     }
@@ -81,11 +86,16 @@ impl Stats {
 
     /// Records an ACK OK's latency.
     pub fn ack_latency(&self, d: Duration) {
-        let _ = self
-            .ack_latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(micros(d));
+        let mut both = self.ack_latency.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = both.0.record(micros(d));
+        let _ = both.1.record(micros(d));
+    }
+
+    /// The ack latencies recorded since the last call (µs), for one point
+    /// of the timeline.
+    pub fn take_interval_ack_histogram(&self) -> Histogram<u64> {
+        let mut both = self.ack_latency.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut both.1, histogram())
     }
 
     /// Records a connect's latency.
@@ -104,7 +114,7 @@ impl Stats {
 
     /// The ack latency histogram (µs).
     pub fn ack_histogram(&self) -> Histogram<u64> {
-        self.ack_latency.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.ack_latency.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
     /// The connect latency histogram (µs).

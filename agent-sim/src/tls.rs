@@ -41,3 +41,22 @@ pub fn connector(t: &TlsScenario) -> anyhow::Result<(tokio_rustls::TlsConnector,
     let name = ServerName::try_from(t.server_name.clone()).context("tls.server_name: not a DNS name or IP")?;
     Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
 }
+
+/// The device a client certificate is for: its subject's common name (the
+/// gateway takes the HELLO only if its device id is that name).
+pub fn certificate_device(cert: &std::path::Path) -> anyhow::Result<String> {
+    let pem = std::fs::read(cert).with_context(|| format!("tls.client_cert: cannot read {}", cert.display()))?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .with_context(|| format!("tls.client_cert: no certificate in {}", cert.display()))?
+        .with_context(|| format!("tls.client_cert: bad PEM in {}", cert.display()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| anyhow::anyhow!("tls.client_cert: {}: not an X.509 certificate: {e}", cert.display()))?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .with_context(|| format!("tls.client_cert: {} names no device (no common name)", cert.display()))?;
+    Ok(cn.to_owned())
+}

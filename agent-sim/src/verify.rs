@@ -10,6 +10,15 @@
 //! ended), so they are reported but do not fail the check. The store's key
 //! (`device`, `rk`) makes a record present at most once.
 //!
+//! The check proves this run, not an earlier one: the run's devices carry
+//! its run id, its batches' `seq`s start at its start time (so a client
+//! certificate's device, the same every run, gets new keys too), and a
+//! record found must have been received no earlier than the run's start
+//! (`stale` otherwise: a failure, unless the run is a replay, which sets
+//! `first_seq` to send an earlier run's batches again). Rows of the same
+//! devices with a `seq` below the run's first are other runs': counted
+//! apart, never `extra`.
+//!
 //! Records are compared as the record layout's items in plain JSON, so a
 //! table in either layout (or both: a tenant that changed its layout) is
 //! checked the same way: a packed item's records are its lines. A record
@@ -96,10 +105,29 @@ pub async fn dynamodb_client(table: &DynamoTable) -> aws_sdk_dynamodb::Client {
 /// the table holds one item per record or packed batches.
 type ItemsByRk = BTreeMap<String, Value>;
 
+/// What an earlier run left is told from this run's by these.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunMark {
+    /// When the run started, unix ms (the gateway's clock is this host's:
+    /// agent-sim runs on loopback).
+    pub started_at_unix_ms: u64,
+    /// The run's first batch `seq`.
+    pub first_seq: u64,
+    /// The run replays an earlier one (its `first_seq` was set): records
+    /// stored before it started are the earlier run's copies, allowed.
+    pub replay: bool,
+}
+
+/// Clock slack allowed between agent-sim's start and the gateway's
+/// `received_at` (same host; a second covers rounding and scheduling).
+const CLOCK_SLACK_MS: u64 = 1000;
+
 /// A device's stored records, each once, and the copies skipped.
 #[derive(Debug, Default)]
 struct Stored {
     records: ItemsByRk,
+    /// The latest `received_at` of each record's copies, by `rk`.
+    received_at: BTreeMap<String, u64>,
     copies: awp_store::dedupe::Copies,
 }
 
@@ -107,17 +135,26 @@ struct Stored {
 fn read_stored<'a>(items: impl IntoIterator<Item = &'a Value>) -> anyhow::Result<Stored> {
     let mut dedupe = awp_store::dedupe::Dedupe::new();
     let mut records = ItemsByRk::new();
-    let mut add = |record: Value| -> anyhow::Result<()> {
+    let mut received_at = BTreeMap::<String, u64>::new();
+    // Every copy counts for when a record was last received (a batch resent
+    // across a layout change: the newer copy is this run's).
+    let mut add = |record: Value, copy: bool| -> anyhow::Result<()> {
         let rk = record["rk"].as_str().unwrap_or_default().to_owned();
-        records.insert(rk, comparable_plain(record));
+        let at = record["received_at"].as_u64().unwrap_or(0);
+        let latest = received_at.entry(rk.clone()).or_default();
+        *latest = (*latest).max(at);
+        if !copy {
+            records.insert(rk, comparable_plain(record));
+        }
         Ok(())
     };
     for item in items {
-        dedupe.item(item, &mut add)?;
+        dedupe.item_and_copies(item, &mut add)?;
     }
     dedupe.finish();
     Ok(Stored {
         records,
+        received_at,
         copies: dedupe.copies(),
     })
 }
@@ -190,8 +227,7 @@ async fn stored(
 fn rows(device: &str, rks: &[&String], detail: &str) -> Vec<Discrepancy> {
     let mut by_seq: BTreeMap<u64, u64> = BTreeMap::new();
     for rk in rks {
-        let seq = RangeKey::parse(rk).map_or(0, |k| k.seq);
-        *by_seq.entry(seq).or_default() += 1;
+        *by_seq.entry(seq_of(rk)).or_default() += 1;
     }
     by_seq
         .into_iter()
@@ -204,13 +240,19 @@ fn rows(device: &str, rks: &[&String], detail: &str) -> Vec<Discrepancy> {
         .collect()
 }
 
+fn seq_of(rk: &str) -> u64 {
+    RangeKey::parse(rk).map_or(0, |k| k.seq)
+}
+
 /// Checks every agent's acked batches against the store.
 pub async fn verify(
     store: &Store,
     tenant: &str,
     agents: &[AgentResult],
     templates: &[PreparedBatch],
+    run: RunMark,
 ) -> anyhow::Result<VerifyReport> {
+    let started = std::time::Instant::now();
     let dynamo = match store {
         Store::Dynamodb(d) => Some(dynamodb_client(d).await),
         Store::Sqlite(_) => None,
@@ -218,16 +260,38 @@ pub async fn verify(
     let mut report = VerifyReport {
         store: store.name(),
         devices: agents.len(),
+        run_started_at_unix_ms: run.started_at_unix_ms,
         ..VerifyReport::default()
     };
+    let earliest = run.started_at_unix_ms.saturating_sub(CLOCK_SLACK_MS);
     for agent in agents {
         let want = expected(agent, templates)?;
-        let Stored { records: have, copies } = stored(store, tenant, &agent.plan.device, dynamo.as_ref()).await?;
+        let Stored {
+            records: mut have,
+            received_at,
+            copies,
+        } = stored(store, tenant, &agent.plan.device, dynamo.as_ref()).await?;
+        let other_runs = have.keys().filter(|rk| seq_of(rk) < run.first_seq).count();
+        report.other_runs_records += other_runs as u64;
+        have.retain(|rk, _| seq_of(rk) >= run.first_seq);
         report.copies_across_layouts += copies.across_layouts;
         report.copies_same_layout += copies.same_layout;
         report.expected_records += want.len() as u64;
         report.found_records += want.keys().filter(|rk| have.contains_key(*rk)).count() as u64;
         let missing: Vec<&String> = want.keys().filter(|rk| !have.contains_key(*rk)).collect();
+        let stale: Vec<&String> = want
+            .keys()
+            .filter(|rk| have.contains_key(*rk) && received_at.get(*rk).copied().unwrap_or(0) < earliest)
+            .collect();
+        if run.replay {
+            report.replayed += stale.len() as u64;
+        } else {
+            report.stale.extend(rows(
+                &agent.plan.device,
+                &stale,
+                "stored before this run started (an earlier run's row, not proof of this one)",
+            ));
+        }
         let extra: Vec<&String> = have.keys().filter(|rk| !want.contains_key(*rk)).collect();
         let mismatched: Vec<&String> = want
             .iter()
@@ -246,6 +310,10 @@ pub async fn verify(
             .mismatched
             .extend(rows(&agent.plan.device, &mismatched, "stored with other attributes"));
     }
-    report.ok = report.missing.is_empty() && report.mismatched.is_empty() && report.copies_same_layout == 0;
+    report.ok = report.missing.is_empty()
+        && report.stale.is_empty()
+        && report.mismatched.is_empty()
+        && report.copies_same_layout == 0;
+    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -59,6 +59,7 @@ async fn a_closed_loop_run_on_sqlite_verifies() {
         "sim",
         &results,
         &run::templates(&s).unwrap(),
+        report.mark(),
     )
     .await
     .unwrap();
@@ -99,6 +100,7 @@ async fn open_loop_with_churn_and_a_storm_loses_nothing() {
         "sim",
         &results,
         &run::templates(&s).unwrap(),
+        report.mark(),
     )
     .await
     .unwrap();
@@ -182,9 +184,15 @@ async fn a_run_on_dynamodb_verifies_against_the_table_in_the_packed_layout() {
         region: dest.region.clone(),
         endpoint: dest.endpoint.clone(),
     };
-    let v = verify(&Store::Dynamodb(table), "sim", &results, &run::templates(&s).unwrap())
-        .await
-        .unwrap();
+    let v = verify(
+        &Store::Dynamodb(table),
+        "sim",
+        &results,
+        &run::templates(&s).unwrap(),
+        report.mark(),
+    )
+    .await
+    .unwrap();
     assert!(v.ok, "{v:?}");
     assert_eq!(v.found_records, acked * 20);
     assert!(server.shutdown().await);
@@ -204,12 +212,14 @@ async fn a_packed_run_on_sqlite_verifies_and_a_lost_batch_is_found_missing() {
     config.server.max_inflight = 4;
     let server = awp_gateway::start(&config).await.unwrap();
     let s = scenario(server.plain_addrs[0]);
-    let (_, results) = run::run(s.clone(), false).await.unwrap();
+    let (report, results) = run::run(s.clone(), false).await.unwrap();
     let acked: u64 = results.iter().map(|r| r.acked.len() as u64).sum();
     assert!(server.shutdown().await);
     let store = Store::Sqlite(dir.path().into());
     let templates = run::templates(&s).unwrap();
-    let v = verify(&store, "sim", &results, &templates).await.unwrap();
+    let v = verify(&store, "sim", &results, &templates, report.mark())
+        .await
+        .unwrap();
     assert!(v.ok, "{v:?}");
     assert_eq!(v.found_records, acked * 20);
     // One batch per row: the table has a row per acked batch.
@@ -218,12 +228,14 @@ async fn a_packed_run_on_sqlite_verifies_and_a_lost_batch_is_found_missing() {
     assert_eq!(rows, acked);
     db.execute("DELETE FROM items WHERE rowid = (SELECT min(rowid) FROM items)", [])
         .unwrap();
-    let v = verify(&store, "sim", &results, &templates).await.unwrap();
+    let v = verify(&store, "sim", &results, &templates, report.mark())
+        .await
+        .unwrap();
     assert!(!v.ok);
     assert_eq!(v.found_records, (acked - 1) * 20);
 }
 
-/// A run stored in the record layout, then the same run again after the
+/// A run stored in the record layout, then the same run replayed after the
 /// tenant went packed (the same devices and batches, as agents resending
 /// across a layout change): verify counts each record once, reporting the
 /// copies across layouts, and fails when a packed row is stored twice.
@@ -231,8 +243,15 @@ async fn a_packed_run_on_sqlite_verifies_and_a_lost_batch_is_found_missing() {
 async fn verify_counts_a_record_in_both_layouts_once_and_fails_one_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
     let server = gateway(dir.path(), SinkKind::Sqlite).await;
-    let s = scenario(server.plain_addrs[0]);
-    let (_, first) = run::run(s.clone(), false).await.unwrap();
+    // Open loop: the same batches both times, and few of them.
+    let replay = |addr| Scenario {
+        run_id: "replayed".into(),
+        first_seq: 1,
+        batches_per_s: 20.0,
+        ..scenario(addr)
+    };
+    let s = replay(server.plain_addrs[0]);
+    let (first_report, first) = run::run(s.clone(), false).await.unwrap();
     assert!(server.shutdown().await);
     let mut config = Config::parse(&format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
@@ -242,13 +261,16 @@ async fn verify_counts_a_record_in_both_layouts_once_and_fails_one_stored_twice(
     .unwrap();
     config.server.max_inflight = 4;
     let server = awp_gateway::start(&config).await.unwrap();
-    let s = scenario(server.plain_addrs[0]);
-    let (_, second) = run::run(s.clone(), false).await.unwrap();
+    let s = replay(server.plain_addrs[0]);
+    let (second_report, second) = run::run(s.clone(), false).await.unwrap();
     assert!(server.shutdown().await);
+    for report in [&first_report, &second_report] {
+        assert!(report.problems.is_empty(), "{:?} {:?}", report.problems, report.errors);
+    }
     let store = Store::Sqlite(dir.path().into());
     let templates = run::templates(&s).unwrap();
-    for results in [&first, &second] {
-        let v = verify(&store, "sim", results, &templates).await.unwrap();
+    for (report, results) in [(&first_report, &first), (&second_report, &second)] {
+        let v = verify(&store, "sim", results, &templates, report.mark()).await.unwrap();
         assert!(v.ok, "{v:?}");
         assert!(v.copies_across_layouts > 0, "{v:?}");
         assert_eq!(v.copies_same_layout, 0);
@@ -263,7 +285,9 @@ async fn verify_counts_a_record_in_both_layouts_once_and_fails_one_stored_twice(
         )
         .unwrap();
     assert_eq!(copied, 1);
-    let v = verify(&store, "sim", &second, &templates).await.unwrap();
+    let v = verify(&store, "sim", &second, &templates, second_report.mark())
+        .await
+        .unwrap();
     assert!(!v.ok);
     assert_eq!(v.copies_same_layout, 20, "{v:?}");
 }

@@ -12,10 +12,12 @@
 //! - per device, `<tenant>-<device>.pem` and `.key`: its client certificate,
 //!   subject CN = the device id, as AWP1.md §4.1 method 2 asks.
 //!
-//! Keys are created 0600. Existing files are never overwritten. Every
-//! certificate is valid for [`VALID_DAYS`] days from now (from an hour
-//! ago, for clocks a little behind): a throwaway PKI that leaks stops
-//! working by itself.
+//! Keys are created 0600. Existing files are never overwritten: run again
+//! on a folder it wrote, it adds devices, keeping the CA, the server
+//! certificate and each tenant's client CA already there (so the gateway's
+//! configuration stays as it was). Every certificate is valid for
+//! [`VALID_DAYS`] days from now (from an hour ago, for clocks a little
+//! behind): a throwaway PKI that leaks stops working by itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,8 +49,18 @@ pub enum DevCertsError {
     #[error("--name: at least one name is needed for the server certificate")]
     NoName,
     /// A file to be written is already there.
-    #[error("{0}: already exists; dev-certs never overwrites (use an empty directory)")]
+    #[error("{0}: already exists; dev-certs never overwrites (use an empty directory, or add devices not there yet)")]
     Exists(PathBuf),
+    /// A folder with half a CA (a certificate without its key, or the other
+    /// way round): neither kept nor replaced.
+    #[error("{0}: is there without {1}; dev-certs keeps a CA only whole (use an empty directory)")]
+    HalfCa(PathBuf, PathBuf),
+    /// A folder with a PKI already, and no device to add to it.
+    #[error("{0}: holds a development PKI already; name the devices to add (--device TENANT/DEVICE)")]
+    NothingToAdd(PathBuf),
+    /// A kept CA's files cannot be read back.
+    #[error("{0}: cannot be used to sign: {1}")]
+    Kept(PathBuf, String),
     /// rcgen refused the parameters.
     #[error("certificate for {0}: {1}")]
     Generate(String, rcgen::Error),
@@ -62,10 +74,25 @@ pub enum DevCertsError {
 pub struct Written {
     /// Every file, in the order written.
     pub files: Vec<PathBuf>,
+    /// CAs (and the server certificate) found in the folder and kept.
+    pub kept: Vec<PathBuf>,
+}
+
+/// Whether the CA `name` (`name.pem` and `name.key`) is in `dir`, whole.
+fn existing_ca(dir: &Path, name: &str) -> Result<bool, DevCertsError> {
+    let (pem, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    match (pem.exists(), key.exists()) {
+        (true, true) => Ok(true),
+        (false, false) => Ok(false),
+        (true, false) => Err(DevCertsError::HalfCa(pem, key)),
+        (false, true) => Err(DevCertsError::HalfCa(key, pem)),
+    }
 }
 
 /// Writes the CA, the server certificate for `names` and a client
-/// certificate for each `TENANT/DEVICE` in `devices` into `dir`.
+/// certificate for each `TENANT/DEVICE` in `devices` into `dir`; in a
+/// folder that has them, keeps the CA, the server certificate and the
+/// tenants' client CAs and adds the devices.
 pub fn write(dir: &Path, names: &[String], devices: &[String]) -> Result<Written, DevCertsError> {
     if names.is_empty() {
         return Err(DevCertsError::NoName);
@@ -79,15 +106,24 @@ pub fn write(dir: &Path, names: &[String], devices: &[String]) -> Result<Written
         by_tenant.entry(tenant).or_default().push(device);
     }
     // Every name first, so nothing is written when something is in the way.
-    let mut planned = vec![
-        "ca.pem".to_owned(),
-        "ca.key".into(),
-        "server.pem".into(),
-        "server.key".into(),
-    ];
+    let keep_server = existing_ca(dir, "ca")? && existing_ca(dir, "server")?;
+    if keep_server && devices.is_empty() {
+        return Err(DevCertsError::NothingToAdd(dir.to_owned()));
+    }
+    let mut planned = Vec::new();
+    if !keep_server {
+        planned.extend([
+            "ca.pem".to_owned(),
+            "ca.key".into(),
+            "server.pem".into(),
+            "server.key".into(),
+        ]);
+    }
     for (tenant, devices) in &by_tenant {
-        planned.push(format!("{tenant}-ca.pem"));
-        planned.push(format!("{tenant}-ca.key"));
+        if !existing_ca(dir, &format!("{tenant}-ca"))? {
+            planned.push(format!("{tenant}-ca.pem"));
+            planned.push(format!("{tenant}-ca.key"));
+        }
         for device in devices {
             planned.push(format!("{tenant}-{device}.pem"));
             planned.push(format!("{tenant}-{device}.key"));
@@ -97,27 +133,26 @@ pub fn write(dir: &Path, names: &[String], devices: &[String]) -> Result<Written
         return Err(DevCertsError::Exists(existing));
     }
     crate::files::create_private_dir(dir).map_err(|e| DevCertsError::Io(dir.to_owned(), e))?;
-    let mut written = Written { files: Vec::new() };
-
-    let server_ca = Ca::new("AWP development CA")?;
-    written.put(dir, "ca.pem", &server_ca.cert_pem, false)?;
-    written.put(dir, "ca.key", &server_ca.issuer.key().serialize_pem(), true)?;
-    let key = generate_key("server")?;
-    let mut params = CertificateParams::new(names.to_vec()).map_err(|e| DevCertsError::Generate(names.join(","), e))?;
-    params = for_a_while(params);
-    params.distinguished_name = common_name(&names[0]);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let cert = params
-        .signed_by(&key, &server_ca.issuer)
-        .map_err(|e| DevCertsError::Generate("server".into(), e))?;
-    written.put(dir, "server.pem", &cert.pem(), false)?;
-    written.put(dir, "server.key", &key.serialize_pem(), true)?;
-
+    let mut written = Written {
+        files: Vec::new(),
+        kept: Vec::new(),
+    };
+    if keep_server {
+        written.kept.extend([dir.join("ca.pem"), dir.join("server.pem")]);
+    } else {
+        written.server(dir, names)?;
+    }
     for (tenant, devices) in by_tenant {
-        let ca = Ca::new(&format!("AWP development client CA {tenant}"))?;
-        written.put(dir, &format!("{tenant}-ca.pem"), &ca.cert_pem, false)?;
-        written.put(dir, &format!("{tenant}-ca.key"), &ca.issuer.key().serialize_pem(), true)?;
+        let ca_name = format!("{tenant}-ca");
+        let ca = if existing_ca(dir, &ca_name)? {
+            written.kept.push(dir.join(format!("{ca_name}.pem")));
+            Ca::kept(dir, &ca_name)?
+        } else {
+            let ca = Ca::new(&format!("AWP development client CA {tenant}"))?;
+            written.put(dir, &format!("{ca_name}.pem"), &ca.cert_pem, false)?;
+            written.put(dir, &format!("{ca_name}.key"), &ca.issuer.key().serialize_pem(), true)?;
+            ca
+        };
         for device in devices {
             let key = generate_key(device)?;
             let mut params =
@@ -137,6 +172,25 @@ pub fn write(dir: &Path, names: &[String], devices: &[String]) -> Result<Written
 }
 
 impl Written {
+    /// The CA agents trust and the server certificate for `names`.
+    fn server(&mut self, dir: &Path, names: &[String]) -> Result<(), DevCertsError> {
+        let server_ca = Ca::new("AWP development CA")?;
+        self.put(dir, "ca.pem", &server_ca.cert_pem, false)?;
+        self.put(dir, "ca.key", &server_ca.issuer.key().serialize_pem(), true)?;
+        let key = generate_key("server")?;
+        let mut params =
+            CertificateParams::new(names.to_vec()).map_err(|e| DevCertsError::Generate(names.join(","), e))?;
+        params = for_a_while(params);
+        params.distinguished_name = common_name(&names[0]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = params
+            .signed_by(&key, &server_ca.issuer)
+            .map_err(|e| DevCertsError::Generate("server".into(), e))?;
+        self.put(dir, "server.pem", &cert.pem(), false)?;
+        self.put(dir, "server.key", &key.serialize_pem(), true)
+    }
+
     fn put(&mut self, dir: &Path, name: &str, contents: &str, private: bool) -> Result<(), DevCertsError> {
         let path = dir.join(name);
         let result = if private {
@@ -150,6 +204,63 @@ impl Written {
     }
 }
 
+/// How to use what [`write`] wrote (`gateway dev-certs` prints it): the
+/// gateway's configuration and, for each device, an agent-sim command that
+/// runs as printed against a gateway listening for TLS on `tls_listen`.
+/// Paths are absolute, so both work from any folder.
+pub fn usage(dir: &Path, devices: &[String], written: &Written, tls_listen: &str) -> String {
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let d = abs.display();
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    if written.kept.is_empty() {
+        line(format!(
+            "Development PKI written to {d}/ (never for production). To try it:"
+        ));
+    } else {
+        line(format!(
+            "Devices added to the development PKI in {d}/, signed by the CAs there (never for production)."
+        ));
+    }
+    line("  gateway.toml:".into());
+    line("    [server]".into());
+    line(format!("    tls_listen = [\"{tls_listen}\"]"));
+    line("    [tls]".into());
+    line(format!("    cert = \"{d}/server.pem\""));
+    line(format!("    key = \"{d}/server.key\""));
+    let mut tenants: Vec<&str> = devices
+        .iter()
+        .filter_map(|x| x.split_once('/').map(|(t, _)| t))
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        line("    [[tenants]]".into());
+        line(format!("    id = \"{tenant}\""));
+        line(format!("    client_ca = \"{d}/{tenant}-ca.pem\""));
+    }
+    line(format!("  agents trust {d}/ca.pem"));
+    for device in devices {
+        if let Some((tenant, id)) = device.split_once('/') {
+            line(format!("  device {id} of {tenant}, a modest load:"));
+            line(format!(
+                "    agent-sim run --gateway {tls_listen} --tenant {tenant} --tls-ca {d}/ca.pem \
+                 --client-cert {d}/{tenant}-{id}.pem --client-key {d}/{tenant}-{id}.key --duration 5 --rate 1 --records 20"
+            ));
+        }
+    }
+    line(format!(
+        "  token agents over TLS: agent-sim run --gateway {tls_listen} --tls-ca {d}/ca.pem with the tenant's --tenant and --secret"
+    ));
+    line(format!(
+        "  more devices later: gateway dev-certs {d} --device TENANT/DEVICE (keeps these CAs)"
+    ));
+    out
+}
+
 /// A CA certificate and the key that signs with it.
 struct Ca {
     cert_pem: String,
@@ -157,6 +268,17 @@ struct Ca {
 }
 
 impl Ca {
+    /// The CA `name` (`.pem`, `.key`) a former run wrote into `dir`.
+    fn kept(dir: &Path, name: &str) -> Result<Ca, DevCertsError> {
+        let (pem_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| DevCertsError::Io(p.to_owned(), e));
+        let (cert_pem, key_pem) = (read(&pem_path)?, read(&key_path)?);
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| DevCertsError::Kept(key_path.clone(), e.to_string()))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| DevCertsError::Kept(pem_path, e.to_string()))?;
+        Ok(Ca { cert_pem, issuer })
+    }
+
     fn new(name: &str) -> Result<Ca, DevCertsError> {
         let key = generate_key(name)?;
         let mut params =

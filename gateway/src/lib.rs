@@ -73,6 +73,7 @@ pub mod inspect;
 mod logs;
 mod mailbox;
 mod pipeline;
+pub mod probe;
 mod process;
 mod proxy_protocol;
 mod quota;

@@ -9,6 +9,9 @@ use awp_gateway::{RunningServer, inspect};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
+/// The TLS address `dev-certs`' usage suggests (beside the default 7700).
+const DEV_CERTS_TLS_LISTEN: &str = "127.0.0.1:7701";
+
 /// AWP/1 ingestion gateway.
 ///
 /// With no arguments it runs the embedded development default: loopback
@@ -85,7 +88,21 @@ enum Command {
         #[arg(long, value_parser = awp_gateway::export::parse_time)]
         to: Option<u64>,
     },
+    /// Ask a running gateway's admin endpoint whether it is alive (or ready): exit 0 on 2xx, 1 otherwise.
+    ///
+    /// The address is --admin-listen's, else the configuration's (--config
+    /// or GATEWAY_CONFIG), else the development default's (127.0.0.1:9464).
+    /// For a container HEALTHCHECK (the image has no curl).
+    Probe {
+        /// The path: /healthz (alive) or /readyz (send me agents).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        /// Give up after this long, in milliseconds, at each step.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Write a throwaway PKI for trying TLS and mTLS: a CA, a server certificate, device client certificates.
+    /// Run again on the same directory to add devices (its CAs are kept).
     DevCerts {
         /// The directory to write into (created; nothing in it is overwritten).
         dir: PathBuf,
@@ -177,9 +194,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Inspect { file }) => return inspect_file(file),
+        Some(Command::Probe { path, timeout_ms }) => return Ok(probe(&cli, path, *timeout_ms)),
         Some(Command::DevCerts { dir, names, devices }) => {
-            awp_gateway::dev_certs::write(dir, names, devices)?;
-            print_dev_certs_usage(dir, devices);
+            let written = awp_gateway::dev_certs::write(dir, names, devices)?;
+            print!(
+                "{}",
+                awp_gateway::dev_certs::usage(dir, devices, &written, DEV_CERTS_TLS_LISTEN)
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Secret) => {
@@ -354,36 +375,39 @@ fn print_development_banner(config: &Config, running: &RunningServer) {
     }
     println!("  a device token:  gateway token --tenant dev --device DEVICE_ID --secret-file {secret_file}");
     println!(
-        "  load it:  agent-sim run --gateway {addr} --tenant dev --secret \"$(cat {secret_file})\" --agents 100 --duration 20 --verify-sqlite {dir}"
+        "  try a modest load:  agent-sim run --gateway {addr} --tenant dev --secret \"$(cat {secret_file})\" --agents 10 --duration 20 --rate 1 --records 20 --verify-sqlite {dir}"
     );
     println!("  stored items:  sqlite3 {dir}/dev.sqlite3 'select device, rk, item from items limit 10'");
     println!("Ctrl-C drains and stops.");
 }
 
-fn print_dev_certs_usage(dir: &Path, devices: &[String]) {
-    let d = dir.display();
-    println!("Development PKI written to {d}/ (never for production). To try it:");
-    println!("  gateway.toml:");
-    println!("    [server]");
-    println!("    tls_listen = [\"127.0.0.1:7701\"]");
-    println!("    [tls]");
-    println!("    cert = \"{d}/server.pem\"");
-    println!("    key = \"{d}/server.key\"");
-    let mut tenants: Vec<&str> = devices
-        .iter()
-        .filter_map(|x| x.split_once('/').map(|(t, _)| t))
-        .collect();
-    tenants.sort_unstable();
-    tenants.dedup();
-    for tenant in tenants {
-        println!("    [[tenants]]");
-        println!("    id = \"{tenant}\"");
-        println!("    client_ca = \"{d}/{tenant}-ca.pem\"");
-    }
-    println!("  agents trust {d}/ca.pem (agent-sim: --tls-ca {d}/ca.pem)");
-    for device in devices {
-        if let Some((tenant, id)) = device.split_once('/') {
-            println!("  device {id} of {tenant}: {d}/{tenant}-{id}.pem and .key (agent-sim: client_cert / client_key)");
+/// `gateway probe`: every failure exits 1, never 2 (Docker reserves 2 in
+/// a HEALTHCHECK), with one line saying what did not answer.
+fn probe(cli: &Cli, path: &str, timeout_ms: u64) -> ExitCode {
+    let listen = match (cli.admin_listen, &cli.config) {
+        (Some(addr), _) => Some(addr),
+        (None, Some(file)) => match Config::load(file) {
+            Ok(config) => config.server.admin_listen,
+            Err(e) => {
+                eprintln!("gateway probe: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, None) => awp_gateway::config::ServerConfig::default().admin_listen,
+    };
+    let Some(listen) = listen else {
+        eprintln!("gateway probe: the configuration has no server.admin_listen to ask");
+        return ExitCode::from(1);
+    };
+    let addr = awp_gateway::probe::target(listen);
+    match awp_gateway::probe::probe(addr, path, std::time::Duration::from_millis(timeout_ms.max(1))) {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gateway probe: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -331,6 +331,12 @@ async fn the_development_default_takes_a_batch_and_drains_on_sigterm() {
     let addr = field("agents:");
     assert!(addr.starts_with("127.0.0.1:"), "loopback only: {addr}");
     assert!(banner[0].contains("loopback only"), "{banner:?}");
+    // The load it suggests is modest (a newcomer's disk, not a closed loop
+    // that writes hundreds of MB in seconds) and verified.
+    let load = banner.iter().find(|l| l.contains("agent-sim run")).unwrap();
+    for flag in ["--rate 1 ", "--records 20 ", "--agents 10 ", "--verify-sqlite "] {
+        assert!(load.contains(flag), "{flag} in {load}");
+    }
     // Not a terminal: the banner names the file and never prints the secret.
     let secret = std::fs::read_to_string(dir.path().join("dev-tenant.secret"))
         .unwrap()
@@ -502,6 +508,18 @@ fn the_deploy_files_use_a_valid_configuration_and_real_commands() {
     }
     assert!(unit.contains("Type=notify") && unit.contains("LimitNOFILE="));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    // Documentation= names pages the install steps above it install.
+    for doc in unit.lines().filter_map(|l| l.strip_prefix("Documentation=")) {
+        let page = doc
+            .strip_prefix("file:///usr/share/doc/awp-gateway/")
+            .unwrap_or_else(|| panic!("{doc}: an installed page"));
+        assert!(
+            unit.lines()
+                .any(|l| l.contains("/usr/share/doc/awp-gateway") && l.contains(&format!("docs/{page}"))),
+            "{page} is installed by the unit's install steps"
+        );
+        assert!(deploy.join("../docs").join(page).is_file(), "docs/{page}");
+    }
     for hardening in [
         "UMask=0077",
         "SystemCallFilter=@system-service",

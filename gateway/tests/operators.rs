@@ -455,3 +455,45 @@ fn commands_behave_in_a_pipe_and_refuse_what_the_protocol_refuses() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("not plain hex") && err.contains("xxd -p"), "{err}");
 }
+
+/// `gateway probe`, the image's HEALTHCHECK: 0 with a live gateway's
+/// /healthz, found by --admin-listen or by the configuration; 1 (never 2,
+/// which Docker reserves) when nothing answers or the answer is not 2xx.
+#[tokio::test]
+async fn the_health_probe_answers_with_its_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(dir.path(), "", &tenant("acme"));
+    let gateway_process = Gateway::start(&file, &[]).await;
+    let admin = gateway_process.admin.to_string();
+    let probe = |args: &[&str]| {
+        let out = gateway().arg("probe").args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = probe(&["--admin-listen", &admin]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = probe(&["--admin-listen", &admin, "--path", "/readyz"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = probe(&["--admin-listen", &admin, "--path", "/no-such-page"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("404"), "{text}");
+    // From the configuration: its admin_listen, here a port of its own.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("admin_listen = \"127.0.0.1:0\"", &format!("admin_listen = \"{admin}\""));
+    let named = dir.path().join("named.toml");
+    std::fs::write(&named, text).unwrap();
+    let out = gateway().arg("--config").arg(&named).arg("probe").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    gateway_process.stop().await;
+    let (code, text) = probe(&["--admin-listen", &admin, "--timeout-ms", "500"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no answer") && text.lines().count() == 1, "{text}");
+    // The image asks this very command.
+    let dockerfile = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile")).unwrap();
+    assert!(dockerfile.contains("CMD [\"/usr/local/bin/gateway\", \"probe\", \"--path\", \"/healthz\"]"));
+}

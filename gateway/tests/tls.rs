@@ -185,14 +185,28 @@ async fn dev_certs_give_a_working_tls_and_mtls_setup() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "keys are private");
-    // Run again into the same directory: refused, nothing overwritten.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("dev-certs")
-        .arg(&pki)
-        .output()
-        .unwrap();
+    // Run again into the same directory: nothing to add is refused, a
+    // device there already is refused, nothing is overwritten.
+    let ca_before = std::fs::read(pki.join("partner_b-ca.pem")).unwrap();
+    let dev_certs = |devices: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+        c.arg("dev-certs").arg(&pki);
+        for d in devices {
+            c.args(["--device", d]);
+        }
+        c.output().unwrap()
+    };
+    let again = dev_certs(&[]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("name the devices to add"));
+    let again = dev_certs(&["partner_b/mac-8"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("partner_b-mac-8.pem: already exists"));
+    // A device added later: signed by the tenant's CA already configured.
+    let added = dev_certs(&["partner_b/mac-9"]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(String::from_utf8_lossy(&added.stdout).contains("Devices added"));
+    assert_eq!(std::fs::read(pki.join("partner_b-ca.pem")).unwrap(), ca_before);
 
     // The gateway with those files; the device with its certificate.
     let (cert, key, ca) = (
@@ -240,6 +254,35 @@ async fn dev_certs_give_a_working_tls_and_mtls_setup() {
     bytes.extend(vector("hello_client_cert"));
     c.send(&bytes).await;
     assert!(matches!(c.next().await, Some(Frame::Welcome(_))));
+    // The device added to the folder later is taken too.
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(pki.join("partner_b-mac-9.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let device_key = rustls_pki_types::PrivateKeyDer::from_pem_file(pki.join("partner_b-mac-9.key")).unwrap();
+    let config = client_config(&pki.join("ca.pem"), Some((chain, device_key)), true);
+    let tcp = tokio::net::TcpStream::connect(server.server.tls_addrs[0])
+        .await
+        .unwrap();
+    let tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut added = Client::new(tls);
+    let hello = Frame::Hello(awp_protocol::Hello {
+        min_version: 1,
+        max_version: 1,
+        tenant_id: "partner_b".into(),
+        device_id: "mac-9".into(),
+        platform: awp_protocol::Platform::MacOs,
+        agent_version: "1".into(),
+        compression: awp_protocol::CompressionSet::ALL,
+        auth: awp_protocol::HelloAuth::ClientCert,
+    });
+    added
+        .send(&[MAGIC.to_vec(), hello.to_bytes().unwrap().to_vec()].concat())
+        .await;
+    assert!(matches!(added.next().await, Some(Frame::Welcome(_))));
     // Both certificates' expiry is in /metrics, for an alert.
     let metrics = support::http_get(server.server.admin_addr.unwrap(), "/metrics").await;
     let now = std::time::SystemTime::now()

@@ -71,6 +71,18 @@ impl Dedupe {
         item: &Value,
         mut give: impl FnMut(Value) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.item_and_copies(item, |record, copy| if copy { Ok(()) } else { give(record) })
+    }
+
+    /// Like [`Dedupe::item`], but calls `give` with every record of the
+    /// item, copies too, and whether it is one (`true`): for a reader that
+    /// wants something of every copy (the latest `received_at`) but counts
+    /// each record once.
+    pub fn item_and_copies<E: From<PackError>>(
+        &mut self,
+        item: &Value,
+        mut give: impl FnMut(Value, bool) -> Result<(), E>,
+    ) -> Result<(), E> {
         let device = string_attr(item, "device");
         let rk = string_attr(item, "rk");
         if self.device.as_deref() != Some(device) {
@@ -94,17 +106,24 @@ impl Dedupe {
             let key = record.get("rk").and_then(Value::as_str).and_then(RangeKey::parse);
             let Some(key) = key else {
                 // Not a record this gateway wrote: given as it is.
-                give(record)?;
+                give(record, false)?;
                 continue;
             };
-            match self.given.get(&key) {
-                Some(was_packed) if *was_packed == packed => self.copies.same_layout += 1,
-                Some(_) => self.copies.across_layouts += 1,
+            let copy = match self.given.get(&key) {
+                Some(was_packed) if *was_packed == packed => {
+                    self.copies.same_layout += 1;
+                    true
+                }
+                Some(_) => {
+                    self.copies.across_layouts += 1;
+                    true
+                }
                 None => {
                     self.given.insert(key, packed);
-                    give(record)?;
+                    false
                 }
-            }
+            };
+            give(record, copy)?;
         }
         Ok(())
     }
