@@ -11,19 +11,18 @@
 # (`docker logs` keeps what it is given): read it with
 #   docker exec CONTAINER cat /var/lib/awp/dev-tenant.secret
 # The admin endpoint (/metrics, /readyz, POST /reload) listens on the
-# container's loopback only, which the HEALTHCHECK (`gateway probe`, run
-# inside the container: the image has no curl) reaches; to publish it, say so, and to loopback on
-# the host: `docker run -p 127.0.0.1:9464:9464 awp-gateway --listen
-# 0.0.0.0:7700 --admin-listen 0.0.0.0:9464 --data-dir /var/lib/awp` (a
-# reload is then taken only with server.admin_token_file's token, since the
-# host's requests are not loopback to the container).
+# container's loopback only, where the HEALTHCHECK (`gateway probe`, run
+# inside the container: the image has no curl) asks /healthz. Its address
+# is GATEWAY_ADMIN_LISTEN, set below, for the gateway and the HEALTHCHECK
+# alike; it overrides a configuration's admin_listen, so to move or
+# publish the admin endpoint set it, and both follow:
+#   docker run -p 127.0.0.1:9464:9464 -e GATEWAY_ADMIN_LISTEN=0.0.0.0:9464 awp-gateway
+# (a reload is then taken only with server.admin_token_file's token, since
+# the host's requests are not loopback to the container).
 #
 # The flags in CMD override a configuration's listen addresses and data
 # directory; replace CMD (`docker run ... awp-gateway --config FILE`) to
-# take them from the file. The HEALTHCHECK asks /healthz at the admin
-# address of the configuration in GATEWAY_CONFIG, else 127.0.0.1:9464: give
-# a configuration by GATEWAY_CONFIG (not --config) when its admin_listen
-# is another, or set GATEWAY_ADMIN_LISTEN for both.
+# take them from the file.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -41,7 +40,8 @@ USER awp
 WORKDIR /var/lib/awp
 EXPOSE 7700 7701 9464
 STOPSIGNAL SIGTERM
+ENV GATEWAY_ADMIN_LISTEN=127.0.0.1:9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/gateway", "probe", "--path", "/healthz"]
 ENTRYPOINT ["/usr/local/bin/gateway"]
-CMD ["--listen", "0.0.0.0:7700", "--admin-listen", "127.0.0.1:9464", "--data-dir", "/var/lib/awp"]
+CMD ["--listen", "0.0.0.0:7700", "--data-dir", "/var/lib/awp"]

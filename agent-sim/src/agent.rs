@@ -79,6 +79,14 @@ pub struct AgentResult {
     /// Why the agent stopped before the end, if it did (an ERROR that
     /// retrying cannot fix: AUTH_FAILED, UNSUPPORTED_VERSION).
     pub stopped_by: Option<String>,
+    /// Whether a WELCOME ever came (an agent that never got one sent nothing).
+    pub welcomed: bool,
+    /// Open loop: batches the rate scheduled that were never made, the
+    /// agent being without a connection from their time to the end.
+    pub never_sent: u64,
+    /// The last `seq` the agent made (`first_seq - 1` if none): its batches
+    /// are `first_seq ..= last_seq`.
+    pub last_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +121,7 @@ enum End {
 }
 
 struct Agent {
+    welcomed: bool,
     plan: AgentPlan,
     ctx: Arc<RunContext>,
     next_seq: u64,
@@ -126,6 +135,7 @@ struct Agent {
 /// Runs one agent until its batches are sent and acked (or the run gives up).
 pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
     let mut agent = Agent {
+        welcomed: false,
         rng: fastrand::Rng::with_seed(plan.index as u64 ^ 0x5eed),
         next_seq: ctx.first_seq,
         next_due: Instant::now(),
@@ -182,7 +192,12 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentResult {
     }
     let mut unacked: Vec<(u64, usize)> = agent.pending.iter().map(|p| (p.seq, p.template)).collect();
     unacked.extend(agent.inflight.iter().map(|(seq, i)| (*seq, i.template)));
+    let never_sent = agent.never_made();
+    agent.ctx.stats.batches_offered.fetch_add(never_sent, Ordering::Relaxed);
     AgentResult {
+        last_seq: agent.next_seq - 1,
+        welcomed: agent.welcomed,
+        never_sent,
         plan: agent.plan,
         acked: agent.acked,
         unacked,
@@ -208,7 +223,10 @@ fn backoff(failures: u32, rng: &mut fastrand::Rng) -> Duration {
 
 impl Agent {
     fn finished(&self) -> bool {
-        Instant::now() >= self.ctx.stop_sending && self.pending.is_empty() && self.inflight.is_empty()
+        Instant::now() >= self.ctx.stop_sending
+            && self.pending.is_empty()
+            && self.inflight.is_empty()
+            && self.never_made() == 0
     }
 
     fn hello(&self) -> Frame {
@@ -270,12 +288,25 @@ impl Agent {
         Ok(stream)
     }
 
-    /// Adds the batches that are due: open loop by the clock, closed loop up to the window.
+    /// Open loop: the batches the rate scheduled before the end that were
+    /// never made (the agent had no connection from their time on).
+    fn never_made(&self) -> u64 {
+        let s = &self.ctx.scenario;
+        if s.batches_per_s <= 0.0 || self.next_due >= self.ctx.stop_sending {
+            return 0;
+        }
+        let left = self.ctx.stop_sending - self.next_due;
+        (left.as_secs_f64() * s.batches_per_s).ceil() as u64
+    }
+
+    /// Adds the batches that are due: open loop by the clock (every batch
+    /// scheduled before the end, even when the agent comes back after it),
+    /// closed loop up to the window until the end.
     fn generate(&mut self, window: usize, now: Instant) {
-        if now >= self.ctx.stop_sending {
+        let s = &self.ctx.scenario;
+        if now >= self.ctx.stop_sending && s.batches_per_s <= 0.0 {
             return;
         }
-        let s = &self.ctx.scenario;
         let add = |agent: &mut Agent, intended: Instant| {
             agent.ctx.stats.batches_offered.fetch_add(1, Ordering::Relaxed);
             let seq = agent.next_seq;
@@ -321,6 +352,7 @@ impl Agent {
         };
         stats.connect_latency(started.elapsed());
         stats.connects.fetch_add(1, Ordering::Relaxed);
+        self.welcomed = true;
         stats.connected.fetch_add(1, Ordering::Relaxed);
         let end = self.exchange(&mut frames, &mut writer, &mut wbuf, &welcome).await;
         stats.connected.fetch_sub(1, Ordering::Relaxed);

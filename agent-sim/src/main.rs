@@ -84,13 +84,13 @@ struct RunArgs {
     /// Use TLS, trusting this CA (PEM).
     #[arg(long)]
     tls_ca: Option<PathBuf>,
-    /// Name to verify the gateway's certificate against.
-    #[arg(long, default_value = "localhost")]
-    server_name: String,
+    /// Name to verify the gateway's certificate against [default: localhost].
+    #[arg(long)]
+    server_name: Option<String>,
     /// Authenticate with this client certificate (PEM; needs --tls-ca and
     /// --client-key): one agent, whose device id is the certificate's
     /// common name.
-    #[arg(long, requires_all = ["client_key", "tls_ca"])]
+    #[arg(long, requires = "client_key")]
     client_cert: Option<PathBuf>,
     /// The client certificate's key (PEM).
     #[arg(long, requires = "client_cert")]
@@ -145,18 +145,30 @@ fn scenario(a: &RunArgs) -> anyhow::Result<Scenario> {
         run_id = a.run_id,
         first_seq = a.first_seq
     );
+    // The TLS flags change what they name of the scenario's [tls], if any.
     if let Some(ca) = &a.tls_ca {
-        let (client_cert, client_key) = (a.client_cert.clone(), a.client_key.clone());
-        if client_cert.is_some() && a.agents.is_none() {
-            // One certificate is one device.
-            s.agents = 1;
-        }
-        s.tls = Some(TlsScenario {
+        let tls = s.tls.get_or_insert_with(|| TlsScenario {
             ca: ca.clone(),
-            server_name: a.server_name.clone(),
-            client_cert,
-            client_key,
+            server_name: "localhost".into(),
+            client_cert: None,
+            client_key: None,
         });
+        tls.ca = ca.clone();
+    }
+    if s.tls.is_none() && (a.client_cert.is_some() || a.server_name.is_some()) {
+        anyhow::bail!("--client-cert, --server-name: TLS needs --tls-ca (or [tls] in the scenario)");
+    }
+    if let Some(tls) = &mut s.tls {
+        if let Some(name) = &a.server_name {
+            tls.server_name = name.clone();
+        }
+        if let (Some(cert), Some(key)) = (&a.client_cert, &a.client_key) {
+            (tls.client_cert, tls.client_key) = (Some(cert.clone()), Some(key.clone()));
+            if a.agents.is_none() {
+                // One certificate is one device.
+                s.agents = 1;
+            }
+        }
     }
     s.validate()?;
     Ok(s)
@@ -199,7 +211,12 @@ fn run_command(a: &RunArgs) -> anyhow::Result<ExitCode> {
         };
         if let Some(store) = store {
             let templates = run::templates(&s)?;
-            report.verify = Some(verify(&store, &s.tenant, &results, &templates, report.mark()).await?);
+            // A store that cannot be read fails the run, and the report of
+            // what the run did is still written.
+            match verify(&store, &s.tenant, &results, &templates, report.mark()).await {
+                Ok(v) => report.verify = Some(v),
+                Err(e) => report.verify_error = Some(format!("{e:#}")),
+            }
             report.judge();
         }
         report::write_all(&report, &a.out)?;

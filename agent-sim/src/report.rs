@@ -23,8 +23,6 @@ pub struct Report {
     pub started_at_unix_ms: u64,
     /// Every agent's first batch `seq`.
     pub first_seq: u64,
-    /// The run replays an earlier one (the scenario set `first_seq`).
-    pub replay: bool,
     /// Gateway address(es), comma separated.
     pub target: String,
     /// Whether the agents spoke TLS.
@@ -45,7 +43,9 @@ pub struct Report {
     /// BATCH frames written again (after RETRY, GOAWAY or a lost connection).
     pub resends: u64,
     /// Batches still not acked OK when the run ended (agents gave up on
-    /// them after the drain grace, or stopped).
+    /// them after the drain grace, or stopped), and in open loop the
+    /// batches the rate scheduled that an agent without a connection never
+    /// made.
     pub batches_unacked_at_end: u64,
     /// Records in batches acked OK.
     pub records_acked: u64,
@@ -58,6 +58,11 @@ pub struct Report {
     /// Agents that stopped before the end, by the ERROR that stopped them
     /// (AUTH_FAILED, UNSUPPORTED_VERSION: retrying cannot help).
     pub agents_stopped: BTreeMap<String, u64>,
+    /// Agents that never got a WELCOME (no listener, refused, a TLS
+    /// failure): they sent nothing.
+    pub agents_never_welcomed: u64,
+    /// A verify that could not run (the store unreadable), if it failed.
+    pub verify_error: Option<String>,
     /// Completed connects (WELCOME received).
     pub connects: u64,
     /// TCP connect → WELCOME.
@@ -207,11 +212,9 @@ pub struct VerifyReport {
     /// received no earlier (give or take a second of clock).
     pub run_started_at_unix_ms: u64,
     /// Acked records found only as stored before the run started: an
-    /// earlier run's, not proof of this one (a failure), or, in a replay
-    /// (`first_seq` set), counted in `replayed`.
+    /// earlier run's, not proof of this one (a failure; a replay into the
+    /// same store writes its rows again, so they are fresh).
     pub stale: Vec<Discrepancy>,
-    /// In a replay: acked records stored by the run replayed (allowed).
-    pub replayed: u64,
     /// Rows of this run's devices from other runs (a `seq` below this
     /// run's first): not this run's, reported apart from `extra`.
     pub other_runs_records: u64,
@@ -366,9 +369,6 @@ fn verify_line(v: &VerifyReport) -> String {
         s += &format!(", {stale} stored before this run started (not proof of this run)");
     }
     s += &format!(", {extra} extra (allowed: at-least-once)");
-    if v.replayed > 0 {
-        s += &format!("; {} stored by the run replayed", v.replayed);
-    }
     if v.other_runs_records > 0 {
         s += &format!(
             "; {} rows of these devices from other runs, ignored",
@@ -442,7 +442,6 @@ impl Report {
         crate::verify::RunMark {
             started_at_unix_ms: self.started_at_unix_ms,
             first_seq: self.first_seq,
-            replay: self.replay,
         }
     }
 
@@ -474,6 +473,23 @@ impl Report {
                 counts_line(&self.agents_stopped)
             ));
         }
+        if self.agents_never_welcomed > 0 {
+            let who = if self.agents_never_welcomed >= self.agents as u64 {
+                "no agent".to_owned()
+            } else {
+                format!("{} of {} agents", self.agents_never_welcomed, self.agents)
+            };
+            problems.push(format!(
+                "{who} ever got a WELCOME (errors: {})",
+                counts_line(&self.errors)
+            ));
+        }
+        let rejected = self.acks.get("rejected").copied().unwrap_or(0);
+        if rejected > 0 {
+            problems.push(format!(
+                "{rejected} batches were REJECTED: agent-sim's batches are valid, so the gateway refused good records for good"
+            ));
+        }
         if self.batches_unacked_at_end > 0 {
             problems.push(format!(
                 "{} batches still unacknowledged at the end (of {} offered)",
@@ -484,6 +500,9 @@ impl Report {
             && !v.ok
         {
             problems.push(format!("verify {}", verify_line(v)));
+        }
+        if let Some(e) = &self.verify_error {
+            problems.push(format!("verify could not read the store: {e}"));
         }
         self.problems = problems;
     }
@@ -1077,10 +1096,11 @@ fn errors_svg(tl: &[TimelinePoint], end: f64) -> String {
 }
 
 /// The percentile axis ends at the highest percentile `samples` can tell
-/// apart from the maximum: log10(samples) nines (1,000 samples: 99.9%),
-/// between 1 and 6, so that high percentiles are not squeezed together.
+/// apart from the maximum: log10(samples) nines, rounded down (1,000
+/// samples: 99.9%; 20,000: 99.99%), between 1 and 6, so that high
+/// percentiles are not squeezed together.
 fn nines_axis(samples: u64) -> f64 {
-    (samples.max(1) as f64).log10().ceil().clamp(1.0, 6.0)
+    (samples.max(1) as f64).log10().floor().clamp(1.0, 6.0)
 }
 
 /// Position of percentile `p` (0–100) on the "number of nines" axis, capped at `top`.
@@ -1195,7 +1215,6 @@ mod tests {
             started_at: rfc3339_utc(1_796_659_200_123),
             started_at_unix_ms: 1_796_659_200_123,
             first_seq: 1_796_659_200_123,
-            replay: false,
             target: "127.0.0.1:7000".into(),
             tls: true,
             mode: "closed-loop".into(),
@@ -1221,6 +1240,8 @@ mod tests {
             batches_offered: 30_000,
             batches_unacked_at_end: 0,
             agents_stopped: BTreeMap::new(),
+            agents_never_welcomed: 0,
+            verify_error: None,
             batches_sent: 30_100,
             resends: 100,
             records_acked: 3_000_000,
@@ -1250,7 +1271,6 @@ mod tests {
                 copies_same_layout: 0,
                 run_started_at_unix_ms: 1_796_659_200_123,
                 stale: vec![],
-                replayed: 0,
                 other_runs_records: 0,
                 seconds: 2.5,
                 ok: false,
@@ -1424,8 +1444,14 @@ mod tests {
     #[test]
     fn the_percentile_axis_fits_the_sample_count() {
         assert_eq!(
-            (nines_axis(0), nines_axis(100), nines_axis(20_000), nines_axis(u64::MAX)),
-            (1.0, 2.0, 5.0, 6.0)
+            (
+                nines_axis(0),
+                nines_axis(100),
+                nines_axis(1_001),
+                nines_axis(20_000),
+                nines_axis(u64::MAX)
+            ),
+            (1.0, 2.0, 3.0, 4.0, 6.0)
         );
         let labels: Vec<String> = (0..=4).map(nines_label).collect();
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
@@ -1435,7 +1461,8 @@ mod tests {
         // Points past 99% would sit on top of each other: only the max is drawn there.
         assert!(!svg.contains("p99.9:") && svg.contains("p100:"), "{svg}");
         let svg = latency_svg(&r.ack_latency_percentiles, 20_000);
-        assert!(svg.contains(">99.999%<") && svg.contains("p99.99:") && !svg.contains("p99.999:"));
+        assert!(svg.contains(">99.99%<") && !svg.contains(">99.999%<"), "{svg}");
+        assert!(svg.contains("p99.975:") && !svg.contains("p99.99:") && svg.contains("p100:"));
     }
 
     #[test]

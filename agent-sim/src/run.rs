@@ -159,12 +159,17 @@ pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec
             let (mut records, mut acks, mut errors) = (0u64, 0u64, 0u64);
             let mut errors_before = std::collections::BTreeMap::new();
             let mut storms_done = 0;
+            let mut last_t = 0.0;
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = &mut sampler_stopped => break timeline,
-                }
+                // The last point covers the part of a second the run ended in.
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut sampler_stopped => true,
+                };
                 let t = started.elapsed().as_secs_f64();
+                // Rates per second of the time this point covers.
+                let span = (t - last_t).max(1e-3);
+                last_t = t;
                 let r = Stats::get(&stats.records_acked);
                 let a = Stats::get(&stats.acks_ok) + Stats::get(&stats.acks_retry) + Stats::get(&stats.acks_rejected);
                 let e = Stats::get(&stats.error_count);
@@ -182,8 +187,8 @@ pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec
                 let quantile_ms = |q: f64| (!second.is_empty()).then(|| second.value_at_quantile(q) as f64 / 1000.0);
                 timeline.push(TimelinePoint {
                     t_s: t,
-                    records_per_s: (r - records) as f64,
-                    acks_per_s: (a - acks) as f64,
+                    records_per_s: (r - records) as f64 / span,
+                    acks_per_s: (a - acks) as f64 / span,
                     connected_agents: connected,
                     errors: e - errors,
                     errors_by_code,
@@ -193,11 +198,14 @@ pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec
                 bar.set_position(t as u64);
                 bar.set_message(format!(
                     "{connected} connected | {:.0} records/s | acks ok {} retry {} | errors {e}",
-                    (r - records) as f64,
+                    (r - records) as f64 / span,
                     Stats::get(&stats.acks_ok),
                     Stats::get(&stats.acks_retry),
                 ));
                 (records, acks, errors) = (r, a, e);
+                if last {
+                    break timeline;
+                }
                 while storms_done < storms_at.len() && t >= storms_at[storms_done] {
                     storms_done += 1;
                     let _ = storm_tx.send(storms_done as u64);
@@ -246,10 +254,11 @@ pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec
         started_at: report::rfc3339_utc(started_at_ms),
         started_at_unix_ms: started_at_ms,
         first_seq,
-        replay: s.first_seq > 0,
         settings: settings(&s, &plans_devices),
         batches_offered: Stats::get(&stats.batches_offered),
-        batches_unacked_at_end: results.iter().map(|r| r.unacked.len() as u64).sum(),
+        batches_unacked_at_end: results.iter().map(|r| r.unacked.len() as u64 + r.never_sent).sum(),
+        agents_never_welcomed: results.iter().filter(|r| !r.welcomed).count() as u64,
+        verify_error: None,
         agents_stopped,
         target: s.gateway.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         tls: s.tls.is_some(),

@@ -239,8 +239,13 @@ impl Scenario {
         if !(self.duration_s > 0.0 && self.duration_s <= 24.0 * 3600.0) {
             return Err(err("duration_s", "between 0 and 86400 seconds"));
         }
-        if !(0.0..=3600.0).contains(&self.drain_grace_s) {
-            return Err(err("drain_grace_s", "between 0 and 3600 seconds"));
+        // 0 would give up on whatever is in flight when sending stops.
+        if !(self.drain_grace_s > 0.0 && self.drain_grace_s <= 3600.0) {
+            return Err(err("drain_grace_s", "above 0 and at most 3600 seconds"));
+        }
+        // Room to count up from: a seq never wraps.
+        if self.first_seq > 1 << 62 {
+            return Err(err("first_seq", "at most 2^62 (0: the run's start in unix µs)"));
         }
         if self.records_per_batch == 0 || self.records_per_batch > 100_000 {
             return Err(err("records_per_batch", "between 1 and 100000"));

@@ -14,10 +14,12 @@
 //! its run id, its batches' `seq`s start at its start time (so a client
 //! certificate's device, the same every run, gets new keys too), and a
 //! record found must have been received no earlier than the run's start
-//! (`stale` otherwise: a failure, unless the run is a replay, which sets
-//! `first_seq` to send an earlier run's batches again). Rows of the same
-//! devices with a `seq` below the run's first are other runs': counted
-//! apart, never `extra`.
+//! (`stale` otherwise: a failure). A replay (`run_id` and `first_seq` set
+//! to send an earlier run's batches again) is no exception: both stores
+//! write a record again when it comes again, so a replay into the store it
+//! is verified against leaves fresh rows, and one verified against another
+//! store finds the earlier run's stale ones. Rows of the same devices with
+//! a `seq` outside the run's are other runs': counted apart, never `extra`.
 //!
 //! Records are compared as the record layout's items in plain JSON, so a
 //! table in either layout (or both: a tenant that changed its layout) is
@@ -113,9 +115,6 @@ pub struct RunMark {
     pub started_at_unix_ms: u64,
     /// The run's first batch `seq`.
     pub first_seq: u64,
-    /// The run replays an earlier one (its `first_seq` was set): records
-    /// stored before it started are the earlier run's copies, allowed.
-    pub replay: bool,
 }
 
 /// Clock slack allowed between agent-sim's start and the gateway's
@@ -271,9 +270,12 @@ pub async fn verify(
             received_at,
             copies,
         } = stored(store, tenant, &agent.plan.device, dynamo.as_ref()).await?;
-        let other_runs = have.keys().filter(|rk| seq_of(rk) < run.first_seq).count();
+        // This run's batches are first_seq ..= last_seq; other seqs are
+        // other runs' (earlier ones below, a later or concurrent one above).
+        let ours = |rk: &String| (run.first_seq..=agent.last_seq).contains(&seq_of(rk));
+        let other_runs = have.keys().filter(|rk| !ours(rk)).count();
         report.other_runs_records += other_runs as u64;
-        have.retain(|rk, _| seq_of(rk) >= run.first_seq);
+        have.retain(|rk, _| ours(rk));
         report.copies_across_layouts += copies.across_layouts;
         report.copies_same_layout += copies.same_layout;
         report.expected_records += want.len() as u64;
@@ -283,15 +285,11 @@ pub async fn verify(
             .keys()
             .filter(|rk| have.contains_key(*rk) && received_at.get(*rk).copied().unwrap_or(0) < earliest)
             .collect();
-        if run.replay {
-            report.replayed += stale.len() as u64;
-        } else {
-            report.stale.extend(rows(
-                &agent.plan.device,
-                &stale,
-                "stored before this run started (an earlier run's row, not proof of this one)",
-            ));
-        }
+        report.stale.extend(rows(
+            &agent.plan.device,
+            &stale,
+            "stored before this run started (an earlier run's row, not proof of this one)",
+        ));
         let extra: Vec<&String> = have.keys().filter(|rk| !want.contains_key(*rk)).collect();
         let mismatched: Vec<&String> = want
             .iter()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use awp_agent_sim::agent::AgentResult;
 use awp_agent_sim::run;
 use awp_agent_sim::scenario::{Scenario, TlsScenario};
-use awp_agent_sim::verify::{RunMark, Store, verify};
+use awp_agent_sim::verify::{Store, verify};
 use awp_gateway::config::Config;
 
 const SECRET: &str = "this-run-tenant-secret";
@@ -147,29 +147,30 @@ async fn a_certificate_device_shared_by_runs_is_told_apart_by_its_seqs() {
     assert_eq!(v.other_runs_records, acked_records(&first_results));
 }
 
-/// A replay (the same run id and first seq) on another gateway acks
-/// batches an earlier run stored: verified against the earlier store they
-/// are there, but received before the replay started. Told it is a replay,
-/// verify counts them as replayed; otherwise they are stale, a failure.
+/// A replay (the same run id and first seq: the same devices and batches)
+/// on another gateway acks batches an earlier run stored: verified against
+/// the earlier store they are there, but received before the replay
+/// started: stale, a failure. Replayed into the earlier store itself, the
+/// rows are written again, fresh, and verify passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_stored_before_the_run_started_are_not_proof_of_it() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Open loop: about the same batches each run.
     let replay = |addr| Scenario {
         run_id: "again".into(),
         first_seq: 100,
+        batches_per_s: 10.0,
         ..scenario(addr)
     };
     let server_a = gateway(a.path(), "", "").await;
     let (_, first) = run::run(replay(server_a.plain_addrs[0]), false).await.unwrap();
-    assert!(server_a.shutdown().await);
     // Past the second of clock slack verify allows.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let server_b = gateway(b.path(), "", "").await;
     let s = replay(server_b.plain_addrs[0]);
     let (second, mut results) = run::run(s.clone(), false).await.unwrap();
     assert!(server_b.shutdown().await);
-    assert!(second.replay);
-    // The batches both runs had acked (closed loop: not quite the same number).
+    // The batches both runs acked.
     for (r, earlier) in results.iter_mut().zip(&first) {
         r.acked.retain(|b| earlier.acked.contains(b));
     }
@@ -179,17 +180,17 @@ async fn rows_stored_before_the_run_started_are_not_proof_of_it() {
     let v = verify(&store_a, "sim", &results, &templates, second.mark())
         .await
         .unwrap();
-    assert!(v.ok, "{v:?}");
-    assert_eq!((v.replayed, v.stale.len()), (expected, 0));
-    let fresh = RunMark {
-        replay: false,
-        ..second.mark()
-    };
-    let v = verify(&store_a, "sim", &results, &templates, fresh).await.unwrap();
     assert!(!v.ok);
     let stale: u64 = v.stale.iter().map(|d| d.records).sum();
-    assert_eq!(stale, expected, "{v:?}");
+    assert_eq!((v.found_records, stale), (expected, expected), "{v:?}");
     assert!(v.stale[0].detail.contains("before this run started"));
+    // The replay into the first store: its rows written again.
+    let (third, results) = run::run(replay(server_a.plain_addrs[0]), false).await.unwrap();
+    assert!(server_a.shutdown().await);
+    let v = verify(&store_a, "sim", &results, &templates, third.mark())
+        .await
+        .unwrap();
+    assert!(v.ok && v.stale.is_empty(), "{v:?}");
 }
 
 fn agent_sim(args: &[&str], dir: &Path) -> Output {
@@ -235,6 +236,7 @@ async fn a_run_that_failed_exits_non_zero_and_says_why() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("run failed: nothing was acked"), "{stderr}");
     assert!(stderr.contains("connect_failed"), "the errors say why: {stderr}");
+    assert!(stderr.contains("no agent ever got a WELCOME"), "{stderr}");
 
     let server = gateway(dir.path(), "", "").await;
     let addr = server.plain_addrs[0].to_string();
@@ -363,6 +365,31 @@ async fn a_good_run_exits_zero_with_a_report_that_names_it() {
     assert!(report["problems"].as_array().unwrap().is_empty());
     let html = std::fs::read_to_string(dir.path().join("agent-sim-report/report.html")).unwrap();
     assert!(html.contains(&format!("<title>agent-sim run {run_id}</title>")) && html.contains("ACK latency over time"));
+    // A store verify cannot read: the run fails, its report is written.
+    std::fs::remove_dir_all(dir.path().join("agent-sim-report")).unwrap();
+    let nowhere = dir.path().join("no-such-store").display().to_string();
+    let args = strings(&[
+        "run",
+        "--gateway",
+        &addr,
+        "--tenant",
+        "sim",
+        "--secret",
+        SECRET,
+        "--agents",
+        "1",
+        "--duration",
+        "1",
+        "--quiet",
+        "--verify-sqlite",
+        &nowhere,
+    ]);
+    let out = agent_sim_run(args, dir.path()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("verify could not read the store"), "{stderr}");
+    let report = std::fs::read_to_string(dir.path().join("agent-sim-report/report.json")).unwrap();
+    assert!(report.contains("\"verify_error\": \"cannot open"), "{report}");
     assert!(server.shutdown().await);
 }
 
@@ -381,11 +408,17 @@ async fn dev_certs_print_agent_sim_commands_that_work_as_printed() {
     let second = awp_gateway::dev_certs::write(&pki, &names, &devices).unwrap();
     assert_eq!(second.kept.len(), 3, "CA, server certificate and the tenant's CA kept");
     assert_eq!(std::fs::read(pki.join("sim-ca.pem")).unwrap(), ca);
-    let all = ["sim/phone-1".to_owned(), "sim/phone-2".to_owned()];
-    let usage = awp_gateway::dev_certs::usage(&pki, &all, &second, "127.0.0.1:7701");
+    // What `gateway dev-certs` prints each time: the folder's first use,
+    // then the device added.
+    let first_usage = awp_gateway::dev_certs::usage(&pki, &["sim/phone-1".into()], &first, "127.0.0.1:7701");
+    let usage = awp_gateway::dev_certs::usage(&pki, &devices, &second, "127.0.0.1:7701");
+    assert!(
+        usage.contains("Devices added") && usage.contains("--server-name localhost"),
+        "{usage}"
+    );
 
     // The configuration printed, on ports of its own and SQLite beside it.
-    let toml: String = usage
+    let toml: String = first_usage
         .lines()
         .skip_while(|l| !l.ends_with("gateway.toml:"))
         .skip(1)
@@ -400,8 +433,9 @@ async fn dev_certs_print_agent_sim_commands_that_work_as_printed() {
     config.sink.data_dir = dir.path().join("data");
     let server = awp_gateway::start(&config).await.unwrap();
     let port = server.tls_addrs[0].to_string();
-    let commands: Vec<Vec<String>> = usage
-        .lines()
+    let commands: Vec<Vec<String>> = [first_usage.as_str(), usage.as_str()]
+        .iter()
+        .flat_map(|u| u.lines())
         .filter_map(|l| l.trim_start().strip_prefix("agent-sim "))
         .map(|c| {
             c.replace("127.0.0.1:7701", &port)

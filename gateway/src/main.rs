@@ -294,6 +294,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // admin endpoint takes its first request.
         let source = cli.clone();
         let source: awp_gateway::reload::ConfigSource = std::sync::Arc::new(move || load_config(&source));
+        // The handlers first: a SIGTERM that comes as soon as the listeners
+        // are up (a supervisor, a test) drains instead of killing.
+        let signals = Signals::install()?;
         let running = awp_gateway::start_with_source(&config, Some(source)).await?;
         if cli.config.is_none() {
             print_development_banner(&config, &running);
@@ -303,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "cannot tell systemd the gateway is ready");
         }
-        wait_for_signal(&running).await?;
+        signals.wait(&running).await?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: GOAWAY to agents, draining");
         anyhow::Ok(running.shutdown().await)
@@ -381,15 +384,32 @@ fn print_development_banner(config: &Config, running: &RunningServer) {
     println!("Ctrl-C drains and stops.");
 }
 
+/// `server.admin_listen` of the configuration `file`, read alone (the
+/// default when the file has none).
+fn admin_listen_of(file: &Path) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not TOML", file.display()))?;
+    match table.get("server").and_then(|s| s.get("admin_listen")) {
+        None => Ok(awp_gateway::config::ServerConfig::default().admin_listen),
+        Some(value) => {
+            let addr = value.as_str().and_then(|a| a.parse().ok());
+            addr.map(Some)
+                .with_context(|| format!("{}: server.admin_listen: not an address", file.display()))
+        }
+    }
+}
+
 /// `gateway probe`: every failure exits 1, never 2 (Docker reserves 2 in
 /// a HEALTHCHECK), with one line saying what did not answer.
 fn probe(cli: &Cli, path: &str, timeout_ms: u64) -> ExitCode {
     let listen = match (cli.admin_listen, &cli.config) {
         (Some(addr), _) => Some(addr),
-        (None, Some(file)) => match Config::load(file) {
-            Ok(config) => config.server.admin_listen,
+        // Only the address is read: a file edited for the next reload (or
+        // a token file rotated) must not make a running node look dead.
+        (None, Some(file)) => match admin_listen_of(file) {
+            Ok(addr) => addr,
             Err(e) => {
-                eprintln!("gateway probe: {e}");
+                eprintln!("gateway probe: {e:#}");
                 return ExitCode::from(1);
             }
         },
@@ -462,24 +482,40 @@ fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Waits for SIGTERM or Ctrl-C, reloading the configuration on each SIGHUP
-/// meanwhile (a refused reload is logged; the gateway goes on).
-async fn wait_for_signal(running: &RunningServer) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => return Ok(r?),
-            _ = term.recv() => return Ok(()),
-            _ = hangup.recv() => {
-                // systemd shows the unit reloading until READY=1.
-                let mut reloading = vec![sd_notify::NotifyState::Reloading];
-                reloading.extend(sd_notify::NotifyState::monotonic_usec_now());
-                let _ = sd_notify::notify(&reloading);
-                // The outcome is logged and counted by the reload itself.
-                let _ = running.reload().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+/// The signals the gateway answers, their handlers installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (from now on these signals no longer kill).
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, reloading the configuration on each
+    /// SIGHUP meanwhile (a refused reload is logged; the gateway goes on).
+    async fn wait(mut self, running: &RunningServer) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return Ok(()),
+                _ = self.term.recv() => return Ok(()),
+                _ = self.hangup.recv() => {
+                    // systemd shows the unit reloading until READY=1.
+                    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+                    reloading.extend(sd_notify::NotifyState::monotonic_usec_now());
+                    let _ = sd_notify::notify(&reloading);
+                    // The outcome is logged and counted by the reload itself.
+                    let _ = running.reload().await;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
             }
         }
     }

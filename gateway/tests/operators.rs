@@ -489,6 +489,24 @@ async fn the_health_probe_answers_with_its_exit_status() {
     std::fs::write(&named, text).unwrap();
     let out = gateway().arg("--config").arg(&named).arg("probe").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // As the image runs it: no flags, the address from GATEWAY_ADMIN_LISTEN.
+    let out = gateway()
+        .arg("probe")
+        .env("GATEWAY_ADMIN_LISTEN", &admin)
+        .env_remove("GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A configuration edited for the next reload, not valid yet: only its
+    // admin address is read, and the running node still looks alive.
+    let edited = dir.path().join("edited.toml");
+    std::fs::write(
+        &edited,
+        format!("[server]\nadmin_listen = \"{admin}\"\nheartbeat_ms = 1\n[[tenants]]\nid = \"half written\"\n"),
+    )
+    .unwrap();
+    let out = gateway().arg("probe").env("GATEWAY_CONFIG", &edited).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     gateway_process.stop().await;
     let (code, text) = probe(&["--admin-listen", &admin, "--timeout-ms", "500"]);
     assert_eq!(code, Some(1), "{text}");
@@ -496,4 +514,17 @@ async fn the_health_probe_answers_with_its_exit_status() {
     // The image asks this very command.
     let dockerfile = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile")).unwrap();
     assert!(dockerfile.contains("CMD [\"/usr/local/bin/gateway\", \"probe\", \"--path\", \"/healthz\"]"));
+}
+
+/// A SIGTERM that comes the moment the listeners are up (a supervisor's
+/// stop right after start) drains and exits 0: the handlers are installed
+/// before anything binds, never after.
+#[tokio::test]
+async fn a_sigterm_right_after_start_drains_and_exits_cleanly() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = Gateway::start(&config(dir.path(), "", &tenant("acme")), &[]).await;
+        // `stop` asserts a clean exit (status 0, not killed by the signal).
+        gateway.stop().await;
+    }
 }
