@@ -84,8 +84,8 @@ fn open_files_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Runs the scenario; returns the report and what each agent did (a run id
-/// is drawn if the scenario has none: the report names it).
+/// Runs the scenario; returns the report and what each agent did, in agent
+/// order (a run id is drawn if the scenario has none: the report names it).
 pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec<AgentResult>)> {
     if s.run_id.is_empty() {
         s.run_id = new_run_id();
@@ -236,6 +236,8 @@ pub async fn run(mut s: Scenario, progress: bool) -> anyhow::Result<(Report, Vec
     while let Some(r) = agents.join_next().await {
         results.push(r.context("an agent task failed")?);
     }
+    // In agent order, not the order they finished: runs compare agent by agent.
+    results.sort_by_key(|r| r.plan.index);
     let _ = stop_sampler.send(());
     let timeline = sampler.await.unwrap_or_default();
     bar.finish_and_clear();

@@ -170,8 +170,9 @@ async fn rows_stored_before_the_run_started_are_not_proof_of_it() {
     let s = replay(server_b.plain_addrs[0]);
     let (second, mut results) = run::run(s.clone(), false).await.unwrap();
     assert!(server_b.shutdown().await);
-    // The batches both runs acked.
+    // The batches both runs acked (results come in agent order).
     for (r, earlier) in results.iter_mut().zip(&first) {
+        assert_eq!(r.plan.device, earlier.plan.device);
         r.acked.retain(|b| earlier.acked.contains(b));
     }
     let expected = acked_records(&results);
