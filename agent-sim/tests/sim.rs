@@ -159,7 +159,9 @@ async fn a_run_on_dynamodb_verifies_against_the_table_in_the_packed_layout() {
         max_concurrency: 4,
     };
     let client = awp_gateway::sink::dynamodb::client(&dest).await;
-    awp_gateway::tables::create_table(&client, "awp-sim").await.unwrap();
+    awp_gateway::cmd::tables::create_table(&client, "awp-sim")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The SQLite-default config, pointed at the table.
     let server = {

@@ -97,7 +97,7 @@ async fn verify_against_another_runs_store_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_device_shared_by_runs_is_told_apart_by_its_seqs() {
     let pki = tempfile::tempdir().unwrap();
-    awp_gateway::dev_certs::write(pki.path(), &["localhost".into()], &["sim/phone-1".into()]).unwrap();
+    awp_gateway::cmd::dev_certs::write(pki.path(), &["localhost".into()], &["sim/phone-1".into()]).unwrap();
     let p = |f: &str| pki.path().join(f).display().to_string();
     let tls_server = format!(
         "tls_listen = [\"127.0.0.1:0\"]\n[tls]\ncert = \"{}\"\nkey = \"{}\"",
@@ -402,17 +402,17 @@ async fn dev_certs_print_agent_sim_commands_that_work_as_printed() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let first = awp_gateway::dev_certs::write(&pki, &names, &["sim/phone-1".into()]).unwrap();
+    let first = awp_gateway::cmd::dev_certs::write(&pki, &names, &["sim/phone-1".into()]).unwrap();
     assert!(first.kept.is_empty());
     let ca = std::fs::read(pki.join("sim-ca.pem")).unwrap();
     let devices = ["sim/phone-2".to_owned()];
-    let second = awp_gateway::dev_certs::write(&pki, &names, &devices).unwrap();
+    let second = awp_gateway::cmd::dev_certs::write(&pki, &names, &devices).unwrap();
     assert_eq!(second.kept.len(), 3, "CA, server certificate and the tenant's CA kept");
     assert_eq!(std::fs::read(pki.join("sim-ca.pem")).unwrap(), ca);
     // What `gateway dev-certs` prints each time: the folder's first use,
     // then the device added.
-    let first_usage = awp_gateway::dev_certs::usage(&pki, &["sim/phone-1".into()], &first, "127.0.0.1:7701");
-    let usage = awp_gateway::dev_certs::usage(&pki, &devices, &second, "127.0.0.1:7701");
+    let first_usage = awp_gateway::cmd::dev_certs::usage(&pki, &["sim/phone-1".into()], &first, "127.0.0.1:7701");
+    let usage = awp_gateway::cmd::dev_certs::usage(&pki, &devices, &second, "127.0.0.1:7701");
     assert!(
         usage.contains("Devices added") && usage.contains("--server-name localhost"),
         "{usage}"

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use awp_protocol::{AckStatus, Frame, Limits, MAGIC};
 use futures_util::FutureExt;
 
-use crate::admission::Admission;
-use crate::budget::{BudgetPermit, MemoryBudget};
-use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings};
-use crate::tenant::{Tenant, Tenants};
+use crate::admit::admission::Admission;
+use crate::admit::budget::{BudgetPermit, MemoryBudget};
+use crate::admit::tenant::{Tenant, Tenants};
+use crate::pipeline::outcome::BatchOutcome;
+use crate::session::{Action, Now, Session, SessionSettings};
 
 /// The window the fuzzed session advertises.
 const WINDOW: u32 = 4;
@@ -245,7 +246,7 @@ pub fn run(frames: &Frames, data: &[u8]) {
     let mut h = Harness {
         session: Session::new(
             settings,
-            Arc::new(crate::tenant::LiveTenants::from_pointee(tenants)),
+            Arc::new(crate::admit::tenant::LiveTenants::from_pointee(tenants)),
             budget,
             Admission::new(10, []),
             [7; 16],

@@ -56,36 +56,19 @@
     allow(dead_code, unused_variables)
 )]
 
-mod admin;
-mod admission;
-mod budget;
+mod admit;
+pub mod cmd;
 pub mod config;
-mod conn;
-pub mod dev_certs;
-#[cfg(all(feature = "dynamodb", feature = "sqlite"))]
-pub mod export;
 mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod health;
-pub mod inspect;
-mod logs;
-mod mailbox;
+mod net;
+mod ops;
 mod pipeline;
-pub mod probe;
-mod process;
-mod proxy_protocol;
-mod quota;
-mod read_buffer;
-pub mod reload;
-mod server;
 mod session;
 pub mod sink;
-#[cfg(feature = "dynamodb")]
-pub mod tables;
 mod telemetry;
-mod tenant;
-mod tls;
 
-pub use server::{RunningServer, start, start_with_source};
+pub use net::server::{RunningServer, start, start_with_source};
+pub use ops::reload::ConfigSource;

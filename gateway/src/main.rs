@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use awp_gateway::RunningServer;
+use awp_gateway::cmd::inspect;
 use awp_gateway::config::{Config, EXAMPLE, Layout, SinkKind};
-use awp_gateway::{RunningServer, inspect};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
@@ -82,10 +83,10 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
         /// Records at or after this time: unix milliseconds or RFC 3339.
-        #[arg(long, value_parser = awp_gateway::export::parse_time)]
+        #[arg(long, value_parser = awp_gateway::cmd::export::parse_time)]
         from: Option<u64>,
         /// Records before this time: unix milliseconds or RFC 3339.
-        #[arg(long, value_parser = awp_gateway::export::parse_time)]
+        #[arg(long, value_parser = awp_gateway::cmd::export::parse_time)]
         to: Option<u64>,
     },
     /// Ask a running gateway's admin endpoint whether it is alive (or ready): exit 0 on 2xx, 1 otherwise.
@@ -196,10 +197,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Inspect { file }) => return inspect_file(file),
         Some(Command::Probe { path, timeout_ms }) => return Ok(probe(&cli, path, *timeout_ms)),
         Some(Command::DevCerts { dir, names, devices }) => {
-            let written = awp_gateway::dev_certs::write(dir, names, devices)?;
+            let written = awp_gateway::cmd::dev_certs::write(dir, names, devices)?;
             print!(
                 "{}",
-                awp_gateway::dev_certs::usage(dir, devices, &written, DEV_CERTS_TLS_LISTEN)
+                awp_gateway::cmd::dev_certs::usage(dir, devices, &written, DEV_CERTS_TLS_LISTEN)
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -245,8 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 match action {
-                    TablesAction::Create => awp_gateway::tables::create(&config, tenant.as_deref()).await,
-                    TablesAction::Describe => awp_gateway::tables::describe(&config, tenant.as_deref()).await,
+                    TablesAction::Create => awp_gateway::cmd::tables::create(&config, tenant.as_deref()).await,
+                    TablesAction::Describe => awp_gateway::cmd::tables::describe(&config, tenant.as_deref()).await,
                 }
             })?;
             return Ok(ExitCode::SUCCESS);
@@ -258,13 +259,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
         }) => {
             let config = load_config(&cli)?;
-            let selection = awp_gateway::export::Selection {
+            let selection = awp_gateway::cmd::export::Selection {
                 device: device.clone(),
                 from_ms: *from,
                 to_ms: *to,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let written = runtime.block_on(awp_gateway::export::export(
+            let written = runtime.block_on(awp_gateway::cmd::export::export(
                 &config,
                 tenant,
                 &selection,
@@ -293,7 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // with the same command-line overrides, again: in force before the
         // admin endpoint takes its first request.
         let source = cli.clone();
-        let source: awp_gateway::reload::ConfigSource = std::sync::Arc::new(move || load_config(&source));
+        let source: awp_gateway::ConfigSource = std::sync::Arc::new(move || load_config(&source));
         // The handlers first: a SIGTERM that comes as soon as the listeners
         // are up (a supervisor, a test) drains instead of killing.
         let signals = Signals::install()?;
@@ -419,8 +420,8 @@ fn probe(cli: &Cli, path: &str, timeout_ms: u64) -> ExitCode {
         eprintln!("gateway probe: the configuration has no server.admin_listen to ask");
         return ExitCode::from(1);
     };
-    let addr = awp_gateway::probe::target(listen);
-    match awp_gateway::probe::probe(addr, path, std::time::Duration::from_millis(timeout_ms.max(1))) {
+    let addr = awp_gateway::cmd::probe::target(listen);
+    match awp_gateway::cmd::probe::probe(addr, path, std::time::Duration::from_millis(timeout_ms.max(1))) {
         Ok(answer) => {
             println!("{answer}");
             ExitCode::SUCCESS

@@ -62,7 +62,7 @@ async fn create_tables(endpoint: &str, tenants: &[&str]) -> aws_sdk_dynamodb::Cl
     let client = awp_gateway::sink::dynamodb::client(&dynamo("unused", endpoint)).await;
     for t in tenants {
         assert!(
-            awp_gateway::tables::create_table(&client, &format!("awp-{t}"))
+            awp_gateway::cmd::tables::create_table(&client, &format!("awp-{t}"))
                 .await
                 .unwrap()
         );
@@ -352,9 +352,9 @@ async fn tables_create_is_idempotent_and_describe_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::config(dir.path());
     use_dynamo(&mut config, &db.endpoint, &["other"]);
-    awp_gateway::tables::create(&config, None).await.unwrap();
-    awp_gateway::tables::create(&config, None).await.unwrap();
-    awp_gateway::tables::describe(&config, Some("acme")).await.unwrap();
+    awp_gateway::cmd::tables::create(&config, None).await.unwrap();
+    awp_gateway::cmd::tables::create(&config, None).await.unwrap();
+    awp_gateway::cmd::tables::describe(&config, Some("acme")).await.unwrap();
     let client = awp_gateway::sink::dynamodb::client(&dynamo("x", &db.endpoint)).await;
     let out = client.describe_table().table_name("awp-other").send().await.unwrap();
     let table = out.table.unwrap();
@@ -370,7 +370,11 @@ async fn tables_create_is_idempotent_and_describe_reports_them() {
             ("rk".to_owned(), "RANGE".to_owned())
         ]
     );
-    assert!(awp_gateway::tables::describe(&config, Some("nobody")).await.is_err());
+    assert!(
+        awp_gateway::cmd::tables::describe(&config, Some("nobody"))
+            .await
+            .is_err()
+    );
 }
 
 /// A write ends only when every request is written: with no request
@@ -601,8 +605,8 @@ async fn a_packed_tenant_stores_each_batch_as_one_item() {
 async fn export_from_dynamodb_gives_the_same_lines_from_either_layout() {
     use std::sync::Arc;
 
+    use awp_gateway::cmd::export::{Selection, export};
     use awp_gateway::config::Layout;
-    use awp_gateway::export::{Selection, export};
     use awp_gateway::sink::TenantSink;
     use awp_gateway::sink::dynamodb::DynamoSink;
     use awp_protocol::{Limits, Platform, PreparedBatch};

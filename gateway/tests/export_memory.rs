@@ -10,8 +10,8 @@
 use std::alloc::System;
 use std::sync::Arc;
 
+use awp_gateway::cmd::export::{Selection, export};
 use awp_gateway::config::{Config, Layout};
-use awp_gateway::export::{Selection, export};
 use awp_protocol::{Limits, Platform, PreparedBatch};
 use awp_store::packed::{PackError, Packer};
 use awp_store::{AcceptedBatch, JsonItems, Origin};

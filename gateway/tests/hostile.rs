@@ -87,7 +87,10 @@ secrets = ["{SECRET}"]
             .arg("--config")
             .arg(&config)
             .args(["--log-format", "json"])
-            .env("RUST_LOG", "warn,awp_gateway::server=info,awp_gateway::admin=info")
+            .env(
+                "RUST_LOG",
+                "warn,awp_gateway::net::server=info,awp_gateway::ops::admin=info",
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -34,7 +34,7 @@ impl Store {
         let db = Dynalite::start();
         let client = table_client(&db.endpoint).await;
         for table in tables {
-            assert!(awp_gateway::tables::create_table(&client, table).await.unwrap());
+            assert!(awp_gateway::cmd::tables::create_table(&client, table).await.unwrap());
         }
         Store::Dynamodb { db, client }
     }

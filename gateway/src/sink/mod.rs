@@ -21,8 +21,8 @@ use std::future::Future;
 
 use awp_store::AcceptedBatch;
 
+use crate::admit::tenant::Tenant;
 use crate::config::{PipelineConfig, SinkConfig, SinkKind};
-use crate::tenant::Tenant;
 
 /// Why a write failed. [`SinkError::Retryable`] and [`SinkError::Fatal`]
 /// are answered ACK RETRY (the agents keep their data); the two refusals

@@ -289,6 +289,7 @@ impl MemoryBudget {
     }
 
     /// Each configured tenant's guarantee, bytes.
+    #[cfg(test)]
     pub fn guarantee(&self) -> usize {
         self.shared.state().guarantee
     }

@@ -479,7 +479,7 @@ pub fn peer_certificates(conn: &rustls::ServerConnection) -> Option<Vec<Certific
 }
 
 #[cfg(test)]
-#[path = "../tests/support/certs.rs"]
+#[path = "../../tests/support/certs.rs"]
 pub(crate) mod test_certs;
 
 #[cfg(test)]

@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::mailbox::Mailbox;
+use crate::admit::tenant::Proof;
+use crate::pipeline::mailbox::Mailbox;
 use crate::telemetry;
-use crate::tenant::Proof;
 
 /// What the registry keeps of an admitted session to check it again: what
 /// it proved, and whether it came over TLS.

@@ -21,23 +21,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use awp_protocol::{CompressionSet, Limits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{Admission, Waiting, WaitingPool};
-use crate::budget::MemoryBudget;
+use crate::admit::admission::{Admission, Waiting, WaitingPool};
+use crate::admit::budget::MemoryBudget;
+use crate::admit::tenant::{LiveTenants, Tenants};
 use crate::config::Config;
-use crate::conn::{ConnContext, serve};
-use crate::health::Health;
+use crate::config::settings::{report_certificate_expiry, session_settings, tenant_cas};
+use crate::net::conn::{ConnContext, serve};
+use crate::ops::health::Health;
+use crate::ops::reload::{ConfigSource, Parts, ReloadError, ReloadReport, Reloader};
 use crate::pipeline::{Pipeline, Writers};
-use crate::reload::{ConfigSource, Parts, ReloadError, ReloadReport, Reloader};
-use crate::session::{SessionSettings, Transport};
+use crate::session::Transport;
 use crate::telemetry;
-use crate::tenant::{LiveTenants, Tenants};
-use crate::tls::TenantCa;
 
 /// A started gateway.
 pub struct RunningServer {
@@ -56,40 +55,6 @@ pub struct RunningServer {
     reloader: Arc<Reloader>,
     admin: Option<tokio::task::JoinHandle<()>>,
     drain_timeout: Duration,
-}
-
-/// The session parameters `config` gives new connections.
-pub(crate) fn session_settings(config: &Config) -> SessionSettings {
-    let s = &config.server;
-    let mut accepted = CompressionSet::NONE;
-    for c in &s.compression {
-        accepted = accepted.with(if c == "lz4" {
-            awp_protocol::Compression::Lz4
-        } else {
-            awp_protocol::Compression::Zstd
-        });
-    }
-    SessionSettings {
-        limits: Limits {
-            max_frame_len: s.max_frame_len,
-            max_batch_records: s.max_batch_records,
-            max_batch_bytes: s.max_batch_bytes,
-            accepted_compression: accepted,
-        },
-        max_inflight: s.max_inflight,
-        heartbeat: Duration::from_millis(s.heartbeat_ms),
-        hello_timeout: Duration::from_millis(s.hello_timeout_ms),
-        retry_after_ms: s.retry_after_ms,
-        goaway_reconnect_ms: s.goaway_reconnect_ms,
-        budget_wait: Duration::from_millis(config.pipeline.budget_wait_ms),
-        min_frame_rate: s.min_frame_rate,
-        max_connection_age: (s.max_connection_age_ms > 0).then(|| Duration::from_millis(s.max_connection_age_ms)),
-    }
-}
-
-/// The tenants' client CAs, which the TLS listeners ask clients for.
-pub(crate) fn tenant_cas(tenants: &Tenants) -> Vec<TenantCa> {
-    tenants.iter().filter_map(|t| t.client_ca().cloned()).collect()
 }
 
 /// Binds the listeners and starts serving.
@@ -127,7 +92,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
     report_certificate_expiry(config);
     telemetry::global().config_loaded();
     let tls = match (&config.tls, s.tls_listen.is_empty()) {
-        (Some(t), false) => Some(Arc::new(ArcSwap::new(crate::tls::server_config(
+        (Some(t), false) => Some(Arc::new(ArcSwap::new(crate::net::tls::server_config(
             &t.cert,
             &t.key,
             &tenant_cas(&tenants),
@@ -138,11 +103,11 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
         settings: ArcSwap::from_pointee(session_settings(config)),
         tenants: Arc::new(LiveTenants::from_pointee(tenants)),
         budget: budget.clone(),
-        admission: Admission::new(s.max_connections, crate::reload::tenant_limits(config)),
+        admission: Admission::new(s.max_connections, crate::ops::reload::tenant_limits(config)),
         pipeline: pipeline.clone(),
         write_timeout: Duration::from_millis(s.write_timeout_ms),
     });
-    let admin_token: crate::admin::AdminToken = Arc::new(ArcSwap::from_pointee(config.admin_token()?));
+    let admin_token: crate::config::settings::AdminToken = Arc::new(ArcSwap::from_pointee(config.admin_token()?));
     let reloader = Arc::new(Reloader::new(
         config.clone(),
         Parts {
@@ -197,7 +162,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
     let ready = Arc::new(AtomicBool::new(true));
     let (admin, admin_addr) = match s.admin_listen {
         Some(addr) => {
-            let (handle, bound) = crate::admin::start(
+            let (handle, bound) = crate::ops::admin::start(
                 addr,
                 ready.clone(),
                 budget.clone(),
@@ -315,7 +280,7 @@ async fn accept_loop(a: AcceptLoop) {
             if !a.proxy_trusted.iter().any(|net| net.contains(peer.ip())) {
                 drop(stream);
                 telemetry::global().proxy_untrusted();
-                crate::logs::pre_auth(
+                crate::telemetry::logs::pre_auth(
                     || tracing::info!(peer = %peer, "connection from outside proxy_protocol_trusted closed"),
                 );
                 continue;
@@ -331,7 +296,7 @@ async fn accept_loop(a: AcceptLoop) {
                 let mut stopping = shutdown.clone();
                 let header = Box::pin(tokio::time::timeout(
                     handshake_timeout,
-                    crate::proxy_protocol::read_source(&mut stream, peer),
+                    crate::net::proxy_protocol::read_source(&mut stream, peer),
                 ));
                 let source = tokio::select! {
                     header = header => match header {
@@ -372,29 +337,11 @@ async fn accept_loop(a: AcceptLoop) {
     }
 }
 
-/// Sets `awp_tls_certificate_expiry_timestamp_seconds` for the server
-/// certificate and every tenant's client CA.
-pub(crate) fn report_certificate_expiry(config: &Config) {
-    let server = config
-        .tls
-        .as_ref()
-        .map(|t| ("server".to_owned(), &t.cert, "tls.cert".to_owned()));
-    let cas = config.tenants.iter().enumerate().filter_map(|(i, t)| {
-        let path = t.client_ca.as_ref()?;
-        Some((format!("client_ca:{}", t.id), path, format!("tenants[{i}].client_ca")))
-    });
-    for (certificate, path, field) in server.into_iter().chain(cas) {
-        match crate::tls::earliest_expiry(path, &field) {
-            Ok(Some(expiry)) => telemetry::global().certificate_expiry(certificate, expiry),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read a certificate's expiry"),
-        }
-    }
-}
-
 fn proxy_header_failed(peer: SocketAddr, reason: &str) {
     telemetry::global().proxy_header_failed();
-    crate::logs::pre_auth(|| tracing::info!(%peer, reason, "connection refused: no valid PROXY protocol header"));
+    crate::telemetry::logs::pre_auth(
+        || tracing::info!(%peer, reason, "connection refused: no valid PROXY protocol header"),
+    );
 }
 
 /// A listening socket on `addr`; with `reuse_port` (`SO_REUSEPORT`), a new
@@ -462,7 +409,7 @@ async fn tls_connection(
         _ = waiting.evicted() => None,
     };
     if let Some(tls) = tls {
-        let certs = crate::tls::peer_certificates(tls.get_ref().1);
+        let certs = crate::net::tls::peer_certificates(tls.get_ref().1);
         serve(
             tls,
             Transport {
@@ -493,7 +440,7 @@ async fn handshake(
     };
     telemetry::global().tls_handshake_failed();
     let agent = waiting.source().map(|a| a.to_string()).unwrap_or_default();
-    crate::logs::pre_auth(|| tracing::info!(agent, error = failure, "TLS handshake failed"));
+    crate::telemetry::logs::pre_auth(|| tracing::info!(agent, error = failure, "TLS handshake failed"));
     None
 }
 
@@ -501,6 +448,8 @@ async fn handshake(
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
+
+    use awp_protocol::Limits;
 
     use super::*;
     use crate::config::Config;
@@ -565,8 +514,9 @@ mod tests {
         );
         drop(plain);
 
-        let pki = crate::tls::test_certs::TestPki::new();
-        let acceptor = TlsAcceptor::from(crate::tls::server_config(&pki.server_cert, &pki.server_key, &[]).unwrap());
+        let pki = crate::net::tls::test_certs::TestPki::new();
+        let acceptor =
+            TlsAcceptor::from(crate::net::tls::server_config(&pki.server_cert, &pki.server_key, &[]).unwrap());
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let open = OpenConnection::new(true);

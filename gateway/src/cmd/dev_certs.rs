@@ -512,7 +512,7 @@ mod tests {
         std::fs::write(dir.path().join("acme-ca.key"), key.serialize_pem()).unwrap();
         let written = write(dir.path(), &["localhost".to_owned()], &["acme/p1".to_owned()]).unwrap();
         assert_eq!(written.kept, vec![dir.path().join("acme-ca.pem")]);
-        let expiry = crate::tls::earliest_expiry(&dir.path().join("acme-p1.pem"), "p1")
+        let expiry = crate::net::tls::earliest_expiry(&dir.path().join("acme-p1.pem"), "p1")
             .unwrap()
             .unwrap();
         let days = (expiry - now.unix_timestamp()) as f64 / 86_400.0;
@@ -534,7 +534,7 @@ mod tests {
         write(dir.path(), &["localhost".to_owned()], &["acme/phone-1".to_owned()]).unwrap();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         for name in ["ca.pem", "server.pem", "acme-ca.pem", "acme-phone-1.pem"] {
-            let expiry = crate::tls::earliest_expiry(&dir.path().join(name), name)
+            let expiry = crate::net::tls::earliest_expiry(&dir.path().join(name), name)
                 .unwrap()
                 .unwrap();
             let days = (expiry - now) as f64 / 86_400.0;

@@ -16,12 +16,13 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::admission::{Admission, Waiting};
-use crate::budget::{BudgetPermit, MemoryBudget};
-use crate::pipeline::{Outcome, Pipeline, SubmitError};
-use crate::session::{Action, BatchOutcome, Now, Session, SessionSettings, Transport};
+use crate::admit::admission::{Admission, Waiting};
+use crate::admit::budget::{BudgetPermit, MemoryBudget};
+use crate::admit::tenant::LiveTenants;
+use crate::pipeline::outcome::BatchOutcome;
+use crate::pipeline::{Pipeline, SubmitError};
+use crate::session::{Action, Now, Session, SessionSettings, Transport};
 use crate::telemetry;
-use crate::tenant::LiveTenants;
 
 /// What every connection shares.
 pub struct ConnContext {
@@ -208,8 +209,8 @@ pub async fn serve<S, G>(
                     }
                     // Every answer that is ready, with one write.
                     Event::Mail => {
-                        for outcome in mailbox.take() {
-                            outcome_done(&mut session, outcome, &mut actions);
+                        for (seq, outcome) in mailbox.take() {
+                            session.batch_done(seq, outcome, &mut actions);
                         }
                     }
                     Event::Deadline => session.tick(now, &mut actions),
@@ -247,10 +248,6 @@ pub async fn serve<S, G>(
         }
     }
     drop(guard);
-}
-
-fn outcome_done(session: &mut Session, outcome: Outcome, actions: &mut Vec<Action>) {
-    session.batch_done(outcome.seq, outcome.outcome, actions);
 }
 
 /// How long a closing connection keeps reading what the client still sends.

@@ -33,10 +33,11 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use secrecy::ExposeSecret;
 use sha2::Digest;
 
+pub use crate::admit::auth_failure::AuthFailure;
+use crate::admit::quota::{QuotaSettings, Scope, SharedQuota, TenantQuota};
 use crate::config::{ConfigError, DynamoConfig, Layout, ServerConfig, SinkKind, TenantConfig};
-use crate::quota::{QuotaSettings, Scope, SharedQuota, TenantQuota};
+use crate::net::tls::TenantCa;
 use crate::telemetry;
-use crate::tls::TenantCa;
 
 /// One tenant, ready for authentication and item mapping.
 #[derive(Debug)]
@@ -322,14 +323,15 @@ impl Tenants {
                 let chain: Arc<[CertificateDer<'static>]> = peer_certs.map_or_else(|| Arc::from([]), Arc::from);
                 // A tenant without a CA is checked against nobody's: as much work.
                 let ca = tenant.and_then(|t| t.client_ca.as_ref()).unwrap_or(TenantCa::nobodys());
-                let checked = crate::tls::check_client_cert(&chain, ca, &hello.device_id, unix_time(now_unix_secs))
-                    .map_err(AuthFailure::Certificate)
-                    .and_then(|()| match tenant {
-                        Some(t) if t.client_ca.is_none() => Err(AuthFailure::NoClientCa),
-                        _ => Ok(()),
-                    });
+                let checked =
+                    crate::net::tls::check_client_cert(&chain, ca, &hello.device_id, unix_time(now_unix_secs))
+                        .map_err(AuthFailure::Certificate)
+                        .and_then(|()| match tenant {
+                            Some(t) if t.client_ca.is_none() => Err(AuthFailure::NoClientCa),
+                            _ => Ok(()),
+                        });
                 // The chain is as good as its first certificate to expire.
-                let until = chain.iter().filter_map(crate::tls::not_after).min();
+                let until = chain.iter().filter_map(crate::net::tls::not_after).min();
                 (checked, Proof::Certificate(chain), until)
             }
         };
@@ -364,7 +366,7 @@ impl Tenants {
             Proof::Certificate(chain) => tenant
                 .client_ca
                 .as_ref()
-                .is_some_and(|ca| crate::tls::verify_client_cert(chain, ca, device_id, unix_time(now_unix_secs))),
+                .is_some_and(|ca| crate::net::tls::verify_client_cert(chain, ca, device_id, unix_time(now_unix_secs))),
         }
     }
 
@@ -394,76 +396,6 @@ impl Tenants {
             (true, true) => Ok(()),
             (true, false) => Err(AuthFailure::ExpiredToken),
             (false, _) => Err(AuthFailure::BadToken),
-        }
-    }
-}
-
-/// Why a HELLO did not authenticate: for the operator's log and
-/// `awp_auth_failures_total{reason}`. The agent is told `AUTH_FAILED`,
-/// whatever it is (no tenant or device enumeration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// No such tenant here.
-    UnknownTenant,
-    /// The token is not the tenant's secrets' for this device.
-    BadToken,
-    /// The token was the tenant's, and its expiry passed.
-    ExpiredToken,
-    /// A certificate HELLO for a tenant without a client CA.
-    NoClientCa,
-    /// The client certificate did not pass.
-    Certificate(crate::tls::CertificateFailure),
-    /// The tenant takes HELLOs over TLS only.
-    TlsRequired,
-}
-
-impl AuthFailure {
-    /// The metric label.
-    pub fn reason(&self) -> &'static str {
-        use crate::tls::CertificateFailure;
-        match self {
-            AuthFailure::UnknownTenant => "unknown_tenant",
-            AuthFailure::BadToken => "bad_token",
-            AuthFailure::ExpiredToken => "expired_token",
-            AuthFailure::NoClientCa => "no_client_ca",
-            AuthFailure::Certificate(CertificateFailure::None) => "no_certificate",
-            AuthFailure::Certificate(CertificateFailure::Rejected(_)) => "certificate_rejected",
-            AuthFailure::Certificate(CertificateFailure::OtherDevice) => "certificate_for_another_device",
-            AuthFailure::TlsRequired => "tls_required",
-        }
-    }
-
-    /// All the labels, for the metric's series from start.
-    pub const REASONS: [&'static str; 8] = [
-        "unknown_tenant",
-        "bad_token",
-        "expired_token",
-        "no_client_ca",
-        "no_certificate",
-        "certificate_rejected",
-        "certificate_for_another_device",
-        "tls_required",
-    ];
-}
-
-impl std::fmt::Display for AuthFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::tls::CertificateFailure;
-        match self {
-            AuthFailure::UnknownTenant => f.write_str("no such tenant"),
-            AuthFailure::BadToken => f.write_str("the token is not this tenant's for this device (a rotated secret?)"),
-            AuthFailure::ExpiredToken => f.write_str("the token expired"),
-            AuthFailure::NoClientCa => f.write_str("a certificate HELLO, and the tenant has no client_ca"),
-            AuthFailure::Certificate(CertificateFailure::None) => {
-                f.write_str("a certificate HELLO without a certificate")
-            }
-            AuthFailure::Certificate(CertificateFailure::Rejected(why)) => {
-                write!(f, "the certificate is not good for the tenant's CA: {why}")
-            }
-            AuthFailure::Certificate(CertificateFailure::OtherDevice) => {
-                f.write_str("the certificate names another device")
-            }
-            AuthFailure::TlsRequired => f.write_str("the tenant requires TLS and this connection is plain"),
         }
     }
 }

@@ -48,13 +48,13 @@ use arc_swap::ArcSwap;
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
-use crate::budget::MemoryBudget;
+use crate::admit::budget::MemoryBudget;
+use crate::admit::tenant::{QuotaChange, Tenants};
 use crate::config::{Config, DynamoConfig, TenantConfig};
-use crate::conn::ConnContext;
-use crate::health::Health;
+use crate::net::conn::ConnContext;
+use crate::ops::health::Health;
 use crate::pipeline::Pipeline;
 use crate::telemetry;
-use crate::tenant::{QuotaChange, Tenants};
 
 /// The longest a reload's answer waits for old stores to be written no more.
 pub const MAX_DRAIN_WAIT: Duration = Duration::from_secs(60);
@@ -143,7 +143,7 @@ pub struct Reloader {
     budget: Arc<MemoryBudget>,
     health: Arc<Health>,
     pipeline: Pipeline,
-    admin_token: crate::admin::AdminToken,
+    admin_token: crate::config::settings::AdminToken,
     /// The tables of tenants removed by reloads (while their writers drain).
     removed_tables: std::sync::Mutex<Vec<(String, DynamoConfig)>>,
     stopping: AtomicBool,
@@ -162,7 +162,7 @@ pub struct Parts {
     /// The writers.
     pub pipeline: Pipeline,
     /// The admin endpoint's token (read again from its file at each reload).
-    pub admin_token: crate::admin::AdminToken,
+    pub admin_token: crate::config::settings::AdminToken,
 }
 
 impl Reloader {
@@ -269,7 +269,7 @@ impl Reloader {
         let quota_changes = tenants.carry_quotas_over(&self.ctx.tenants.load());
         let tls = match (&self.tls, &next.tls) {
             (Some(_), Some(t)) => Some(
-                crate::tls::server_config(&t.cert, &t.key, &crate::server::tenant_cas(&tenants))
+                crate::net::tls::server_config(&t.cert, &t.key, &crate::config::settings::tenant_cas(&tenants))
                     .map_err(|e| ReloadError::Invalid(e.to_string()))?,
             ),
             _ => None,
@@ -325,7 +325,7 @@ impl Reloader {
         let drains = self.pipeline.apply(opened, &report.removed);
         self.ctx
             .settings
-            .store(Arc::new(crate::server::session_settings(&next)));
+            .store(Arc::new(crate::config::settings::session_settings(&next)));
         quota_changes.into_iter().for_each(QuotaChange::apply);
         // Kept tenants whose secrets, client CA or CRLs changed: their live
         // sessions are checked again once the new credentials are in force.
@@ -356,7 +356,7 @@ impl Reloader {
             .recheck(&credentials_changed, |tenant, device, session| {
                 tenants.still_valid(tenant, device, &session.proof, session.tls, now_secs)
             });
-        crate::server::report_certificate_expiry(&next);
+        crate::config::settings::report_certificate_expiry(&next);
         for tenant in next.null_sink_tenants() {
             if report.added.iter().chain(&report.store_changed).any(|t| t == tenant) {
                 tracing::warn!(

@@ -44,16 +44,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
-use crate::budget::MemoryBudget;
-use crate::health::Health;
-use crate::reload::{ReloadError, ReloadReport, Reloader};
+use crate::admit::budget::MemoryBudget;
+use crate::ops::health::Health;
+use crate::ops::reload::{ReloadError, ReloadReport, Reloader};
 use crate::telemetry::{self, TenantMetrics};
 
 /// Connections served at once; more are closed as they come.
@@ -72,7 +71,7 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The admin token in force (`server.admin_token_file`), if any; a reload
 /// replaces it.
-pub type AdminToken = Arc<ArcSwap<Option<SecretString>>>;
+use crate::config::settings::AdminToken;
 
 /// The connection's peer, for the checks of `POST /reload`.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +109,7 @@ pub async fn start(
         }
         let configured: std::collections::HashSet<String> = budget.tenant_ids().into_iter().collect();
         let mut text = handle.render();
-        crate::process::render(&mut text);
+        crate::telemetry::process::render(&mut text);
         std::future::ready(telemetry::tidy(&text, &configured))
     };
     let listener = tokio::net::TcpListener::bind(addr)

@@ -211,6 +211,7 @@ pub struct DeviceQuota(Arc<Bucket>);
 impl TenantQuota {
     /// From the tenant's configured rates; `max_batch_records` and
     /// `max_batch_bytes` are the least a bucket holds.
+    #[cfg(test)]
     pub fn new(
         records_per_second: Option<NonZeroU32>,
         bytes_per_second: Option<NonZeroU32>,

@@ -15,12 +15,13 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::pipeline::Outcome;
+use crate::pipeline::outcome::BatchOutcome;
 
 /// A connection's mailbox; shared (in an `Arc`) with whoever tells it.
 #[derive(Debug, Default)]
 pub struct Mailbox {
-    outcomes: Mutex<Vec<Outcome>>,
+    /// Each batch's seq and answer.
+    outcomes: Mutex<Vec<(u64, BatchOutcome)>>,
     evicted: AtomicBool,
     told_to_go: AtomicBool,
     revoked: AtomicBool,
@@ -28,12 +29,12 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    /// A batch's outcome.
-    pub fn put(&self, outcome: Outcome) {
+    /// Batch `seq`'s answer.
+    pub fn put(&self, seq: u64, outcome: BatchOutcome) {
         self.outcomes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(outcome);
+            .push((seq, outcome));
         self.arrived.notify_one();
     }
 
@@ -68,8 +69,8 @@ impl Mailbox {
         self.arrived.notified().await;
     }
 
-    /// Every outcome put in so far.
-    pub fn take(&self) -> Vec<Outcome> {
+    /// Every answer put in so far: (seq, answer).
+    pub fn take(&self) -> Vec<(u64, BatchOutcome)> {
         std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
