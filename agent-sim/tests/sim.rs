@@ -159,7 +159,7 @@ async fn a_run_on_dynamodb_verifies_against_the_table_in_the_packed_layout() {
         max_concurrency: 4,
     };
     let client = awp_gateway::sink::dynamodb::client(&dest).await;
-    awp_gateway::cmd::tables::create_table(&client, "awp-sim")
+    awp_gateway::sink::dynamodb::tables::create_table(&client, "awp-sim")
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();

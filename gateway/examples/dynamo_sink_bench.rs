@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         secret_access_key: Some("local".into()),
         max_concurrency: concurrency,
     };
-    awp_gateway::cmd::tables::create_table(&client(&config).await, "bench").await?;
+    awp_gateway::sink::dynamodb::tables::create_table(&client(&config).await, "bench").await?;
     let mut sink = DynamoSink::connect("bench", &config, Duration::from_secs(60), layout).await;
 
     // Batches as the gateway accepts them: typical batches from 50 devices.

@@ -246,8 +246,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 match action {
-                    TablesAction::Create => awp_gateway::cmd::tables::create(&config, tenant.as_deref()).await,
-                    TablesAction::Describe => awp_gateway::cmd::tables::describe(&config, tenant.as_deref()).await,
+                    TablesAction::Create => {
+                        awp_gateway::sink::dynamodb::tables::create(&config, tenant.as_deref()).await
+                    }
+                    TablesAction::Describe => {
+                        awp_gateway::sink::dynamodb::tables::describe(&config, tenant.as_deref()).await
+                    }
                 }
             })?;
             return Ok(ExitCode::SUCCESS);

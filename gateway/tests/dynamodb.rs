@@ -62,7 +62,7 @@ async fn create_tables(endpoint: &str, tenants: &[&str]) -> aws_sdk_dynamodb::Cl
     let client = awp_gateway::sink::dynamodb::client(&dynamo("unused", endpoint)).await;
     for t in tenants {
         assert!(
-            awp_gateway::cmd::tables::create_table(&client, &format!("awp-{t}"))
+            awp_gateway::sink::dynamodb::tables::create_table(&client, &format!("awp-{t}"))
                 .await
                 .unwrap()
         );
@@ -352,9 +352,15 @@ async fn tables_create_is_idempotent_and_describe_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::config(dir.path());
     use_dynamo(&mut config, &db.endpoint, &["other"]);
-    awp_gateway::cmd::tables::create(&config, None).await.unwrap();
-    awp_gateway::cmd::tables::create(&config, None).await.unwrap();
-    awp_gateway::cmd::tables::describe(&config, Some("acme")).await.unwrap();
+    awp_gateway::sink::dynamodb::tables::create(&config, None)
+        .await
+        .unwrap();
+    awp_gateway::sink::dynamodb::tables::create(&config, None)
+        .await
+        .unwrap();
+    awp_gateway::sink::dynamodb::tables::describe(&config, Some("acme"))
+        .await
+        .unwrap();
     let client = awp_gateway::sink::dynamodb::client(&dynamo("x", &db.endpoint)).await;
     let out = client.describe_table().table_name("awp-other").send().await.unwrap();
     let table = out.table.unwrap();
@@ -371,7 +377,7 @@ async fn tables_create_is_idempotent_and_describe_reports_them() {
         ]
     );
     assert!(
-        awp_gateway::cmd::tables::describe(&config, Some("nobody"))
+        awp_gateway::sink::dynamodb::tables::describe(&config, Some("nobody"))
             .await
             .is_err()
     );

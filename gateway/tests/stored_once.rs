@@ -34,7 +34,11 @@ impl Store {
         let db = Dynalite::start();
         let client = table_client(&db.endpoint).await;
         for table in tables {
-            assert!(awp_gateway::cmd::tables::create_table(&client, table).await.unwrap());
+            assert!(
+                awp_gateway::sink::dynamodb::tables::create_table(&client, table)
+                    .await
+                    .unwrap()
+            );
         }
         Store::Dynamodb { db, client }
     }

@@ -33,6 +33,12 @@ pub const DELETE: &str = "DELETE FROM items WHERE device = ?1 AND rk = ?2";
 /// A device's items: `?1` device; rows of (rk, item).
 pub const DEVICE_ITEMS: &str = "SELECT rk, item FROM items WHERE device = ?1 ORDER BY rk";
 
+/// The items of one device (`?1`) or every device (`?1` NULL) whose `rk`
+/// is in `[?2, ?3)`, as item JSON, in key order per device (what
+/// [`crate::dedupe::Dedupe`] needs).
+pub const ITEMS_IN_RANGE: &str = "SELECT item FROM items WHERE (?1 IS NULL OR device = ?1) AND rk >= ?2 AND rk < ?3 \
+                                  ORDER BY device, rk";
+
 /// The database file of `tenant` under `data_dir`.
 pub fn database_path(data_dir: &Path, tenant: &str) -> PathBuf {
     data_dir.join(format!("{tenant}.sqlite3"))
@@ -42,6 +48,24 @@ pub fn database_path(data_dir: &Path, tenant: &str) -> PathBuf {
 /// gateway may go on writing meanwhile (WAL).
 pub fn open_read_only(data_dir: &Path, tenant: &str) -> rusqlite::Result<Connection> {
     Connection::open_with_flags(database_path(data_dir, tenant), OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// Calls `each` with the JSON of every item of `device` (or of every
+/// device) whose `rk` is in `[low, high)`, one row at a time, in key order
+/// per device: a whole table in bounded memory.
+pub fn for_each_item<E: From<rusqlite::Error>>(
+    conn: &Connection,
+    device: Option<&str>,
+    (low, high): (&str, &str),
+    mut each: impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stmt = conn.prepare(ITEMS_IN_RANGE)?;
+    let mut rows = stmt.query(rusqlite::params![device, low, high])?;
+    while let Some(row) = rows.next()? {
+        let item: String = row.get(0)?;
+        each(&item)?;
+    }
+    Ok(())
 }
 
 /// A device's items as (rk, item JSON), in key order.

@@ -162,72 +162,21 @@ fn from_sqlite<W: Write>(config: &Config, tenant: &str, lines: &mut Lines<'_, W>
     let conn = awp_store::sqlite::open_read_only(&config.sink.data_dir, tenant)
         .with_context(|| format!("cannot open {}", path.display()))?;
     let (low, high) = lines.selection.key_range();
-    let mut stmt = conn.prepare(
-        "SELECT item FROM items WHERE (?1 IS NULL OR device = ?1) AND rk >= ?2 AND rk < ?3 ORDER BY device, rk",
-    )?;
-    let mut rows = stmt.query(rusqlite::params![lines.selection.device, low, high])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        let item: Value = serde_json::from_str(&text).context("a stored item is not JSON")?;
-        lines.item(&item)?;
-    }
-    Ok(())
+    let device = lines.selection.device.clone();
+    awp_store::sqlite::for_each_item::<anyhow::Error>(&conn, device.as_deref(), (&low, &high), |text| {
+        let item: Value = serde_json::from_str(text).context("a stored item is not JSON")?;
+        lines.item(&item)
+    })
 }
 
 async fn from_dynamodb<W: Write>(tenant: &TenantConfig, i: usize, lines: &mut Lines<'_, W>) -> anyhow::Result<()> {
-    use aws_sdk_dynamodb::error::DisplayErrorContext;
-    use aws_sdk_dynamodb::types::AttributeValue;
     let dynamo = tenant
         .dynamodb
         .as_ref()
         .with_context(|| format!("tenants[{i}].dynamodb: no table to export from"))?;
-    let client = crate::sink::dynamodb::client(dynamo).await;
     let (low, high) = lines.selection.key_range();
-    let range = [
-        (":lo".to_owned(), AttributeValue::S(low)),
-        (":hi".to_owned(), AttributeValue::S(high)),
-    ];
-    // One page at a time: a whole table in bounded memory.
-    let table = &dynamo.table;
-    let failed = |e: String| anyhow::anyhow!("table {table}: {e}");
-    match &lines.selection.device {
-        Some(device) => {
-            let mut pages = client
-                .query()
-                .table_name(table)
-                .key_condition_expression("device = :d AND rk BETWEEN :lo AND :hi")
-                .set_expression_attribute_values(Some(
-                    range
-                        .into_iter()
-                        .chain([(":d".to_owned(), AttributeValue::S(device.clone()))])
-                        .collect(),
-                ))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-                for item in page.items() {
-                    lines.item(&awp_store::dynamodb::attributes_to_json(item))?;
-                }
-            }
-        }
-        None => {
-            let mut pages = client
-                .scan()
-                .table_name(table)
-                .filter_expression("rk BETWEEN :lo AND :hi")
-                .set_expression_attribute_values(Some(range.into_iter().collect()))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-                for item in page.items() {
-                    lines.item(&awp_store::dynamodb::attributes_to_json(item))?;
-                }
-            }
-        }
-    }
-    Ok(())
+    let device = lines.selection.device.clone();
+    crate::sink::dynamodb::reads::for_each_item(dynamo, device.as_deref(), (&low, &high), |item| lines.item(item)).await
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! a store, not on a running gateway's state (`probe` asks one over HTTP).
 //!
 //! - `inspect`: a captured byte stream as JSON lines, frame by frame;
-//! - `export`: a tenant's records from either store and layout;
-//! - `tables`: creates or describes the tenants' DynamoDB tables;
+//! - `export`: a tenant's records from either store and layout (the
+//!   `gateway tables` command is `sink::dynamodb::tables`);
 //! - `dev_certs`: a throwaway PKI for trying TLS and mutual TLS;
 //! - `probe`: asks the admin endpoint whether the gateway is alive.
 
@@ -12,5 +12,3 @@ pub mod dev_certs;
 pub mod export;
 pub mod inspect;
 pub mod probe;
-#[cfg(feature = "dynamodb")]
-pub mod tables;
