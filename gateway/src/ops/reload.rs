@@ -294,7 +294,7 @@ impl Reloader {
             };
             let sink = self.pipeline.open(tenant).await.map_err(|e| ReloadError::Sink {
                 tenant: config.id.clone(),
-                reason: e.to_string(),
+                reason: e.report(),
             })?;
             opened.push(sink);
         }

@@ -24,7 +24,7 @@ impl BatchOutcome {
     pub fn of(result: &Result<(), SinkError>) -> BatchOutcome {
         match result {
             Ok(()) => BatchOutcome::Stored,
-            Err(SinkError::Refused(reason) | SinkError::Unstorable(reason)) => {
+            Err(SinkError::Refused { what: reason, .. } | SinkError::Unstorable(reason)) => {
                 BatchOutcome::Rejected(format!("the store refused this batch: {reason}"))
             }
             Err(_) => BatchOutcome::storage_unavailable(),

@@ -131,7 +131,7 @@ impl<S: TenantSink> Writer<S> {
                 match reopen(&self.tenant).await {
                     Ok(sink) => break sink,
                     Err(e) => {
-                        tracing::error!(tenant = %self.tenant.id, error = %e, "cannot open the sink again");
+                        tracing::error!(tenant = %self.tenant.id, error = %e.report(), "cannot open the sink again");
                         self.health.down(format!("cannot open the sink: {e}"));
                     }
                 }
@@ -144,7 +144,7 @@ impl<S: TenantSink> Writer<S> {
     /// ACK RETRY.
     pub(super) async fn wait_down(&mut self, pause: Duration) -> Down<S> {
         let until = tokio::time::Instant::now() + pause;
-        let down = Err(SinkError::Retryable("the storage writer is restarting".into()));
+        let down = Err(SinkError::retryable("the storage writer is restarting"));
         loop {
             let next = tokio::time::timeout_at(until, self.next()).await;
             match next {
@@ -213,12 +213,12 @@ impl<S: TenantSink> Writer<S> {
                         // before the next one starts: an abandoned write would keep
                         // running beside it, and a stuck store would pile them up.
                         // Batches queued meanwhile are answered RETRY at once.
-                        let late = Err(SinkError::Retryable(format!(
+                        let late = Err(SinkError::retryable(format!(
                             "sink write took over {} ms",
                             write_timeout.as_millis()
                         )));
                         self.answer(&mut waiters, &late);
-                        let busy = Err(SinkError::Retryable("sink busy with a late write".into()));
+                        let busy = Err(SinkError::retryable("sink busy with a late write"));
                         loop {
                             tokio::select! {
                                 finished = &mut write => {
@@ -241,13 +241,13 @@ impl<S: TenantSink> Writer<S> {
             self.metrics.write_done(items, started.elapsed(), result.is_ok());
             match &result {
                 Ok(()) => self.health.write_ok(),
-                Err(e @ (SinkError::Refused(_) | SinkError::Unstorable(_))) => {
-                    tracing::warn!(tenant = %self.tenant.id, batches = copies.len(), error = %e, "a write was refused; writing its batches one at a time");
+                Err(e @ (SinkError::Refused { .. } | SinkError::Unstorable(_))) => {
+                    tracing::warn!(tenant = %self.tenant.id, batches = copies.len(), error = %e.report(), "a write was refused; writing its batches one at a time");
                     self.isolate(sink, copies, &mut waiters).await;
                 }
                 Err(e) => {
-                    self.health.write_failed(&e.to_string());
-                    tracing::warn!(tenant = %self.tenant.id, items, error = %e, "sink write failed; batches get ACK RETRY");
+                    self.health.write_failed(&e.report());
+                    tracing::warn!(tenant = %self.tenant.id, items, error = %e.report(), "sink write failed; batches get ACK RETRY");
                 }
             }
             // Batches answered already (a late write, a refused one) keep that answer.
@@ -268,7 +268,7 @@ impl<S: TenantSink> Writer<S> {
         for batch in &batches {
             let result = match tokio::time::timeout_at(deadline, sink.write(vec![batch.clone()])).await {
                 Ok(result) => result,
-                Err(_) => Err(SinkError::Retryable(format!(
+                Err(_) => Err(SinkError::retryable(format!(
                     "writing a refused write's batches one at a time took over {} ms",
                     write_timeout.as_millis()
                 ))),
@@ -288,22 +288,22 @@ impl<S: TenantSink> Writer<S> {
                     self.refused(batch, &reason);
                     Err(SinkError::Unstorable(reason))
                 }
-                Err(SinkError::Refused(reason)) => {
+                Err(SinkError::Refused { what: reason, cause }) => {
                     let sound = match &store_takes_items {
                         Some(known) => known.clone(),
                         None => {
                             let asked = match tokio::time::timeout(write_timeout, sink.probe()).await {
                                 Ok(answer) => answer,
-                                Err(_) => Err(SinkError::Retryable("the store did not answer a probe in time".into())),
+                                Err(_) => Err(SinkError::retryable("the store did not answer a probe in time")),
                             };
                             match &asked {
-                                Err(e @ SinkError::Fatal(_)) => {
-                                    tracing::error!(tenant = %self.tenant.id, error = %e, refused = %reason, "the store did not take a well-formed item: the refused batch gets ACK RETRY");
-                                    self.health.write_failed(&e.to_string());
+                                Err(e @ SinkError::Fatal { .. }) => {
+                                    tracing::error!(tenant = %self.tenant.id, error = %e.report(), refused = %reason, "the store did not take a well-formed item: the refused batch gets ACK RETRY");
+                                    self.health.write_failed(&e.report());
                                 }
                                 // Throttled, a timeout: no answer either way; RETRY.
                                 Err(e) => {
-                                    tracing::warn!(tenant = %self.tenant.id, error = %e, refused = %reason, "the store did not answer a probe: the refused batch gets ACK RETRY")
+                                    tracing::warn!(tenant = %self.tenant.id, error = %e.report(), refused = %reason, "the store did not answer a probe: the refused batch gets ACK RETRY")
                                 }
                                 Ok(()) => {}
                             }
@@ -315,7 +315,7 @@ impl<S: TenantSink> Writer<S> {
                         Ok(()) => match sink.discard(batch).await {
                             Ok(()) => {
                                 self.refused(batch, &reason);
-                                Err(SinkError::Refused(reason))
+                                Err(SinkError::Refused { what: reason, cause })
                             }
                             // Part of it may still be stored: the agent must resend.
                             Err(e) => Err(e),
@@ -332,7 +332,7 @@ impl<S: TenantSink> Writer<S> {
     /// Counts and logs a batch answered ACK REJECTED, with its answer.
     pub(super) fn refused(&self, batch: &AcceptedBatch, reason: &str) {
         self.metrics.batch_refused();
-        let BatchOutcome::Rejected(answer) = BatchOutcome::of(&Err(SinkError::Refused(reason.to_owned()))) else {
+        let BatchOutcome::Rejected(answer) = BatchOutcome::of(&Err(SinkError::refused(reason))) else {
             return;
         };
         tracing::warn!(tenant = %self.tenant.id, device = %batch.device_id(), seq = batch.seq(), answer = %answer, "a batch the store cannot take: ACK REJECTED");
@@ -376,7 +376,7 @@ impl<S: TenantSink> Writer<S> {
         if !expired.is_empty() {
             self.metrics.queue_expired(expired.len());
             let message = format!("waited over {} ms for the store", max_wait.as_millis());
-            self.answer(&mut expired, &Err(SinkError::Retryable(message)));
+            self.answer(&mut expired, &Err(SinkError::retryable(message)));
         }
     }
 

@@ -161,7 +161,7 @@ impl TenantSink for Picky {
             return Err(if self.before_sending {
                 SinkError::Unstorable("record 0: too large".into())
             } else {
-                SinkError::Refused("ValidationException: bad value".into())
+                SinkError::refused("ValidationException: bad value")
             });
         }
         Ok(())
@@ -177,7 +177,7 @@ impl TenantSink for Picky {
         if self.sound {
             Ok(())
         } else {
-            Err(SinkError::Fatal("the table refuses well-formed items".into()))
+            Err(SinkError::fatal("the table refuses well-formed items"))
         }
     }
 }

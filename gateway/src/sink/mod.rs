@@ -24,25 +24,37 @@ use awp_store::AcceptedBatch;
 use crate::admit::tenant::Tenant;
 use crate::config::{PipelineConfig, SinkConfig, SinkKind};
 
+/// What caused a sink failure: the store's own error (rusqlite's, the
+/// SDK's), kept as the error's source so that the log shows its kind.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a write failed. [`SinkError::Retryable`] and [`SinkError::Fatal`]
 /// are answered ACK RETRY (the agents keep their data); the two refusals
-/// lead to ACK REJECTED for the batch at fault (`pipeline.rs`).
-#[derive(Debug, Clone, thiserror::Error)]
+/// lead to ACK REJECTED for the batch at fault (`pipeline/writer.rs`).
+/// Each keeps what the store said as its [`source`](std::error::Error::source).
+#[derive(Debug, Clone)]
 pub enum SinkError {
     /// Throttling, a busy or locked store, IO: may succeed later.
-    #[error("sink write failed, retryable: {0}")]
-    Retryable(String),
+    Retryable {
+        /// What failed, in the gateway's words.
+        what: String,
+        /// The store's error.
+        cause: Option<Cause>,
+    },
     /// A configuration problem (a missing table, no permission, a corrupt
     /// file, a table that refuses well-formed items) that will not fix
     /// itself. Still answered with ACK RETRY (the agents keep their data),
     /// but logged loudly.
-    #[error("sink write failed, fatal (check the configuration): {0}")]
-    Fatal(String),
+    Fatal {
+        /// What failed, in the gateway's words.
+        what: String,
+        /// The store's error.
+        cause: Option<Cause>,
+    },
     /// The gateway found, before it sent anything of the write, that a
     /// batch's items cannot be stored whatever the store (a packed item
     /// over DynamoDB's 400 KB): the batch's own fault, decided by its
     /// content alone, and nothing of the write was written.
-    #[error("the batch cannot be stored: {0}")]
     Unstorable(String),
     /// The store refused the items of this write (a validation error):
     /// writing the same items again cannot help, other items may be taken,
@@ -50,14 +62,98 @@ pub enum SinkError {
     /// fault by writing them one at a time, and asks the store
     /// ([`TenantSink::probe`]) whether it takes well-formed items before
     /// blaming a batch written alone.
-    #[error("the store refused the items: {0}")]
-    Refused(String),
+    Refused {
+        /// The store's words for what it refused (told to the agent).
+        what: String,
+        /// The store's error.
+        cause: Option<Cause>,
+    },
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkError::Retryable { what, .. } => write!(f, "sink write failed, retryable: {what}"),
+            SinkError::Fatal { what, .. } => write!(f, "sink write failed, fatal (check the configuration): {what}"),
+            SinkError::Unstorable(what) => write!(f, "the batch cannot be stored: {what}"),
+            SinkError::Refused { what, .. } => write!(f, "the store refused the items: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {
+    /// The store's own error, itself (so that it can be downcast).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SinkError::Retryable { cause, .. } | SinkError::Fatal { cause, .. } | SinkError::Refused { cause, .. } => {
+                cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+            }
+            SinkError::Unstorable(_) => None,
+        }
+    }
 }
 
 impl SinkError {
+    /// [`SinkError::Retryable`] without a cause of the store's.
+    pub fn retryable(what: impl Into<String>) -> SinkError {
+        SinkError::Retryable {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// [`SinkError::Retryable`], caused by the store's `cause`.
+    pub fn retryable_from(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> SinkError {
+        SinkError::Retryable {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
+    /// [`SinkError::Fatal`] without a cause of the store's.
+    pub fn fatal(what: impl Into<String>) -> SinkError {
+        SinkError::Fatal {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// [`SinkError::Fatal`], caused by the store's `cause`.
+    pub fn fatal_from(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> SinkError {
+        SinkError::Fatal {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
+    /// [`SinkError::Refused`] without a cause of the store's.
+    pub fn refused(what: impl Into<String>) -> SinkError {
+        SinkError::Refused {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
     /// Whether this is [`SinkError::Fatal`].
     pub fn is_fatal(&self) -> bool {
-        matches!(self, SinkError::Fatal(_))
+        matches!(self, SinkError::Fatal { .. })
+    }
+
+    /// The error and its causes on one line, for the log: what the gateway
+    /// says, then what the store said (`…: database is locked`).
+    pub fn report(&self) -> String {
+        let mut line = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // A cause whose words are already in the line adds nothing.
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            source = cause.source();
+        }
+        line
     }
 }
 
@@ -67,7 +163,7 @@ impl From<awp_store::packed::PackError> for SinkError {
     fn from(e: awp_store::packed::PackError) -> SinkError {
         match e {
             awp_store::packed::PackError::TooLarge { .. } => SinkError::Unstorable(e.to_string()),
-            other => SinkError::Fatal(format!("packing a batch: {other}")),
+            other => SinkError::fatal_from("packing a batch", other),
         }
     }
 }
@@ -76,7 +172,7 @@ impl From<awp_protocol::BatchError> for SinkError {
     /// A stored batch's bytes no longer decode: they were checked when the
     /// batch was accepted, so this is a bug, never a skipped record.
     fn from(e: awp_protocol::BatchError) -> SinkError {
-        SinkError::Fatal(format!("an accepted batch does not decode: {e}"))
+        SinkError::fatal_from("an accepted batch does not decode", e)
     }
 }
 
@@ -124,7 +220,7 @@ pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &Pipeli
         #[cfg(feature = "dynamodb")]
         SinkKind::Dynamodb => {
             let Some(dynamo) = &tenant.dynamodb else {
-                return Err(SinkError::Fatal(format!(
+                return Err(SinkError::fatal(format!(
                     "tenant {}: no [tenants.dynamodb] table",
                     tenant.id
                 )));
@@ -136,7 +232,7 @@ pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &Pipeli
         }
         #[allow(unreachable_patterns)]
         other => {
-            return Err(SinkError::Fatal(format!(
+            return Err(SinkError::fatal(format!(
                 "tenant {}: this gateway was built without the {} sink",
                 tenant.id,
                 other.name()

@@ -144,7 +144,7 @@ impl DynamoSink {
                     Retry::Refused | Retry::Never => DynamoErrorKind::Fatal,
                 };
                 self.metrics.request_failed(started.elapsed(), kind);
-                Attempt::Failed(retry, message, requests)
+                Attempt::Failed(retry, message, std::sync::Arc::new(e), requests)
             }
         }
     }
@@ -191,30 +191,36 @@ impl DynamoSink {
             let Some((outcome, attempt)) = inflight.next().await else {
                 break Ok(());
             };
-            let (retry, message, rest) = match outcome {
+            let (retry, message, cause, rest) = match outcome {
                 Attempt::Done => {
                     self.limit.on_success();
                     continue;
                 }
                 Attempt::NotSent => continue,
-                Attempt::Unprocessed(rest) => (Retry::Throttled, "unprocessed items".to_owned(), rest),
-                Attempt::Failed(retry, message, rest) => (retry, message, rest),
+                Attempt::Unprocessed(rest) => (Retry::Throttled, "unprocessed items".to_owned(), None, rest),
+                Attempt::Failed(retry, message, cause, rest) => (retry, message, Some(cause), rest),
             };
             match retry {
                 Retry::Refused if refusal_is_about_content(&message) => {
                     tracing::warn!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB refused a request's items");
                     // The table is the operator's business (it is in the log), not the agent's.
-                    break Err(SinkError::Refused(message));
+                    break Err(SinkError::Refused { what: message, cause });
                 }
                 Retry::Refused => {
                     // A key, an index or a type the items do not fit: the
                     // table's fault, whatever the items (RETRY, degraded).
                     tracing::error!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB refused items for a reason of the table's (its keys or an index do not fit them)");
-                    break Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
+                    break Err(SinkError::Fatal {
+                        what: format!("table {}: {message}", self.table),
+                        cause,
+                    });
                 }
                 Retry::Never => {
                     tracing::error!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB write failed and will not succeed by retrying");
-                    break Err(SinkError::Fatal(format!("table {}: {message}", self.table)));
+                    break Err(SinkError::Fatal {
+                        what: format!("table {}: {message}", self.table),
+                        cause,
+                    });
                 }
                 Retry::Throttled => {
                     self.metrics.throttled();
@@ -224,7 +230,10 @@ impl DynamoSink {
             }
             if Instant::now() >= deadline {
                 tracing::warn!(tenant = %self.tenant, table = %self.table, error = %message, "DynamoDB write gave up at its deadline");
-                break Err(SinkError::Retryable(format!("table {}: {message}", self.table)));
+                break Err(SinkError::Retryable {
+                    what: format!("table {}: {message}", self.table),
+                    cause,
+                });
             }
             tracing::debug!(tenant = %self.tenant, error = %message, attempt, "retrying a BatchWriteItem");
             retries.push((rest, attempt + 1));
@@ -274,7 +283,7 @@ impl TenantSink for DynamoSink {
             let delete = DeleteRequest::builder()
                 .set_key(Some(key))
                 .build()
-                .map_err(|e| SinkError::Fatal(format!("cannot build a DeleteRequest: {e}")))?;
+                .map_err(|e| SinkError::fatal(format!("cannot build a DeleteRequest: {e}")))?;
             deletes.push(WriteRequest::builder().delete_request(delete).build());
         }
         let mut chunks = deletes.into_iter();

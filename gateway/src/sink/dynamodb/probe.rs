@@ -36,14 +36,14 @@ pub(super) fn probe_batch() -> Result<AcceptedBatch, SinkError> {
     };
     let limits = awp_protocol::Limits::DEFAULT;
     let content = awp_protocol::PreparedBatch::new(&batch, &limits)
-        .map_err(|e| SinkError::Fatal(format!("cannot make a probe item: {e}")))?;
+        .map_err(|e| SinkError::fatal_from("cannot make a probe item", e))?;
     let origin = std::sync::Arc::new(awp_store::Origin {
         device_id: PROBE_DEVICE.into(),
         platform: awp_protocol::Platform::Linux,
         agent_version: "probe".into(),
     });
     AcceptedBatch::accept(origin, 0, now, None, content.content().clone(), &limits)
-        .map_err(|e| SinkError::Fatal(format!("cannot make a probe item: {e}")))
+        .map_err(|e| SinkError::fatal_from("cannot make a probe item", e))
 }
 
 impl DynamoSink {
@@ -62,7 +62,7 @@ impl DynamoSink {
                 }
             }
         }
-        item.ok_or_else(|| SinkError::Fatal("the probe batch has no item".into()))
+        item.ok_or_else(|| SinkError::fatal("the probe batch has no item"))
     }
 
     /// Whether the table takes well-formed items now: a PutItem of one,
@@ -92,16 +92,19 @@ impl DynamoSink {
             Err(e) => {
                 let (retry, message) = classify(&e);
                 if message.starts_with("AccessDenied") {
-                    return Err(SinkError::Fatal(format!(
-                        "table {}: the probe needs dynamodb:PutItem (docs/dynamodb.md, IAM), and was denied: \
-                         until it is granted, a batch the table refuses alone gets ACK RETRY",
-                        self.table
-                    )));
+                    return Err(SinkError::fatal_from(
+                        format!(
+                            "table {}: the probe needs dynamodb:PutItem (docs/dynamodb.md, IAM), and was denied: \
+                             until it is granted, a batch the table refuses alone gets ACK RETRY",
+                            self.table
+                        ),
+                        e,
+                    ));
                 }
                 let message = format!("table {}: a probe item was refused: {message}", self.table);
                 match retry {
-                    Retry::Throttled | Retry::Transient => Err(SinkError::Retryable(message)),
-                    Retry::Refused | Retry::Never => Err(SinkError::Fatal(message)),
+                    Retry::Throttled | Retry::Transient => Err(SinkError::retryable_from(message, e)),
+                    Retry::Refused | Retry::Never => Err(SinkError::fatal_from(message, e)),
                 }
             }
         }

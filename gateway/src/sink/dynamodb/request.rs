@@ -88,7 +88,7 @@ impl<'a> Requests<'a> {
             let put = PutRequest::builder()
                 .set_item(Some(items.item(&record)))
                 .build()
-                .map_err(|e| SinkError::Fatal(format!("cannot build a PutRequest: {e}")))?;
+                .map_err(|e| SinkError::fatal_from("cannot build a PutRequest", e))?;
             return Ok(Some((WriteRequest::builder().put_request(put).build(), size)));
         }
     }
@@ -126,7 +126,7 @@ pub(super) fn packed_requests(
             let put = PutRequest::builder()
                 .set_item(Some(awp_store::dynamodb::packed_item(&item)))
                 .build()
-                .map_err(|e| SinkError::Fatal(format!("cannot build a PutRequest: {e}")))?;
+                .map_err(|e| SinkError::fatal_from("cannot build a PutRequest", e))?;
             let request = (WriteRequest::builder().put_request(put).build(), item.size());
             match at.entry((batch.device_id(), item.rk.to_owned())) {
                 std::collections::hash_map::Entry::Occupied(e) => items[*e.get()] = request,

@@ -124,6 +124,7 @@ pub(super) enum Attempt {
     NotSent,
     /// Some items came back unprocessed; resend them.
     Unprocessed(Vec<WriteRequest>),
-    /// The request failed.
-    Failed(Retry, String, Vec<WriteRequest>),
+    /// The request failed: what to do, the SDK's error in words and as
+    /// itself, and the requests to resend.
+    Failed(Retry, String, crate::sink::Cause, Vec<WriteRequest>),
 }

@@ -98,20 +98,20 @@ impl SqliteSink {
     /// blocking thread.
     pub fn open(data_dir: &Path, tenant_id: &str, layout: Layout) -> Result<SqliteSink, SinkError> {
         if !awp_protocol::is_valid_tenant_id(tenant_id) {
-            return Err(SinkError::Fatal(format!("invalid tenant id {tenant_id:?}")));
+            return Err(SinkError::fatal(format!("invalid tenant id {tenant_id:?}")));
         }
         crate::files::create_private_dir(data_dir)
-            .map_err(|e| SinkError::Fatal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+            .map_err(|e| SinkError::fatal_from(format!("cannot create data directory {}", data_dir.display()), e))?;
         let path = database_path(data_dir, tenant_id);
         // The records are the agents' users' data: readable by the gateway's
         // user only. SQLite gives the WAL and shared-memory files the mode
         // of the database file.
         crate::files::create_private_file(&path)
-            .map_err(|e| SinkError::Fatal(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| SinkError::fatal_from(format!("cannot create {}", path.display()), e))?;
         let conn = open_connection(&path).map_err(|e| sink_error(&path, e))?;
         let packer = match layout {
             Layout::Record => None,
-            Layout::Packed => Some(Packer::new().map_err(|e| SinkError::Fatal(e.to_string()))?),
+            Layout::Packed => Some(Packer::new().map_err(|e| SinkError::fatal_from("the packer", e))?),
         };
         Ok(SqliteSink {
             store: Arc::new(Mutex::new(Store {
@@ -161,7 +161,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// Busy, locked, IO, full disk, out of memory: may succeed later. The rest
 /// (corrupt file, read-only, permissions, schema) will not.
 fn sink_error(path: &Path, e: rusqlite::Error) -> SinkError {
-    let message = format!("sqlite {}: {e}", path.display());
+    let message = format!("sqlite {}", path.display());
     match e.sqlite_error_code() {
         Some(
             ErrorCode::DatabaseBusy
@@ -169,8 +169,8 @@ fn sink_error(path: &Path, e: rusqlite::Error) -> SinkError {
             | ErrorCode::SystemIoFailure
             | ErrorCode::DiskFull
             | ErrorCode::OutOfMemory,
-        ) => SinkError::Retryable(message),
-        _ => SinkError::Fatal(message),
+        ) => SinkError::retryable_from(message, e),
+        _ => SinkError::fatal_from(message, e),
     }
 }
 
@@ -188,7 +188,7 @@ impl TenantSink for SqliteSink {
             write_batches(&mut store, &batches).map_err(|e| e.into_sink_error(&path))
         })
         .await
-        .map_err(|e| SinkError::Fatal(format!("sqlite write task failed: {e}")))?
+        .map_err(|e| SinkError::fatal_from("sqlite write task failed", e))?
     }
 
     async fn discard(&mut self, batch: &AcceptedBatch) -> Result<(), SinkError> {
@@ -200,6 +200,6 @@ impl TenantSink for SqliteSink {
             delete_batch(&mut store, &batch).map_err(|e| e.into_sink_error(&path))
         })
         .await
-        .map_err(|e| SinkError::Fatal(format!("sqlite discard task failed: {e}")))?
+        .map_err(|e| SinkError::fatal_from("sqlite discard task failed", e))?
     }
 }

@@ -185,6 +185,15 @@ fn configuration_problems_are_fatal() {
     std::fs::write(dir.path().join("junk.sqlite3"), vec![0x5a; 8192]).unwrap();
     let err = SqliteSink::open(dir.path(), "junk", Layout::Record).err().unwrap();
     assert!(err.is_fatal(), "{err}");
+    // The store's own error is kept as the cause, and the log line has it.
+    let cause = std::error::Error::source(&err).expect("rusqlite's error as the source");
+    let sqlite = cause.downcast_ref::<rusqlite::Error>().expect("a rusqlite::Error");
+    assert_eq!(sqlite.sqlite_error_code(), Some(ErrorCode::NotADatabase));
+    assert!(
+        err.report().contains("junk.sqlite3") && err.report().contains("not a database"),
+        "{}",
+        err.report()
+    );
 }
 
 #[tokio::test]
@@ -201,6 +210,7 @@ async fn a_held_lock_is_retryable() {
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = sink.write(vec![mixed_kinds_batch()]).await.unwrap_err();
     assert!(!err.is_fatal(), "{err}");
+    assert!(err.report().contains("database is locked"), "{}", err.report());
     other.execute_batch("ROLLBACK").unwrap();
     sink.write(vec![mixed_kinds_batch()]).await.unwrap();
     assert_eq!(rows(sink.path()).len(), mixed_kinds_expected().len());
