@@ -100,10 +100,25 @@ async fn a_tenant_whose_store_is_down_does_not_make_the_node_unready() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let gateway = Gateway::start(&file, &[]).await;
+    // Before any batch: the writer's health check of the store it opened
+    // fails, and the tenant is named degraded from start-up on.
+    let before_any_batch = async {
+        loop {
+            let report = gateway.get("/health/tenants").await;
+            if report.contains("\"degraded\":[\"broken\"]") {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let report = tokio::time::timeout(Duration::from_secs(10), before_any_batch)
+        .await
+        .expect("a store that fails its health check is reported before any batch");
+    assert!(report.contains("its store has failed"), "{report}");
     let mut agent = gateway.connect().await;
     agent.send(&hello("broken", "phone-1", SECRET, 0)).await;
     assert!(matches!(agent.next().await, Some(Frame::Welcome(_))));
-    // Batches fail until the tenant counts as degraded.
+    // Batches fail, and the tenant stays degraded.
     let report = async {
         let mut seq = 0;
         loop {

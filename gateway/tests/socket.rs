@@ -509,13 +509,13 @@ async fn a_sink_failing_every_write_degrades_its_tenant_and_not_the_nodes_readin
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(tenants.contains("every write has failed"), "{tenants}");
+    assert!(tenants.contains("its store has failed"), "{tenants}");
     // The node still takes agents (every node shares acme's store): ready,
     // naming the tenant.
     let readyz = support::http_get(admin, "/readyz").await;
     assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
     assert!(
-        readyz.contains("degraded: tenant acme: every write has failed"),
+        readyz.contains("degraded: tenant acme: its store has failed"),
         "{readyz}"
     );
     let metrics = support::http_get(admin, "/metrics").await;

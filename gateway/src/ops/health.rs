@@ -1,11 +1,14 @@
-//! Whether each tenant's records are being stored, for `/readyz` and
-//! `/metrics`.
+//! Whether each tenant's records are being stored, for `/health/tenants`,
+//! `/readyz`'s body and `/metrics`.
 //!
 //! A tenant is degraded while its writer is down (it panicked, or its sink
 //! cannot be opened again, and it is being restarted with backoff), or when
-//! every write of its sink has failed for longer than
-//! `pipeline.unhealthy_after_ms`. `/readyz` then answers 503 with a line per
-//! degraded tenant, and `awp_tenant_degraded{tenant}` is 1.
+//! its store has failed for longer than `pipeline.unhealthy_after_ms`: every
+//! write since, or the health check its writer makes of a sink just opened
+//! (at start-up and on reload, before any batch). `/health/tenants` names
+//! it, `/readyz` stays 200 and lists it in its body (every node shares the
+//! tenant's store: pulling nodes for it would pull them all), and
+//! `awp_tenant_degraded{tenant}` is 1.
 //!
 //! It also notes the tenants whose old store is still written after a
 //! reload (their writer ending its write on the old table, or a removed
@@ -35,12 +38,12 @@ impl TenantHealth {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A write succeeded.
+    /// A write (or the health check) succeeded.
     pub fn write_ok(&self) {
         self.state().failing = None;
     }
 
-    /// A write failed.
+    /// A write (or the health check) failed.
     pub fn write_failed(&self, error: &str) {
         let mut state = self.state();
         let since = state.failing.as_ref().map_or_else(Instant::now, |(since, _)| *since);
@@ -66,7 +69,7 @@ impl TenantHealth {
         }
         match &state.failing {
             Some((since, error)) if !unhealthy_after.is_zero() && since.elapsed() >= unhealthy_after => Some(format!(
-                "every write has failed for {} s: {error}",
+                "its store has failed for {} s: {error}",
                 since.elapsed().as_secs()
             )),
             _ => None,

@@ -175,21 +175,44 @@ impl<S: TenantSink> Writer<S> {
     }
 
     /// Takes a reload's new sink: the old one is dropped, and written no more.
-    pub(super) fn take_swap(&mut self, sink: &mut S, swap: Swap<S>) {
+    pub(super) async fn take_swap(&mut self, sink: &mut S, swap: Swap<S>) {
         *sink = swap.sink;
         self.tenant = swap.tenant;
         tracing::info!(tenant = %self.tenant.id, "the writer moved to the tenant's new store");
         let _ = swap.done.send(());
+        self.check(sink).await;
+    }
+
+    /// Asks a sink just opened whether it takes items (its health check,
+    /// `TenantSink::probe`), so that a store that cannot work (a missing
+    /// table, denied access) shows in the tenant's health from start-up or
+    /// the reload on, not from the first failed write.
+    pub(super) async fn check(&mut self, sink: &mut S) {
+        let within = Duration::from_millis(self.config.write_timeout_ms);
+        let answer = match tokio::time::timeout(within, sink.probe()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(SinkError::retryable(
+                "the store did not answer its health check in time",
+            )),
+        };
+        match answer {
+            Ok(()) => self.health.write_ok(),
+            Err(e) => {
+                tracing::error!(tenant = %self.tenant.id, error = %e.report(), "the tenant's store failed its health check: its batches will get ACK RETRY until it works");
+                self.health.write_failed(&e.report());
+            }
+        }
     }
 
     pub(super) async fn run(&mut self, sink: &mut S) {
         let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
         let mut gathered = Vec::new();
+        self.check(sink).await;
         loop {
             let first = match self.next().await {
                 Next::Batch(first) => first,
                 Next::Swap(swap) => {
-                    self.take_swap(sink, swap);
+                    self.take_swap(sink, swap).await;
                     continue;
                 }
                 Next::Closed => return,

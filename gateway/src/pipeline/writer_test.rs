@@ -211,17 +211,18 @@ async fn a_batch_refused_for_its_content_alone_is_rejected_not_retried() {
         matches!(&outcome, BatchOutcome::Rejected(m) if m == "the store refused this batch: record 0: too large"),
         "{outcome:?}"
     );
-    assert_eq!(log, ["a write [1]", "a write [1]"]);
+    // (Each writer first checks the store it opened: "a probe".)
+    assert_eq!(log, ["a probe", "a write [1]", "a write [1]"]);
     // Refused by the store, which takes well-formed items: REJECTED,
     // after removing whatever part of it was stored.
     let (outcome, log) = alone(false, true).await;
     assert!(matches!(outcome, BatchOutcome::Rejected(_)), "{outcome:?}");
-    assert_eq!(log, ["a write [1]", "a write [1]", "a probe", "a discard 1"]);
+    assert_eq!(log, ["a probe", "a write [1]", "a write [1]", "a probe", "a discard 1"]);
     // Refused by a store that refuses well-formed items too: the
     // store's fault, ACK RETRY, nothing removed.
     let (outcome, log) = alone(false, false).await;
     assert!(matches!(outcome, BatchOutcome::Retry(_)), "{outcome:?}");
-    assert_eq!(log, ["a write [1]", "a write [1]", "a probe"]);
+    assert_eq!(log, ["a probe", "a write [1]", "a write [1]", "a probe"]);
 }
 
 #[tokio::test]
@@ -256,5 +257,9 @@ async fn a_new_sink_is_taken_between_writes_and_the_old_one_is_written_no_more()
     assert_eq!(next_answer(&f.answers).await.1, BatchOutcome::Stored);
     drop(f);
     task.await.unwrap();
-    assert_eq!(*log.lock().unwrap(), ["old write [1]", "new write [77]"]);
+    // Each store is checked when the writer takes it, then written.
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["old probe", "old write [1]", "new probe", "new write [77]"]
+    );
 }
