@@ -123,6 +123,16 @@ pub struct Settings {
     pub protocol_versions: String,
 }
 
+/// What an earlier run left is told from this run's by these.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunMark {
+    /// When the run started, unix ms (the gateway's clock is this host's:
+    /// agent-sim runs on loopback).
+    pub started_at_unix_ms: u64,
+    /// The run's first batch `seq`.
+    pub first_seq: u64,
+}
+
 /// Summary of one latency histogram, milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencySummary {
@@ -438,8 +448,8 @@ pub fn rfc3339_utc(unix_ms: u64) -> String {
 
 impl Report {
     /// What tells this run's rows from earlier runs' (for verify).
-    pub fn mark(&self) -> crate::verify::RunMark {
-        crate::verify::RunMark {
+    pub fn mark(&self) -> RunMark {
+        RunMark {
             started_at_unix_ms: self.started_at_unix_ms,
             first_seq: self.first_seq,
         }

@@ -42,6 +42,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
 use crate::agent::{AGENT_VERSION, AgentResult};
+pub use crate::report::RunMark;
 use crate::report::{Discrepancy, VerifyReport};
 
 /// Where the gateway stored the records.
@@ -106,16 +107,6 @@ pub async fn dynamodb_client(table: &DynamoTable) -> aws_sdk_dynamodb::Client {
 /// comparable (`awp_store::compare::comparable_plain`): the same whether
 /// the table holds one item per record or packed batches.
 type ItemsByRk = BTreeMap<String, Value>;
-
-/// What an earlier run left is told from this run's by these.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunMark {
-    /// When the run started, unix ms (the gateway's clock is this host's:
-    /// agent-sim runs on loopback).
-    pub started_at_unix_ms: u64,
-    /// The run's first batch `seq`.
-    pub first_seq: u64,
-}
 
 /// Clock slack allowed between agent-sim's start and the gateway's
 /// `received_at` (same host; a second covers rounding and scheduling).

@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::header::FrameType;
+use crate::frame_type::FrameType;
 use crate::limits::Compression;
 
 /// The error codes of an AWP/1 `ERROR` frame (AWP1.md §4.7).

@@ -53,6 +53,7 @@ mod batch;
 mod compress;
 mod error;
 mod frame;
+mod frame_type;
 mod header;
 mod limits;
 pub mod token;

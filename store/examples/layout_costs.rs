@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use awp_protocol::{Limits, Platform, PreparedBatch};
 use awp_store::packed::{PackError, Packer};
-use awp_store::{AcceptedBatch, ItemSizer, Origin};
+use awp_store::{AcceptedBatch, Origin};
 
 /// DynamoDB's storage overhead per item, bytes.
 const ITEM_OVERHEAD: usize = 100;
@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
 
         let (mut bytes, mut units) = (0, 0);
-        let mut sizer = ItemSizer::new(&batch);
+        let mut sizer = batch.item_sizer();
         for record in batch.records() {
             let record = record?;
             let size = sizer.item_size(&record.key, &record.record);

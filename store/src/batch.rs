@@ -11,23 +11,12 @@
 
 use std::sync::Arc;
 
-use awp_protocol::{BatchError, FieldError, Limits, Platform, Problem, Record, RecordBody, Records};
+use awp_protocol::{BatchError, FieldError, Limits, Problem, Record, RecordBody, Records};
 use bytes::Bytes;
 
 use crate::key::{MAX_TIME_MS, RangeKey};
+pub use crate::origin::Origin;
 use crate::size::{ItemSizer, MAX_ITEM_BYTES};
-
-/// Who sent a batch: the session's part of every item, shared by all the
-/// batches of a connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    /// The device id from HELLO (the items' partition key).
-    pub device_id: String,
-    /// The platform from HELLO.
-    pub platform: Platform,
-    /// The agent version from HELLO (omitted from items when empty).
-    pub agent_version: String,
-}
 
 /// A checked BATCH, ready to be stored.
 #[derive(Clone, Debug)]
@@ -57,6 +46,12 @@ const RECHECK: Limits = Limits {
 };
 
 impl AcceptedBatch {
+    /// A sizer for this batch's items (their attributes in DynamoDB's
+    /// size terms).
+    pub fn item_sizer(&self) -> ItemSizer {
+        ItemSizer::new(self.origin(), self.seq(), self.received_at_ms(), self.expires_at())
+    }
+
     /// Decodes and checks `content` (a BATCH's inflated bytes after `seq`)
     /// record by record: the rules of AWP1.md §5, and that no record makes
     /// an item over DynamoDB's 400 KB limit. Any failure names the first bad
@@ -106,7 +101,7 @@ impl AcceptedBatch {
                     seq,
                     index,
                 };
-                let sizer = sizer.get_or_insert_with(|| ItemSizer::new(&batch));
+                let sizer = sizer.get_or_insert_with(|| batch.item_sizer());
                 if sizer.item_size(&key, &record) > MAX_ITEM_BYTES {
                     return Err(BatchError {
                         index: Some(index),

@@ -37,6 +37,7 @@ pub mod dedupe;
 pub mod dynamodb;
 pub mod json;
 pub mod key;
+mod origin;
 pub mod packed;
 pub mod plain;
 pub mod size;

@@ -6,8 +6,8 @@
 
 use awp_protocol::{AttrValue, Record, RecordBody};
 
-use crate::batch::AcceptedBatch;
 use crate::key::{RK_LEN, RangeKey};
+use crate::origin::Origin;
 use crate::text::{digits_u64, push_e7, push_f64};
 
 /// DynamoDB's item size limit (names and values, UTF-8 and binary lengths).
@@ -31,17 +31,17 @@ fn number_u64(v: u64) -> usize {
 }
 
 impl ItemSizer {
-    /// A sizer for the items of `batch`.
-    pub fn new(batch: &AcceptedBatch) -> ItemSizer {
-        let origin = batch.origin();
+    /// A sizer for the items of a batch with these batch attributes
+    /// (`AcceptedBatch::item_sizer` gives them).
+    pub fn new(origin: &Origin, seq: u64, received_at_ms: u64, expires_at: Option<u64>) -> ItemSizer {
         let mut common = "device".len() + origin.device_id.len() + "rk".len() + RK_LEN;
-        common += "seq".len() + number_u64(batch.seq());
-        common += "received_at".len() + number_u64(batch.received_at_ms());
+        common += "seq".len() + number_u64(seq);
+        common += "received_at".len() + number_u64(received_at_ms);
         common += "platform".len() + origin.platform.as_str().len();
         if !origin.agent_version.is_empty() {
             common += "agent_version".len() + origin.agent_version.len();
         }
-        if let Some(e) = batch.expires_at() {
+        if let Some(e) = expires_at {
             common += "expires_at".len() + number_u64(e);
         }
         ItemSizer {
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn sizes_add_up_by_the_rules() {
         let batch = accept_vector("batch_one_location");
-        let mut sizer = ItemSizer::new(&batch);
+        let mut sizer = batch.item_sizer();
         let r = batch.records().next().unwrap().unwrap();
         let RecordBody::Location(l) = &r.record.body else {
             panic!("not a location")
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn every_item_of_the_mixed_vector_is_sized() {
         let batch = accept_vector("batch_mixed_kinds");
-        let mut sizer = ItemSizer::new(&batch);
+        let mut sizer = batch.item_sizer();
         for r in batch.records() {
             let r = r.unwrap();
             let size = sizer.item_size(&r.key, &r.record);

@@ -64,12 +64,7 @@ impl<'a> Requests<'a> {
                 let Some(batch) = self.batches.next() else {
                     return Ok(None);
                 };
-                self.current = Some((
-                    batch,
-                    batch.records(),
-                    AttributeItems::new(batch),
-                    ItemSizer::new(batch),
-                ));
+                self.current = Some((batch, batch.records(), AttributeItems::new(batch), batch.item_sizer()));
             }
             let Some((batch, records, items, sizer)) = &mut self.current else {
                 continue;
