@@ -132,6 +132,10 @@ impl Harness {
     /// Checks and carries out the session's actions.
     fn check(&mut self, out: Vec<Action>) {
         for action in out {
+            // Notes (for the metrics) may come at any point.
+            if matches!(action, Action::Note(_)) {
+                continue;
+            }
             // After ERROR only the Close that goes with it; after Close nothing.
             let allowed = !self.ended || (self.error_sent && !self.closed && matches!(action, Action::Close));
             assert!(allowed, "an action after ERROR or Close: {action:?}");
@@ -170,6 +174,7 @@ impl Harness {
                     );
                 }
                 Action::AwaitBudget(request) => self.budget_wait = Some(Box::pin(request.granted())),
+                Action::Note(_) => {}
             }
         }
         assert!(self.session.inflight() <= WINDOW as usize);

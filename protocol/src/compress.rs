@@ -31,6 +31,20 @@ thread_local! {
     static ZSTD_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
 
+/// How long a BATCH payload is once inflated, read from its layout without
+/// inflating it: an uncompressed payload's own length, or the
+/// `uncompressed_length` a compressed one declares (unchecked: a receiver
+/// compares it with its limits). `None` for a compressed payload too short
+/// to declare one.
+pub fn inflated_len(compression: Compression, payload: &[u8]) -> Option<usize> {
+    match compression {
+        Compression::None => Some(payload.len()),
+        _ => payload
+            .first_chunk::<4>()
+            .map(|declared| u32::from_be_bytes(*declared) as usize),
+    }
+}
+
 /// Inflates a compressed BATCH payload into exactly its declared length.
 pub(crate) fn inflate(codec: Compression, payload: &[u8], limits: &Limits) -> Result<Bytes, FrameError> {
     let Some((declared, data)) = payload.split_first_chunk::<4>() else {
@@ -131,5 +145,17 @@ pub(crate) fn deflate(codec: Compression, raw: &[u8], dst: &mut BytesMut) {
             });
             dst.truncate(start + 4 + n);
         }
+    }
+}
+
+#[cfg(test)]
+mod inflated_len_tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_length_is_read_without_inflating() {
+        assert_eq!(inflated_len(Compression::None, b"abc"), Some(3));
+        assert_eq!(inflated_len(Compression::Lz4, &[0, 0, 1, 0, 0xff]), Some(256));
+        assert_eq!(inflated_len(Compression::Zstd, &[0, 0, 0]), None);
     }
 }

@@ -71,6 +71,7 @@ pub use batch::{
     MAX_EVENT_ATTRS, Message, NetUsage, Network, PreparedBatch, Record, RecordBody, Records, Unknown,
     is_storable_float, kind,
 };
+pub use compress::inflated_len;
 pub use error::{BatchError, EncodeError, ErrorCode, FieldError, FrameError, Problem};
 pub use frame::{
     Ack, AckStatus, Decoded, ErrorFrame, Frame, GoAway, Hello, HelloAuth, MAX_MESSAGE_LEN, MAX_REASON_LEN, Platform,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use awp_protocol::Frame;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -21,7 +22,7 @@ use crate::admit::budget::{BudgetPermit, MemoryBudget};
 use crate::admit::tenant::LiveTenants;
 use crate::pipeline::outcome::BatchOutcome;
 use crate::pipeline::{Pipeline, SubmitError};
-use crate::session::{Action, Now, Session, SessionSettings, Transport};
+use crate::session::{Action, Note, Now, Session, SessionSettings, Transport};
 use crate::telemetry;
 
 /// What every connection shares.
@@ -114,7 +115,7 @@ pub async fn serve<S, G>(
             for action in std::mem::take(&mut actions) {
                 match action {
                     Action::Send(frame) => {
-                        telemetry::global().frame_sent(frame.frame_type());
+                        sent(&frame);
                         if let Err(e) = frame.encode(&mut wbuf) {
                             tracing::error!(error = %e, "cannot encode a frame the session produced");
                             closing = true;
@@ -128,6 +129,7 @@ pub async fn serve<S, G>(
                     }
                     Action::AwaitBudget(request) => budget_wait = Some(Box::pin(request.granted())),
                     Action::Close => closing = true,
+                    Action::Note(note) => noted(note),
                 }
             }
         }
@@ -248,6 +250,35 @@ pub async fn serve<S, G>(
         }
     }
     drop(guard);
+}
+
+/// Counts a frame the session sends.
+fn sent(frame: &Frame) {
+    let metrics = telemetry::global();
+    metrics.frame_sent(frame.frame_type());
+    match frame {
+        Frame::Ack(ack) => metrics.ack_sent(ack.status),
+        Frame::Error(error) => {
+            if let Some(code) = awp_protocol::ErrorCode::from_u16(error.code) {
+                metrics.error_sent(code);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Records what the session noted.
+fn noted(note: Note) {
+    let metrics = telemetry::global();
+    match note {
+        Note::FrameReceived(frame_type, bytes) => metrics.frame_received(frame_type, bytes),
+        Note::RecordsReceived(records) => metrics.records_received(records),
+        Note::AuthFailed(reason, tenant) => metrics.auth_failed(reason, tenant.as_deref()),
+        Note::ConnectionRefused => metrics.connection_refused(),
+        Note::Revoked => metrics.session_revoked(),
+        Note::CredentialsExpired => metrics.session_credentials_expired(),
+        Note::Aged => metrics.session_aged(),
+    }
 }
 
 /// How long a closing connection keeps reading what the client still sends.

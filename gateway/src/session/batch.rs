@@ -1,13 +1,12 @@
 //! BATCH: its cost from the memory budget (parking it when there is no
 //! room), inflating and checking it once, and its answer from the store.
 
-use awp_protocol::{Ack, Compression, ErrorCode, Frame, HEADER_LEN, Header};
+use awp_protocol::{Ack, ErrorCode, Frame, HEADER_LEN, Header};
 use awp_store::AcceptedBatch;
 use bytes::Bytes;
 
 use crate::admit::budget::{BudgetPermit, TenantBudget};
 use crate::pipeline::outcome::BatchOutcome;
-use crate::telemetry;
 
 use super::*;
 
@@ -40,10 +39,11 @@ impl Session {
     /// declares it in its first four bytes; a declaration over the limit is
     /// refused by the parser, so it is charged no more than the limit.
     pub(super) fn cost(&self, header: &Header, payload: &[u8]) -> u32 {
-        let inflated = match (header.compression, payload.first_chunk::<4>()) {
-            (Compression::None, _) | (_, None) => payload.len(),
-            (_, Some(declared)) => (u32::from_be_bytes(*declared).min(self.decode_limits.max_batch_bytes)) as usize,
-        };
+        // What it declares, no more than a batch may inflate to (a larger
+        // declaration is refused when inflated); a payload too short to
+        // declare one costs what it is.
+        let max = self.decode_limits.max_batch_bytes as usize;
+        let inflated = awp_protocol::inflated_len(header.compression, payload).map_or(payload.len(), |n| n.min(max));
         TenantBudget::cost(inflated)
     }
 
@@ -167,7 +167,7 @@ impl Session {
             &self.decode_limits,
         ) {
             Ok(accepted) => {
-                telemetry::global().records_received(accepted.record_count());
+                out.push(Action::Note(Note::RecordsReceived(accepted.record_count())));
                 let bytes = u32::try_from(accepted.content_len()).unwrap_or(u32::MAX);
                 let device_quota = self.admitted.as_ref().and_then(|a| a.device_quota.as_ref());
                 if let Err(over) = peer

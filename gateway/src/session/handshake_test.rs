@@ -119,3 +119,37 @@ fn a_second_hello_is_unexpected_from_its_header_whatever_its_length() {
     let out = h.feed(&[1, 0, 0, 0, 0, 0, 0x13, 0x88, 0, 0, 0, 0]);
     assert_eq!(error_code(&out), Some(ErrorCode::UnexpectedFrame as u16));
 }
+
+/// The session counts nothing itself: it notes what the metrics count, and
+/// the connection records the notes (ACKs and ERRORs from the frames sent).
+#[test]
+fn what_the_metrics_count_is_noted_in_the_actions() {
+    let mut h = Harness::welcomed();
+    // The frame's length, header included (the preamble is no frame).
+    let hello_len = vector("hello_token_android").len();
+    assert_eq!(h.notes, [Note::FrameReceived(FrameType::Hello, hello_len)]);
+    h.feed(&vector("batch_one_location"));
+    let batch = vector("batch_one_location");
+    assert_eq!(
+        h.notes[1..],
+        [
+            Note::FrameReceived(FrameType::Batch, batch.len()),
+            Note::RecordsReceived(1)
+        ]
+    );
+    // A HELLO that does not authenticate: its reason, and no tenant named
+    // for one that is not ours.
+    let mut stranger = Harness::new();
+    let mut hello = MAGIC.to_vec();
+    hello.extend(vector("hello_token_android"));
+    // The vectors' HELLO is tenant acme's; a tenant of another name is unknown.
+    let mut other = Harness::with_tenant(Tenant::with_secrets("not-acme", &["x-secret-123"]), PLENTY);
+    other.feed(&hello);
+    assert!(
+        other.notes.contains(&Note::AuthFailed("unknown_tenant", None)),
+        "{:?}",
+        other.notes
+    );
+    stranger.feed(&MAGIC);
+    assert!(stranger.notes.is_empty(), "the preamble is no frame");
+}

@@ -32,6 +32,27 @@ pub(super) struct Harness {
     pub(super) budget: Arc<MemoryBudget>,
     pub(super) t0: Instant,
     pub(super) unix_ms: u64,
+    /// What the session noted for the metrics, taken out of the actions
+    /// that [`Harness::feed_at`] returns.
+    pub(super) notes: Vec<Note>,
+}
+
+/// `out` without its notes, which go to `notes`.
+pub(super) fn split_notes(out: Vec<Action>, notes: &mut Vec<Note>) -> Vec<Action> {
+    out.into_iter()
+        .filter_map(|action| match action {
+            Action::Note(note) => {
+                notes.push(note);
+                None
+            }
+            other => Some(other),
+        })
+        .collect()
+}
+
+/// `out` without its notes.
+pub(super) fn actions(out: Vec<Action>) -> Vec<Action> {
+    split_notes(out, &mut Vec::new())
 }
 
 impl Harness {
@@ -66,6 +87,7 @@ impl Harness {
             budget,
             t0,
             unix_ms: now.unix_ms,
+            notes: Vec::new(),
         }
     }
 
@@ -83,7 +105,7 @@ impl Harness {
         let mut out = Vec::new();
         let now = self.at(ms);
         self.session.received(buf, bytes.len(), now, &mut out);
-        out
+        split_notes(out, &mut self.notes)
     }
 
     pub(super) fn feed(&mut self, bytes: &[u8]) -> Vec<Action> {

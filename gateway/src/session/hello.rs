@@ -7,8 +7,6 @@ use std::time::Duration;
 use awp_protocol::{ErrorCode, Frame, Hello, SUPPORTED_VERSIONS, Welcome};
 use awp_store::Origin;
 
-use crate::telemetry;
-
 use super::*;
 
 impl Session {
@@ -30,7 +28,10 @@ impl Session {
                 // The operator learns why (sampled: anybody can cause it);
                 // the agent learns nothing that tells causes apart.
                 let known = tenants.contains(&hello.tenant_id);
-                telemetry::global().auth_failed(failure.reason(), known.then_some(hello.tenant_id.as_str()));
+                out.push(Action::Note(Note::AuthFailed(
+                    failure.reason(),
+                    known.then(|| hello.tenant_id.clone()),
+                )));
                 let agent = self.agent;
                 crate::telemetry::logs::pre_auth(|| {
                     tracing::info!(
@@ -78,7 +79,7 @@ impl Session {
                 }));
             }
             Err(refusal) => {
-                telemetry::global().connection_refused();
+                out.push(Action::Note(Note::ConnectionRefused));
                 return self.fail(ErrorCode::ServerBusy, &refusal.to_string(), out);
             }
         }
@@ -97,7 +98,10 @@ impl Session {
             } else {
                 "unknown_tenant"
             };
-            telemetry::global().auth_failed(reason, current.contains(&tenant.id).then_some(tenant.id.as_str()));
+            out.push(Action::Note(Note::AuthFailed(
+                reason,
+                current.contains(&tenant.id).then(|| tenant.id.clone()),
+            )));
             return self.fail(ErrorCode::AuthFailed, "authentication failed", out);
         }
         drop(current);

@@ -4,8 +4,6 @@
 use awp_protocol::{ErrorCode, Frame, FrameType, HEADER_LEN, Header, check_preamble};
 use bytes::{Buf, BytesMut};
 
-use crate::telemetry;
-
 use super::*;
 
 impl Session {
@@ -92,7 +90,7 @@ impl Session {
             frame_bytes.advance(HEADER_LEN);
             // Whatever follows is a new frame, whose clock starts now.
             self.frame_started = None;
-            telemetry::global().frame_received(header.frame_type, frame_len);
+            out.push(Action::Note(Note::FrameReceived(header.frame_type, frame_len)));
             if header.frame_type == FrameType::Batch {
                 self.batch_arrived(header, frame_bytes.freeze(), now, out);
                 continue;

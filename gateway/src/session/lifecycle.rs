@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use awp_protocol::{Ack, ErrorCode, ErrorFrame, Frame, GoAway};
 
-use crate::telemetry;
-
 use super::*;
 
 impl Session {
@@ -83,7 +81,6 @@ impl Session {
             // Not logged one by one (they come in floods): counted in
             // awp_connections_evicted_total and awp_errors_total.
             let code = ErrorCode::ServerBusy;
-            telemetry::global().error_sent(code);
             let message = "too many connections waiting to authenticate; retry later";
             out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
             out.push(Action::Close);
@@ -118,7 +115,7 @@ impl Session {
     /// (in-flight batches are still acknowledged); its agent's next HELLO
     /// needs credentials that are valid now.
     pub fn revoked(&mut self, now: Now, out: &mut Vec<Action>) {
-        telemetry::global().session_revoked();
+        out.push(Action::Note(Note::Revoked));
         self.go_away("credentials no longer valid; reconnect with current ones", now, out);
     }
 
@@ -166,11 +163,11 @@ impl Session {
             return;
         }
         if self.state == State::Ready && self.credentials_due().is_some_and(|due| now.mono >= due) {
-            telemetry::global().session_credentials_expired();
+            out.push(Action::Note(Note::CredentialsExpired));
             return self.go_away("credentials expired; reconnect with fresh ones", now, out);
         }
         if self.state == State::Ready && self.age_due().is_some_and(|due| now.mono >= due) {
-            telemetry::global().session_aged();
+            out.push(Action::Note(Note::Aged));
             return self.go_away("connection reached its maximum age; reconnect", now, out);
         }
         let idle_ms = 3 * self.settings.heartbeat.as_millis();
@@ -211,7 +208,6 @@ impl Session {
     }
 
     pub(super) fn ack(&mut self, ack: Ack, out: &mut Vec<Action>) {
-        telemetry::global().ack_sent(ack.status);
         out.push(Action::Send(Frame::Ack(ack)));
     }
 
@@ -241,7 +237,6 @@ impl Session {
 
     /// [`Session::fail`] for a failure logged already.
     pub(super) fn fail_logged(&mut self, code: ErrorCode, message: &str, out: &mut Vec<Action>) {
-        telemetry::global().error_sent(code);
         out.push(Action::Send(Frame::Error(ErrorFrame::new(code, message))));
         out.push(Action::Close);
         self.state = State::Closed;

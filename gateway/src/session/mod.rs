@@ -49,7 +49,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use awp_protocol::{BatchFrame, Compression, CompressionSet, Frame, Header, Limits};
+use awp_protocol::{BatchFrame, Compression, CompressionSet, Frame, FrameType, Header, Limits};
 use awp_store::{AcceptedBatch, Origin};
 use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
@@ -130,6 +130,30 @@ pub enum Action {
     AwaitBudget(BudgetRequest),
     /// Flush what was sent, then close the connection.
     Close,
+    /// Something to count (the connection records it: the session calls
+    /// no metrics recorder). ACKs and ERRORs sent are counted from their
+    /// [`Action::Send`].
+    Note(Note),
+}
+
+/// What a session reports for the metrics, beside the frames it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A frame of this type and length (header included) was read.
+    FrameReceived(FrameType, usize),
+    /// A batch of this many records passed its checks.
+    RecordsReceived(u32),
+    /// A HELLO did not authenticate, for this reason; the tenant it
+    /// claimed, if it is one of ours.
+    AuthFailed(&'static str, Option<String>),
+    /// A HELLO was refused for a connection limit.
+    ConnectionRefused,
+    /// The session's credentials were revoked by a reload.
+    Revoked,
+    /// The session's token or certificate expired.
+    CredentialsExpired,
+    /// The session reached its maximum age.
+    Aged,
 }
 
 /// What a connection runs over, as the session needs it.
