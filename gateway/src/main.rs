@@ -20,43 +20,100 @@ const DEV_CERTS_TLS_LISTEN: &str = "127.0.0.1:7701";
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file (TOML). Without one, the development default runs.
-    #[arg(long, short, global = true, env = "GATEWAY_CONFIG")]
-    config: Option<PathBuf>,
-    /// Plain TCP listen addresses (replace the config's).
-    #[arg(long, global = true, env = "GATEWAY_LISTEN", value_delimiter = ',')]
-    listen: Vec<std::net::SocketAddr>,
-    /// TLS listen addresses (replace the config's).
-    #[arg(long, global = true, env = "GATEWAY_TLS_LISTEN", value_delimiter = ',')]
-    tls_listen: Vec<std::net::SocketAddr>,
-    /// Admin HTTP address (replaces the config's).
-    #[arg(long, global = true, env = "GATEWAY_ADMIN_LISTEN")]
-    admin_listen: Option<std::net::SocketAddr>,
-    /// Sink: sqlite, dynamodb or null (replaces the config's).
-    #[arg(long, global = true, env = "GATEWAY_SINK", value_parser = parse_sink)]
-    sink: Option<SinkKind>,
-    /// Data directory of the SQLite sink (replaces the config's).
-    #[arg(long, global = true, env = "GATEWAY_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Allow the null sink, which acknowledges every batch and stores nothing (benchmarks).
-    #[arg(long, global = true, env = "GATEWAY_ALLOW_NULL_SINK", value_parser = clap::builder::FalseyValueParser::new())]
-    allow_null_sink: bool,
-    /// Store every tenant's records in this layout: record or packed (one item per batch).
-    #[arg(long, global = true, env = "GATEWAY_LAYOUT", value_parser = parse_layout)]
-    layout: Option<Layout>,
-    /// Log format: text or json. Levels come from RUST_LOG (default info).
-    #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Running without a subcommand (`gateway --listen …`) takes the flags
+    /// of `gateway run`.
+    #[command(flatten)]
+    server: ServerFlags,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// What running (and checking) a gateway takes: the configuration and the
+/// overrides of its addresses, store and log format.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ServerFlags {
+    /// Configuration file (TOML). Without one, the development default runs.
+    #[arg(long, short, env = "GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Plain TCP listen addresses (replace the config's).
+    #[arg(long, env = "GATEWAY_LISTEN", value_delimiter = ',')]
+    listen: Vec<std::net::SocketAddr>,
+    /// TLS listen addresses (replace the config's).
+    #[arg(long, env = "GATEWAY_TLS_LISTEN", value_delimiter = ',')]
+    tls_listen: Vec<std::net::SocketAddr>,
+    /// Admin HTTP address (replaces the config's).
+    #[arg(long, env = "GATEWAY_ADMIN_LISTEN")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Sink: sqlite, dynamodb or null (replaces the config's).
+    #[arg(long, env = "GATEWAY_SINK", value_parser = parse_sink)]
+    sink: Option<SinkKind>,
+    /// Data directory of the SQLite sink (replaces the config's).
+    #[arg(long, env = "GATEWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Allow the null sink, which acknowledges every batch and stores nothing (benchmarks).
+    #[arg(long, env = "GATEWAY_ALLOW_NULL_SINK", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_null_sink: bool,
+    /// Store every tenant's records in this layout: record or packed (one item per batch).
+    #[arg(long, env = "GATEWAY_LAYOUT", value_parser = parse_layout)]
+    layout: Option<Layout>,
+    /// Log format: text or json [default: text]. Levels come from RUST_LOG (default info).
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+impl ServerFlags {
+    /// These flags, with `outer`'s (given before the subcommand) where
+    /// these leave one out.
+    fn or(mut self, outer: &ServerFlags) -> ServerFlags {
+        self.config = self.config.or_else(|| outer.config.clone());
+        if self.listen.is_empty() {
+            self.listen = outer.listen.clone();
+        }
+        if self.tls_listen.is_empty() {
+            self.tls_listen = outer.tls_listen.clone();
+        }
+        self.admin_listen = self.admin_listen.or(outer.admin_listen);
+        self.sink = self.sink.or(outer.sink);
+        self.data_dir = self.data_dir.or_else(|| outer.data_dir.clone());
+        self.allow_null_sink |= outer.allow_null_sink;
+        self.layout = self.layout.or(outer.layout);
+        self.log_format = self.log_format.or_else(|| outer.log_format.clone());
+        self
+    }
+}
+
+/// What reading a configuration's stores takes (`tables`, `export`).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct StoreFlags {
+    /// Configuration file (TOML). Without one, the development default's.
+    #[arg(long, short, env = "GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the SQLite sink (replaces the config's).
+    #[arg(long, env = "GATEWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreFlags {
+    fn server(&self, outer: &ServerFlags) -> ServerFlags {
+        ServerFlags {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            ..ServerFlags::default()
+        }
+        .or(&ServerFlags {
+            config: outer.config.clone(),
+            data_dir: outer.data_dir.clone(),
+            ..ServerFlags::default()
+        })
+    }
 }
 
 #[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Run the gateway (the default).
-    Run,
+    Run(ServerFlags),
     /// Check the configuration and exit: silent and 0 when valid, one line naming the field otherwise.
-    CheckConfig,
+    CheckConfig(ServerFlags),
     /// Print a commented example configuration.
     ExampleConfig,
     /// Print a fresh random tenant secret (256 bits, hex) for `secrets`.
@@ -73,6 +130,8 @@ enum Command {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        #[command(flatten)]
+        store: StoreFlags,
     },
     /// Print a tenant's records as JSON lines (the record layout's items, plain JSON), from either layout.
     Export {
@@ -88,6 +147,8 @@ enum Command {
         /// Records before this time: unix milliseconds or RFC 3339.
         #[arg(long, value_parser = awp_gateway::cmd::export::parse_time)]
         to: Option<u64>,
+        #[command(flatten)]
+        store: StoreFlags,
     },
     /// Ask a running gateway's admin endpoint whether it is alive (or ready): exit 0 on 2xx, 1 otherwise.
     ///
@@ -101,6 +162,12 @@ enum Command {
         /// Give up after this long, in milliseconds, at each step.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// The admin endpoint's address.
+        #[arg(long, env = "GATEWAY_ADMIN_LISTEN")]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// A configuration whose server.admin_listen to ask.
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Write a throwaway PKI for trying TLS and mTLS: a CA, a server certificate, device client certificates.
     /// Run again on the same directory to add devices (its CAs are kept).
@@ -195,7 +262,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Inspect { file }) => return inspect_file(file),
-        Some(Command::Probe { path, timeout_ms }) => return Ok(probe(&cli, path, *timeout_ms)),
+        Some(Command::Probe {
+            path,
+            timeout_ms,
+            admin_listen,
+            config,
+        }) => {
+            let admin_listen = admin_listen.or(cli.server.admin_listen);
+            let config = config.clone().or_else(|| cli.server.config.clone());
+            return Ok(probe(admin_listen, config.as_deref(), path, *timeout_ms));
+        }
         Some(Command::DevCerts { dir, names, devices }) => {
             let written = awp_gateway::cmd::dev_certs::write(dir, names, devices)?;
             print!(
@@ -241,8 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", hex::encode(token));
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Tables { action, tenant }) => {
-            let config = load_config(&cli)?;
+        Some(Command::Tables { action, tenant, store }) => {
+            let config = load_config(&store.server(&cli.server))?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 match action {
@@ -261,8 +337,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             device,
             from,
             to,
+            store,
         }) => {
-            let config = load_config(&cli)?;
+            let config = load_config(&store.server(&cli.server))?;
             let selection = awp_gateway::cmd::export::Selection {
                 device: device.clone(),
                 from_ms: *from,
@@ -278,17 +355,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {written} records");
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::CheckConfig) => {
+        Some(Command::CheckConfig(flags)) => {
             // Valid: silent, unless something is unsafe (one line each).
-            for warning in load_config(&cli)?.warnings() {
+            for warning in load_config(&flags.clone().or(&cli.server))?.warnings() {
                 eprintln!("gateway: warning: {warning}");
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Run) | None => {}
+        Some(Command::Run(_)) | None => {}
     }
-    init_logging(&cli.log_format)?;
-    let config = load_config(&cli)?;
+    let flags = match &cli.command {
+        Some(Command::Run(flags)) => flags.clone().or(&cli.server),
+        _ => cli.server.clone(),
+    };
+    init_logging(flags.log_format.as_deref().unwrap_or("text"))?;
+    let config = load_config(&flags)?;
     for warning in config.warnings() {
         tracing::warn!(warning = %warning, "an unsafe setting");
     }
@@ -297,13 +378,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // SIGHUP (systemd's ExecReload) and POST /reload read the same file,
         // with the same command-line overrides, again: in force before the
         // admin endpoint takes its first request.
-        let source = cli.clone();
+        let source = flags.clone();
         let source: awp_gateway::ConfigSource = std::sync::Arc::new(move || load_config(&source));
         // The handlers first: a SIGTERM that comes as soon as the listeners
         // are up (a supervisor, a test) drains instead of killing.
         let signals = Signals::install()?;
         let running = awp_gateway::start_with_source(&config, Some(source)).await?;
-        if cli.config.is_none() {
+        if flags.config.is_none() {
             print_development_banner(&config, &running);
         }
         // systemd (Type=notify): ready once every listener is bound. A
@@ -321,7 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+fn load_config(cli: &ServerFlags) -> anyhow::Result<Config> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => {
@@ -406,8 +487,8 @@ fn admin_listen_of(file: &Path) -> anyhow::Result<Option<std::net::SocketAddr>> 
 
 /// `gateway probe`: every failure exits 1, never 2 (Docker reserves 2 in
 /// a HEALTHCHECK), with one line saying what did not answer.
-fn probe(cli: &Cli, path: &str, timeout_ms: u64) -> ExitCode {
-    let listen = match (cli.admin_listen, &cli.config) {
+fn probe(admin_listen: Option<std::net::SocketAddr>, config: Option<&Path>, path: &str, timeout_ms: u64) -> ExitCode {
+    let listen = match (admin_listen, config) {
         (Some(addr), _) => Some(addr),
         // Only the address is read: a file edited for the next reload (or
         // a token file rotated) must not make a running node look dead.

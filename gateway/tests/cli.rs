@@ -762,3 +762,46 @@ async fn a_broken_log_pipe_does_not_break_sessions() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Each subcommand's `--help` lists what it takes, not the server's flags.
+#[test]
+fn each_command_lists_only_its_own_flags() {
+    let help = |args: &[&str]| {
+        let out = gateway().args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let server_only = [
+        "--listen",
+        "--tls-listen",
+        "--sink",
+        "--layout",
+        "--allow-null-sink",
+        "--log-format",
+    ];
+    for command in [
+        &["token"][..],
+        &["inspect"],
+        &["dev-certs"],
+        &["secret"],
+        &["example-config"],
+        &["export"],
+        &["tables"],
+        &["tables", "create"],
+        &["probe"],
+    ] {
+        let text = help(command);
+        for flag in server_only {
+            assert!(!text.contains(flag), "{command:?} --help lists {flag}:\n{text}");
+        }
+    }
+    // What they take is there; running and checking take the server's.
+    assert!(help(&["export"]).contains("--config") && help(&["export"]).contains("--data-dir"));
+    assert!(help(&["probe"]).contains("--admin-listen"));
+    for command in [&[][..], &["run"], &["check-config"]] {
+        let text = help(command);
+        for flag in server_only {
+            assert!(text.contains(flag), "{command:?} --help lacks {flag}");
+        }
+    }
+}
