@@ -280,8 +280,8 @@ async fn faults_lose_nothing_that_was_acknowledged() {
     let endpoint = proxy.endpoint.clone();
     let t = TestServer::start(move |c| {
         use_dynamo(c, &endpoint, &tenants);
-        c.server.retry_after_ms = 50;
-        c.pipeline.write_timeout_ms = 2_000;
+        c.server.retry_after = std::time::Duration::from_millis(50);
+        c.pipeline.write_timeout = std::time::Duration::from_millis(2_000);
     })
     .await;
     proxy.set(Fault::Random(0.2, 0.15, 0.25));
@@ -473,7 +473,7 @@ async fn a_batch_the_store_refuses_is_rejected_and_the_rest_is_stored(linger_ms:
     let endpoint = proxy.endpoint.clone();
     let t = TestServer::start(move |c| {
         use_dynamo(c, &endpoint, &[]);
-        c.pipeline.linger_ms = linger_ms;
+        c.pipeline.linger = std::time::Duration::from_millis(linger_ms);
     })
     .await;
     proxy.set(Fault::Refuse("poison-pill"));

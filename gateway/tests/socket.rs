@@ -111,7 +111,7 @@ async fn sqlite_holds_each_vector_item_once_however_often_it_is_sent() {
 
 /// A pipeline that lingers ~300 ms before writing, so batches stay in flight.
 fn slow_pipeline(c: &mut awp_gateway::config::Config) {
-    c.pipeline.linger_ms = 300;
+    c.pipeline.linger = std::time::Duration::from_millis(300);
     c.pipeline.max_items = 1_000_000;
     c.server.max_inflight = 2;
 }
@@ -147,7 +147,7 @@ async fn ping_is_answered_before_the_ack_of_a_batch_in_flight() {
 
 #[tokio::test]
 async fn silence_ends_in_idle_timeout_and_pings_keep_a_session_alive() {
-    let t = TestServer::start(|c| c.server.heartbeat_ms = 100).await;
+    let t = TestServer::start(|c| c.server.heartbeat = std::time::Duration::from_millis(100)).await;
     let mut c = t.welcomed().await;
     // Pinging every heartbeat keeps it open well past three heartbeats.
     for _ in 0..6 {
@@ -166,7 +166,7 @@ async fn silence_ends_in_idle_timeout_and_pings_keep_a_session_alive() {
 
 #[tokio::test]
 async fn no_hello_in_time_is_closed() {
-    let t = TestServer::start(|c| c.server.hello_timeout_ms = 200).await;
+    let t = TestServer::start(|c| c.server.hello_timeout = std::time::Duration::from_millis(200)).await;
     let mut c = t.connect().await;
     c.send(&MAGIC).await;
     let message = c.expect_error(ErrorCode::IdleTimeout).await;
@@ -308,10 +308,10 @@ async fn a_full_budget_holds_batches_back_pings_are_answered_and_a_failing_sink_
         c.server.max_frame_len = 65_536;
         c.server.max_batch_bytes = 65_536;
         c.pipeline.budget_bytes = 2 * (65_536 + 512);
-        c.pipeline.write_timeout_ms = 700;
+        c.pipeline.write_timeout = std::time::Duration::from_millis(700);
         // The late write holds its batches' budget until SQLite gives up on
         // the lock (5 s): the third batch stops waiting for it after 1 s.
-        c.pipeline.budget_wait_ms = 1000;
+        c.pipeline.budget_wait = std::time::Duration::from_millis(1000);
         c.server.max_inflight = 8;
     })
     .await;
@@ -490,8 +490,8 @@ async fn a_record_too_large_for_a_dynamodb_item_is_rejected() {
 #[tokio::test]
 async fn a_sink_failing_every_write_degrades_its_tenant_and_not_the_nodes_readiness() {
     let t = TestServer::start(|c| {
-        c.pipeline.write_timeout_ms = 300;
-        c.pipeline.unhealthy_after_ms = 500;
+        c.pipeline.write_timeout = std::time::Duration::from_millis(300);
+        c.pipeline.unhealthy_after = std::time::Duration::from_millis(500);
     })
     .await;
     let admin = t.server.admin_addr.unwrap();
@@ -602,7 +602,7 @@ async fn a_second_gateway_can_listen_on_the_same_port_for_an_upgrade() {
 
 #[tokio::test]
 async fn a_connection_past_its_maximum_age_is_told_to_go_away() {
-    let t = TestServer::start(|c| c.server.max_connection_age_ms = 300).await;
+    let t = TestServer::start(|c| c.server.max_connection_age = Some(std::time::Duration::from_millis(300))).await;
     let started = std::time::Instant::now();
     let mut c = t.welcomed().await;
     match c.next().await {

@@ -26,7 +26,7 @@ async fn tls_server() -> TlsSetup {
     let (cert, key, ca) = (pki.server_cert.clone(), pki.server_key.clone(), partner_b.path.clone());
     let server = TestServer::start(move |c| {
         c.server.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
-        c.server.tls_handshake_timeout_ms = 300;
+        c.server.tls_handshake_timeout = std::time::Duration::from_millis(300);
         c.tls = Some(awp_gateway::config::TlsConfig { cert, key });
         c.tenants.push(awp_gateway::config::TenantConfig {
             id: "partner_b".into(),

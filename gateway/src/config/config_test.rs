@@ -1,5 +1,7 @@
 //! Configurations read, checked and refused, each refusal naming its field.
 
+use std::time::Duration;
+
 use super::*;
 
 #[test]
@@ -309,4 +311,28 @@ fn errors_name_the_field_on_one_line() {
         assert!(message.starts_with(expected), "{text:?}: got {message:?}");
         assert!(!message.contains('\n'), "one line: {message:?}");
     }
+}
+
+/// Times are read into `Duration`s from their `_ms` keys, codecs into a set;
+/// a wrong codec or a time that is not a number is named by its key.
+#[test]
+fn times_and_codecs_are_typed_from_their_keys() {
+    let tenant = "[[tenants]]\nid = \"a\"\nsecrets = [\"0123456789abcdef0123\"]\n";
+    let c = Config::parse(&format!(
+        "[server]\nheartbeat_ms = 250\nmax_connection_age_ms = 0\ncompression = [\"zstd\"]\n[pipeline]\nlinger_ms = 5\n{tenant}"
+    ))
+    .unwrap();
+    assert_eq!(c.server.heartbeat, Duration::from_millis(250));
+    assert_eq!(c.server.max_connection_age, None, "0 is never");
+    assert_eq!(c.pipeline.linger, Duration::from_millis(5));
+    assert!(c.server.compression.allows(awp_protocol::Compression::Zstd));
+    assert!(!c.server.compression.allows(awp_protocol::Compression::Lz4));
+    assert_eq!(
+        error_of(&format!("[server]\ncompression = [\"lz4\", \"brotli\"]\n{tenant}")),
+        "server.compression: unknown variant, expected `lz4` or `zstd`"
+    );
+    assert_eq!(
+        error_of(&format!("[server]\nheartbeat_ms = \"5s\"\n{tenant}")),
+        "server.heartbeat_ms: invalid type: string, expected u64"
+    );
 }

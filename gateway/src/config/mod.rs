@@ -6,10 +6,12 @@
 //! is `docs/configuration.md`; `gateway example-config` prints a commented
 //! example ([`EXAMPLE`]).
 
+pub(crate) mod diff;
 mod pipeline;
 mod server;
 pub(crate) mod settings;
 mod tenant;
+pub(crate) mod units;
 mod validate;
 
 #[cfg(test)]

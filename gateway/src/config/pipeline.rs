@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// `[pipeline]`
@@ -16,22 +18,29 @@ pub struct PipelineConfig {
     /// How long a writer waits for more batches before a write; 0 (the
     /// default) writes at once, and batches that arrive during a write go
     /// into the next (group commit without a timer).
-    #[serde(alias = "max_delay_ms")]
-    pub linger_ms: u64,
+    #[serde(
+        rename = "linger_ms",
+        alias = "max_delay_ms",
+        deserialize_with = "super::units::millis"
+    )]
+    pub linger: Duration,
     /// A sink write that takes longer fails (and its batches get ACK RETRY);
     /// a batch that waited longer than this in the queue gets ACK RETRY
     /// without being written.
-    pub write_timeout_ms: u64,
+    #[serde(rename = "write_timeout_ms", deserialize_with = "super::units::millis")]
+    pub write_timeout: Duration,
     /// The memory budget: inflated bytes (plus a small per-batch overhead)
     /// of all the batches held from decoding until their write completes.
     pub budget_bytes: usize,
     /// The share of `budget_bytes` one tenant's batches may hold, percent.
     pub tenant_budget_percent: u8,
     /// How long a BATCH may wait for budget before it gets ACK RETRY.
-    pub budget_wait_ms: u64,
+    #[serde(rename = "budget_wait_ms", deserialize_with = "super::units::millis")]
+    pub budget_wait: Duration,
     /// A tenant whose sink has failed every write for this long is
     /// degraded (`/readyz` 503, `awp_tenant_degraded`); 0 turns this off.
-    pub unhealthy_after_ms: u64,
+    #[serde(rename = "unhealthy_after_ms", deserialize_with = "super::units::millis")]
+    pub unhealthy_after: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -39,12 +48,12 @@ impl Default for PipelineConfig {
         PipelineConfig {
             max_items: 20_000,
             max_bytes: 8 << 20,
-            linger_ms: 0,
-            write_timeout_ms: 10_000,
+            linger: Duration::from_millis(0),
+            write_timeout: Duration::from_millis(10_000),
             budget_bytes: 256 << 20,
             tenant_budget_percent: 50,
-            budget_wait_ms: 10_000,
-            unhealthy_after_ms: 60_000,
+            budget_wait: Duration::from_millis(10_000),
+            unhealthy_after: Duration::from_millis(60_000),
         }
     }
 }

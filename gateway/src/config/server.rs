@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use awp_protocol::CompressionSet;
 use serde::Deserialize;
 
 /// The most records in one BATCH: a record's index in `rk` has five digits.
@@ -50,7 +51,8 @@ pub struct ServerConfig {
     pub reuse_port: bool,
     /// An authenticated connection older than this, give or take 10%, is
     /// sent GOAWAY so agents spread over nodes added since; 0 for never.
-    pub max_connection_age_ms: u64,
+    #[serde(rename = "max_connection_age_ms", deserialize_with = "super::units::millis_or_never")]
+    pub max_connection_age: Option<Duration>,
     /// Advertised in WELCOME; the largest payload accepted (≥ 65,536).
     pub max_frame_len: u32,
     /// Advertised in WELCOME; the most records in one BATCH.
@@ -60,24 +62,32 @@ pub struct ServerConfig {
     /// Advertised in WELCOME; unacknowledged BATCHes allowed per connection.
     pub max_inflight: u32,
     /// Advertised in WELCOME; a client silent for three of these is closed.
-    pub heartbeat_ms: u64,
+    #[serde(rename = "heartbeat_ms", deserialize_with = "super::units::millis")]
+    pub heartbeat: Duration,
     /// A frame must arrive at this average rate (bytes per second) or
     /// faster, after a grace of one heartbeat from its first byte.
     pub min_frame_rate: u32,
     /// Time allowed from connect to a complete HELLO.
-    pub hello_timeout_ms: u64,
+    #[serde(rename = "hello_timeout_ms", deserialize_with = "super::units::millis")]
+    pub hello_timeout: Duration,
     /// Time allowed for a TLS handshake.
-    pub tls_handshake_timeout_ms: u64,
+    #[serde(rename = "tls_handshake_timeout_ms", deserialize_with = "super::units::millis")]
+    pub tls_handshake_timeout: Duration,
     /// Time allowed for a write to an agent before the connection is dropped.
-    pub write_timeout_ms: u64,
+    #[serde(rename = "write_timeout_ms", deserialize_with = "super::units::millis")]
+    pub write_timeout: Duration,
     /// `retry_after_ms` in ACK RETRY when the pipeline is full or a sink fails.
-    pub retry_after_ms: u64,
+    #[serde(rename = "retry_after_ms", deserialize_with = "super::units::millis")]
+    pub retry_after: Duration,
     /// `reconnect_after_ms` in GOAWAY at shutdown.
-    pub goaway_reconnect_ms: u64,
+    #[serde(rename = "goaway_reconnect_ms", deserialize_with = "super::units::millis")]
+    pub goaway_reconnect: Duration,
     /// How long shutdown waits for acks and sinks before exiting anyway.
-    pub drain_timeout_ms: u64,
+    #[serde(rename = "drain_timeout_ms", deserialize_with = "super::units::millis")]
+    pub drain_timeout: Duration,
     /// Codecs accepted in BATCH frames: any of "lz4", "zstd".
-    pub compression: Vec<String>,
+    #[serde(deserialize_with = "super::units::codecs")]
+    pub compression: CompressionSet,
 }
 
 impl Default for ServerConfig {
@@ -94,28 +104,21 @@ impl Default for ServerConfig {
             proxy_protocol_trusted: Vec::new(),
             reuse_port: false,
             listen_backlog: None,
-            max_connection_age_ms: 86_400_000,
+            max_connection_age: Some(Duration::from_secs(86_400)),
             max_frame_len: 1 << 20,
             max_batch_records: 1000,
             max_batch_bytes: 4 << 20,
             max_inflight: 32,
-            heartbeat_ms: 30_000,
+            heartbeat: Duration::from_millis(30_000),
             min_frame_rate: 1024,
-            hello_timeout_ms: 5_000,
-            tls_handshake_timeout_ms: 5_000,
-            write_timeout_ms: 10_000,
-            retry_after_ms: 1_000,
-            goaway_reconnect_ms: 1_000,
-            drain_timeout_ms: 30_000,
-            compression: vec!["lz4".into(), "zstd".into()],
+            hello_timeout: Duration::from_millis(5_000),
+            tls_handshake_timeout: Duration::from_millis(5_000),
+            write_timeout: Duration::from_millis(10_000),
+            retry_after: Duration::from_millis(1_000),
+            goaway_reconnect: Duration::from_millis(1_000),
+            drain_timeout: Duration::from_millis(30_000),
+            compression: CompressionSet::ALL,
         }
-    }
-}
-
-impl ServerConfig {
-    /// Durations as `Duration`s.
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_ms)
     }
 }
 

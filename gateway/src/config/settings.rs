@@ -4,14 +4,13 @@
 //! certificate expiries reported as metrics.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use awp_protocol::{CompressionSet, Limits};
+use awp_protocol::Limits;
 use secrecy::SecretString;
 
 use crate::admit::tenant::Tenants;
-use crate::config::Config;
+use crate::config::{Config, units};
 use crate::net::tls::TenantCa;
 use crate::session::SessionSettings;
 use crate::telemetry;
@@ -22,29 +21,21 @@ pub type AdminToken = Arc<ArcSwap<Option<SecretString>>>;
 /// The session parameters `config` gives new connections.
 pub fn session_settings(config: &Config) -> SessionSettings {
     let s = &config.server;
-    let mut accepted = CompressionSet::NONE;
-    for c in &s.compression {
-        accepted = accepted.with(if c == "lz4" {
-            awp_protocol::Compression::Lz4
-        } else {
-            awp_protocol::Compression::Zstd
-        });
-    }
     SessionSettings {
         limits: Limits {
             max_frame_len: s.max_frame_len,
             max_batch_records: s.max_batch_records,
             max_batch_bytes: s.max_batch_bytes,
-            accepted_compression: accepted,
+            accepted_compression: s.compression,
         },
         max_inflight: s.max_inflight,
-        heartbeat: Duration::from_millis(s.heartbeat_ms),
-        hello_timeout: Duration::from_millis(s.hello_timeout_ms),
-        retry_after_ms: s.retry_after_ms,
-        goaway_reconnect_ms: s.goaway_reconnect_ms,
-        budget_wait: Duration::from_millis(config.pipeline.budget_wait_ms),
+        heartbeat: s.heartbeat,
+        hello_timeout: s.hello_timeout,
+        retry_after_ms: units::ms(s.retry_after),
+        goaway_reconnect_ms: units::ms(s.goaway_reconnect),
+        budget_wait: config.pipeline.budget_wait,
         min_frame_rate: s.min_frame_rate,
-        max_connection_age: (s.max_connection_age_ms > 0).then(|| Duration::from_millis(s.max_connection_age_ms)),
+        max_connection_age: s.max_connection_age,
     }
 }
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use std::time::Duration;
+
 use super::*;
 
 impl Config {
@@ -149,33 +151,29 @@ impl Config {
         // millisecond would have every agent PING without pause, a minute's
         // hello timeout would hold sockets for strangers.
         for (field, value, range) in [
-            ("server.heartbeat_ms", s.heartbeat_ms, 100..=3_600_000),
-            ("server.hello_timeout_ms", s.hello_timeout_ms, 100..=600_000),
+            ("server.heartbeat_ms", s.heartbeat, 100..=3_600_000),
+            ("server.hello_timeout_ms", s.hello_timeout, 100..=600_000),
             (
                 "server.tls_handshake_timeout_ms",
-                s.tls_handshake_timeout_ms,
+                s.tls_handshake_timeout,
                 100..=600_000,
             ),
-            ("server.write_timeout_ms", s.write_timeout_ms, 100..=600_000),
-            ("server.retry_after_ms", s.retry_after_ms, 10..=3_600_000),
-            ("server.goaway_reconnect_ms", s.goaway_reconnect_ms, 10..=3_600_000),
-            ("server.drain_timeout_ms", s.drain_timeout_ms, 100..=3_600_000),
-            (
-                "pipeline.write_timeout_ms",
-                self.pipeline.write_timeout_ms,
-                100..=600_000,
-            ),
-            ("pipeline.budget_wait_ms", self.pipeline.budget_wait_ms, 10..=600_000),
-            ("pipeline.linger_ms", self.pipeline.linger_ms, 0..=10_000),
+            ("server.write_timeout_ms", s.write_timeout, 100..=600_000),
+            ("server.retry_after_ms", s.retry_after, 10..=3_600_000),
+            ("server.goaway_reconnect_ms", s.goaway_reconnect, 10..=3_600_000),
+            ("server.drain_timeout_ms", s.drain_timeout, 100..=3_600_000),
+            ("pipeline.write_timeout_ms", self.pipeline.write_timeout, 100..=600_000),
+            ("pipeline.budget_wait_ms", self.pipeline.budget_wait, 10..=600_000),
+            ("pipeline.linger_ms", self.pipeline.linger, 0..=10_000),
         ] {
-            if !range.contains(&value) {
+            if !range.contains(&units::ms(value)) {
                 return Err(ConfigError::new(
                     field,
                     format!("must be {} to {} (ms)", range.start(), range.end()),
                 ));
             }
         }
-        if s.max_connection_age_ms != 0 && s.max_connection_age_ms < 100 {
+        if s.max_connection_age.is_some_and(|age| age < Duration::from_millis(100)) {
             return Err(ConfigError::new(
                 "server.max_connection_age_ms",
                 "must be 0 (never) or at least 100",
@@ -212,14 +210,6 @@ impl Config {
                 return Err(ConfigError::new(field, format!("{addr} is already {other}'s address")));
             }
             addresses.push((field, addr));
-        }
-        for (i, c) in s.compression.iter().enumerate() {
-            if c != "lz4" && c != "zstd" {
-                return Err(ConfigError::new(
-                    format!("server.compression[{i}]"),
-                    format!("unknown codec {c:?}: use \"lz4\" or \"zstd\""),
-                ));
-            }
         }
         let p = &self.pipeline;
         if p.max_items == 0 {

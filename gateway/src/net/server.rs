@@ -84,7 +84,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
     }
     let health = Arc::new(Health::new(
         tenants.iter().map(|t| t.id.clone()),
-        Duration::from_millis(config.pipeline.unhealthy_after_ms),
+        config.pipeline.unhealthy_after,
     ));
     let (pipeline, writers) = Pipeline::start(&tenants, &config.sink, &config.pipeline, &health)
         .await
@@ -105,7 +105,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
         budget: budget.clone(),
         admission: Admission::new(s.max_connections, crate::ops::reload::tenant_limits(config)),
         pipeline: pipeline.clone(),
-        write_timeout: Duration::from_millis(s.write_timeout_ms),
+        write_timeout: s.write_timeout,
     });
     let admin_token: crate::config::settings::AdminToken = Arc::new(ArcSwap::from_pointee(config.admin_token()?));
     let reloader = Arc::new(Reloader::new(
@@ -126,7 +126,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
     let mut accept_tasks = JoinSet::new();
     let mut plain_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
-    let handshake_timeout = Duration::from_millis(s.tls_handshake_timeout_ms);
+    let handshake_timeout = s.tls_handshake_timeout;
     let listeners = s
         .listen
         .iter()
@@ -188,7 +188,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
         pipeline,
         reloader,
         admin,
-        drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+        drain_timeout: s.drain_timeout,
     })
 }
 

@@ -45,12 +45,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
 use crate::admit::budget::MemoryBudget;
 use crate::admit::tenant::{QuotaChange, Tenants};
-use crate::config::{Config, DynamoConfig, TenantConfig};
+use crate::config::diff::ConfigDiff;
+use crate::config::{Config, DynamoConfig};
 use crate::net::conn::ConnContext;
 use crate::ops::health::Health;
 use crate::pipeline::Pipeline;
@@ -257,9 +257,9 @@ impl Reloader {
         let next = source().map_err(|e| ReloadError::Invalid(format!("{e:#}")))?;
         next.validate().map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let admin_token = next.admin_token().map_err(|e| ReloadError::Invalid(e.to_string()))?;
-        let restart = restart_only_changes(&current, &next);
-        if !restart.is_empty() {
-            return Err(ReloadError::RestartOnly(restart));
+        let diff = ConfigDiff::between(&current, &next);
+        if diff.needs_restart() {
+            return Err(ReloadError::RestartOnly(diff.restart_only));
         }
 
         // Everything that can fail, before anything changes.
@@ -276,31 +276,26 @@ impl Reloader {
         };
         moved_onto_anothers_table(&current, &next)?;
         self.onto_a_draining_table(&next)?;
-        let before: HashSet<&str> = current.tenants.iter().map(|t| t.id.as_str()).collect();
-        let mut report = ReloadReport::default();
+        let mut report = ReloadReport {
+            added: diff.added.clone(),
+            store_changed: diff.store_changed.clone(),
+            removed: diff.removed.clone(),
+            kept: diff.kept.len(),
+            ..ReloadReport::default()
+        };
+        // Each store that changes is opened before anything changes: one
+        // that cannot be opened refuses the reload.
         let mut opened = Vec::new();
-        for config in &next.tenants {
-            let old = current.tenants.iter().find(|t| t.id == config.id);
-            match old {
-                None => report.added.push(config.id.clone()),
-                Some(old) if !same_store(old, config) => report.store_changed.push(config.id.clone()),
-                Some(_) => {
-                    report.kept += 1;
-                    continue;
-                }
-            }
-            let Some(tenant) = tenants.get(&config.id) else {
+        for id in diff.added.iter().chain(&diff.store_changed) {
+            let Some(tenant) = tenants.get(id) else {
                 continue;
             };
             let sink = self.pipeline.open(tenant).await.map_err(|e| ReloadError::Sink {
-                tenant: config.id.clone(),
+                tenant: id.clone(),
                 reason: e.report(),
             })?;
             opened.push(sink);
         }
-        let after: HashSet<&str> = next.tenants.iter().map(|t| t.id.as_str()).collect();
-        report.removed = before.difference(&after).map(|t| (*t).to_owned()).collect();
-        report.removed.sort();
 
         // Apply.
         let ids = || next.tenants.iter().map(|t| t.id.as_str());
@@ -365,7 +360,7 @@ impl Reloader {
                 );
             }
         }
-        let write_timeout = Duration::from_millis(next.pipeline.write_timeout_ms);
+        let write_timeout = next.pipeline.write_timeout;
         *current = next;
         let drains = drains
             .into_iter()
@@ -437,105 +432,4 @@ pub fn tenant_limits(config: &Config) -> impl Iterator<Item = (String, usize)> +
         .tenants
         .iter()
         .filter_map(|t| Some((t.id.clone(), t.max_connections?)))
-}
-
-/// Whether a tenant's store is the same in both configurations (its sink
-/// kind, layout, and DynamoDB table and credentials); if not, a reload gives
-/// it a new writer.
-fn same_store(a: &TenantConfig, b: &TenantConfig) -> bool {
-    fn same_table(a: &DynamoConfig, b: &DynamoConfig) -> bool {
-        a.table == b.table
-            && a.region == b.region
-            && a.endpoint == b.endpoint
-            && a.profile == b.profile
-            && a.role_arn == b.role_arn
-            && a.external_id == b.external_id
-            && a.access_key_id == b.access_key_id
-            && a.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned())
-                == b.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned())
-            && a.max_concurrency == b.max_concurrency
-    }
-    a.sink == b.sink
-        && a.layout == b.layout
-        && match (&a.dynamodb, &b.dynamodb) {
-            (None, None) => true,
-            (Some(a), Some(b)) => same_table(a, b),
-            _ => false,
-        }
-}
-
-/// The settings that differ between `old` and `new` and need a restart:
-/// the listeners (sockets are bound once), the admission pool of
-/// connections waiting to authenticate, the pipeline (its writers and
-/// budget are sized at start), and the sink kind and data directory.
-pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    macro_rules! compare {
-        ($section:ident: $($field:ident),+) => {
-            $(
-                if old.$section.$field != new.$section.$field {
-                    changed.push(concat!(stringify!($section), ".", stringify!($field)).to_owned());
-                }
-            )+
-        };
-    }
-    compare!(server: listen, tls_listen, admin_listen, proxy_protocol, proxy_protocol_trusted, listen_backlog, reuse_port,
-        max_unauthenticated, max_unauthenticated_per_source, tls_handshake_timeout_ms,
-        write_timeout_ms, drain_timeout_ms);
-    compare!(pipeline: max_items, max_bytes, linger_ms, write_timeout_ms, budget_bytes,
-        tenant_budget_percent, budget_wait_ms, unhealthy_after_ms);
-    compare!(sink: kind, data_dir, allow_null);
-    // TLS listeners need a certificate; which one is reloadable.
-    if !new.server.tls_listen.is_empty() && old.tls.is_some() != new.tls.is_some() {
-        changed.push("tls".to_owned());
-    }
-    changed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Config {
-        Config::parse(
-            r#"
-            [server]
-            listen = ["127.0.0.1:7700"]
-            [[tenants]]
-            id = "a"
-            secrets = ["0123456789abcdef"]
-            "#,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn settings_that_need_a_restart_are_named() {
-        let old = config();
-        let mut new = config();
-        assert!(restart_only_changes(&old, &new).is_empty());
-        // Reloadable: limits, tenants.
-        new.server.max_inflight = 7;
-        new.server.max_connections = 5;
-        new.tenants.clear();
-        assert!(restart_only_changes(&old, &new).is_empty());
-        new.server.listen = vec!["127.0.0.1:7701".parse().unwrap()];
-        new.pipeline.budget_bytes = 1 << 20;
-        new.sink.kind = crate::config::SinkKind::Dynamodb;
-        assert_eq!(
-            restart_only_changes(&old, &new),
-            ["server.listen", "pipeline.budget_bytes", "sink.kind"]
-        );
-    }
-
-    #[test]
-    fn a_changed_table_is_a_changed_store() {
-        let a = config().tenants.remove(0);
-        let mut b = a.clone();
-        b.secrets.clear();
-        b.records_per_second = Some(10);
-        assert!(same_store(&a, &b), "secrets and quotas are not the store");
-        b.sink = Some(crate::config::SinkKind::Null);
-        assert!(!same_store(&a, &b));
-    }
 }

@@ -188,7 +188,7 @@ impl<S: TenantSink> Writer<S> {
     /// table, denied access) shows in the tenant's health from start-up or
     /// the reload on, not from the first failed write.
     pub(super) async fn check(&mut self, sink: &mut S) {
-        let within = Duration::from_millis(self.config.write_timeout_ms);
+        let within = self.config.write_timeout;
         let answer = match tokio::time::timeout(within, sink.probe()).await {
             Ok(answer) => answer,
             Err(_) => Err(SinkError::retryable(
@@ -205,7 +205,7 @@ impl<S: TenantSink> Writer<S> {
     }
 
     pub(super) async fn run(&mut self, sink: &mut S) {
-        let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
+        let write_timeout = self.config.write_timeout;
         let mut gathered = Vec::new();
         self.check(sink).await;
         loop {
@@ -285,7 +285,7 @@ impl<S: TenantSink> Writer<S> {
     /// writes, and one for asking the store: batches not tried by then get
     /// ACK RETRY.
     pub(super) async fn isolate(&mut self, sink: &mut S, batches: Vec<AcceptedBatch>, waiters: &mut [Waiter]) {
-        let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
+        let write_timeout = self.config.write_timeout;
         let deadline = tokio::time::Instant::now() + write_timeout;
         let mut results = Vec::with_capacity(batches.len());
         for batch in &batches {
@@ -365,9 +365,8 @@ impl<S: TenantSink> Writer<S> {
     /// with a linger, waits that long for more first. Batches that waited
     /// in the queue past the write timeout are answered ACK RETRY instead.
     pub(super) async fn gather(&mut self, first: Submission, gathered: &mut Vec<Submission>) {
-        let max_wait = Duration::from_millis(self.config.write_timeout_ms);
-        let linger_until = (self.config.linger_ms > 0)
-            .then(|| tokio::time::Instant::now() + Duration::from_millis(self.config.linger_ms));
+        let max_wait = self.config.write_timeout;
+        let linger_until = (!self.config.linger.is_zero()).then(|| tokio::time::Instant::now() + self.config.linger);
         let (mut items, mut bytes) = (0usize, 0usize);
         let mut expired = Vec::new();
         let mut next = Some(first);

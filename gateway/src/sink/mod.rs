@@ -227,7 +227,7 @@ pub(crate) async fn open(tenant: &Tenant, config: &SinkConfig, pipeline: &Pipeli
             };
             // Give up a little before the pipeline's own timeout, so the
             // batches get the sink's reason rather than a timeout.
-            let give_up = std::time::Duration::from_millis(pipeline.write_timeout_ms * 9 / 10);
+            let give_up = pipeline.write_timeout * 9 / 10;
             Sink::Dynamodb(dynamodb::DynamoSink::connect(&tenant.id, dynamo, give_up, tenant.layout).await)
         }
         #[allow(unreachable_patterns)]
