@@ -1,7 +1,8 @@
 //! What a configuration means for the running parts, derived in one place
 //! for start-up and reload alike: the session settings new connections
-//! get, the client CAs the TLS listeners ask for, the admin token, and the
-//! certificate expiries reported as metrics.
+//! get, the client CAs the TLS listeners ask for, the connection limits of
+//! admission, the admin token, and the certificate expiries reported as
+//! metrics.
 
 use std::sync::Arc;
 
@@ -62,4 +63,12 @@ pub fn report_certificate_expiry(config: &Config) {
             Err(e) => tracing::warn!(error = %e, "cannot read a certificate's expiry"),
         }
     }
+}
+
+/// Each tenant's own `max_connections`, for admission.
+pub fn tenant_limits(config: &Config) -> impl Iterator<Item = (String, usize)> + '_ {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| Some((t.id.clone(), t.max_connections?)))
 }

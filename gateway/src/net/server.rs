@@ -103,7 +103,7 @@ pub async fn start_with_source(config: &Config, source: Option<ConfigSource>) ->
         settings: ArcSwap::from_pointee(session_settings(config)),
         tenants: Arc::new(LiveTenants::from_pointee(tenants)),
         budget: budget.clone(),
-        admission: Admission::new(s.max_connections, crate::ops::reload::tenant_limits(config)),
+        admission: Admission::new(s.max_connections, crate::config::settings::tenant_limits(config)),
         pipeline: pipeline.clone(),
         write_timeout: s.write_timeout,
     });

@@ -303,7 +303,7 @@ impl Reloader {
         self.budget.set_tenants(ids());
         self.ctx
             .admission
-            .set_limits(next.server.max_connections, tenant_limits(&next));
+            .set_limits(next.server.max_connections, crate::config::settings::tenant_limits(&next));
         {
             let mut tables = self
                 .removed_tables
@@ -426,10 +426,3 @@ fn moved_onto_anothers_table(current: &Config, next: &Config) -> Result<(), Relo
     Ok(())
 }
 
-/// Each tenant's own `max_connections`, for admission.
-pub fn tenant_limits(config: &Config) -> impl Iterator<Item = (String, usize)> + '_ {
-    config
-        .tenants
-        .iter()
-        .filter_map(|t| Some((t.id.clone(), t.max_connections?)))
-}
