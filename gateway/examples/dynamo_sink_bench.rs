@@ -10,7 +10,7 @@
 //! batch); ITEMS and ITEMS_PER_WRITE still count records.
 //!
 //! It starts its own dynalite (in memory), creates a table, accepts typical
-//! 100-record batches (`awp_benches::typical_batch`) exactly as the gateway
+//! 100-record batches (`awp_protocol::sample::typical_batch`) exactly as the gateway
 //! does, and writes them with `DynamoSink` the way the pipeline does: one
 //! write call at a time of ITEMS_PER_WRITE items (default 2,000, rounded to
 //! whole batches), each rendered and split into BatchWriteItem requests of
@@ -89,7 +89,10 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let mut batches = Vec::with_capacity(total / per_batch + 1);
     for seq in 1..=total.div_ceil(per_batch) as u64 {
-        let content = PreparedBatch::new(&awp_benches::typical_batch(seq, per_batch, seq), &Limits::DEFAULT)?;
+        let content = PreparedBatch::new(
+            &awp_protocol::sample::typical_batch(seq, per_batch, seq),
+            &Limits::DEFAULT,
+        )?;
         let origin = origins[seq as usize % origins.len()].clone();
         batches.push(AcceptedBatch::accept(
             origin,

@@ -409,7 +409,8 @@ async fn a_write_stores_every_item_even_with_a_concurrency_of_zero() {
     });
     let batches: Vec<AcceptedBatch> = (1..=6)
         .map(|seq| {
-            let content = PreparedBatch::new(&awp_benches::typical_batch(seq, 100, seq), &Limits::DEFAULT).unwrap();
+            let content =
+                PreparedBatch::new(&awp_protocol::sample::typical_batch(seq, 100, seq), &Limits::DEFAULT).unwrap();
             AcceptedBatch::accept(
                 origin.clone(),
                 seq,
@@ -622,7 +623,8 @@ async fn export_from_dynamodb_gives_the_same_lines_from_either_layout() {
     create_tables(&db.endpoint, &["record", "packed"]).await;
     let batches: Vec<AcceptedBatch> = (1..=12u64)
         .map(|seq| {
-            let content = PreparedBatch::new(&awp_benches::typical_batch(seq, 100, seq), &Limits::DEFAULT).unwrap();
+            let content =
+                PreparedBatch::new(&awp_protocol::sample::typical_batch(seq, 100, seq), &Limits::DEFAULT).unwrap();
             let origin = Arc::new(Origin {
                 device_id: format!("dev-{}", seq % 3),
                 platform: Platform::Windows,

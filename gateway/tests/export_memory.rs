@@ -47,8 +47,11 @@ fn database(dir: &std::path::Path, layout: Layout) {
                 platform: Platform::Linux,
                 agent_version: "1.0".into(),
             });
-            let content =
-                PreparedBatch::new(&awp_benches::typical_batch(seq, RECORDS_PER_BATCH, seq), &limits).unwrap();
+            let content = PreparedBatch::new(
+                &awp_protocol::sample::typical_batch(seq, RECORDS_PER_BATCH, seq),
+                &limits,
+            )
+            .unwrap();
             let batch = AcceptedBatch::accept(origin, seq, 1_764_000_000_000, None, content.content().clone(), &limits)
                 .unwrap();
             match layout {

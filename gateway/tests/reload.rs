@@ -2,8 +2,7 @@
 //! connected: tenants added and removed, secrets and certificates rotated,
 //! and configurations refused whole.
 
-#[path = "support/certs.rs"]
-mod certs;
+use awp_testkit::certs;
 mod support;
 
 use std::path::{Path, PathBuf};

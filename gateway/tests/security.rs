@@ -5,8 +5,7 @@
 //! changes nothing for a browser page or a stranger, secrets never reach
 //! output, and log lines cannot be flooded or forged.
 
-#[path = "support/certs.rs"]
-mod certs;
+use awp_testkit::certs;
 mod support;
 
 use std::path::{Path, PathBuf};

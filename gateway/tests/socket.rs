@@ -294,7 +294,7 @@ async fn frames_delivered_a_byte_at_a_time_work() {
 /// A plain BATCH of 1,000 typical records (about 28 KB), under `seq`.
 fn big_batch(seq: u64) -> Vec<u8> {
     let mut buf = bytes::BytesMut::new();
-    awp_benches::typical_batch(seq, 1000, 5)
+    awp_protocol::sample::typical_batch(seq, 1000, 5)
         .encode(Compression::None, &Limits::DEFAULT, &mut buf)
         .unwrap();
     buf.to_vec()

@@ -1,8 +1,7 @@
 //! The gateway over real TLS: token and client-certificate authentication,
 //! ALPN, TLS on the plaintext port, and the handshake deadline.
 
-#[path = "support/certs.rs"]
-mod certs;
+use awp_testkit::certs;
 mod support;
 
 use std::sync::Arc;

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             platform: Platform::Android,
             agent_version: "4.2.0".into(),
         });
-        let content = PreparedBatch::new(&awp_benches::typical_batch(7, n, 7), &Limits::DEFAULT)?;
+        let content = PreparedBatch::new(&awp_protocol::sample::typical_batch(7, n, 7), &Limits::DEFAULT)?;
         // With a retention, as most tenants have: expires_at on every item.
         let batch = AcceptedBatch::accept(
             origin,

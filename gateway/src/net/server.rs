@@ -514,7 +514,7 @@ mod tests {
         );
         drop(plain);
 
-        let pki = crate::net::tls::test_certs::TestPki::new();
+        let pki = awp_testkit::certs::TestPki::new();
         let acceptor =
             TlsAcceptor::from(crate::net::tls::server_config(&pki.server_cert, &pki.server_key, &[]).unwrap());
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();

@@ -479,20 +479,16 @@ pub fn peer_certificates(conn: &rustls::ServerConnection) -> Option<Vec<Certific
 }
 
 #[cfg(test)]
-#[path = "../../tests/support/certs.rs"]
-pub(crate) mod test_certs;
-
-#[cfg(test)]
 mod tests {
-    use super::test_certs::{TestPki, client_config, client_config_with_versions, self_signed_client};
     use super::*;
+    use awp_testkit::certs::{TestPki, client_config, client_config_with_versions, self_signed_client};
 
     use rustls::pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-    fn tenant_ca(pki: &TestPki, tenant: &str) -> (super::test_certs::ClientCa, TenantCa) {
+    fn tenant_ca(pki: &TestPki, tenant: &str) -> (awp_testkit::certs::ClientCa, TenantCa) {
         let ca = pki.tenant_ca(tenant);
         let tenant_ca = TenantCa::load(&ca.path, "tenants[0].client_ca", None, "tenants[0].crl").unwrap();
         (ca, tenant_ca)

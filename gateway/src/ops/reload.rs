@@ -301,9 +301,10 @@ impl Reloader {
         let ids = || next.tenants.iter().map(|t| t.id.as_str());
         self.health.set_tenants(ids());
         self.budget.set_tenants(ids());
-        self.ctx
-            .admission
-            .set_limits(next.server.max_connections, crate::config::settings::tenant_limits(&next));
+        self.ctx.admission.set_limits(
+            next.server.max_connections,
+            crate::config::settings::tenant_limits(&next),
+        );
         {
             let mut tables = self
                 .removed_tables
@@ -425,4 +426,3 @@ fn moved_onto_anothers_table(current: &Config, next: &Config) -> Result<(), Relo
     }
     Ok(())
 }
-

@@ -136,7 +136,7 @@ fn parked_frames_beyond_their_room_stop_the_reading_until_budget_comes() {
     // Three batches of about 28 KB: two fit the parked frames' 64 KiB of room, the third waits.
     let mut input = bytes::BytesMut::new();
     for seq in 1..=3 {
-        awp_benches::typical_batch(seq, 1000, 3)
+        awp_protocol::sample::typical_batch(seq, 1000, 3)
             .encode(Compression::None, &Limits::DEFAULT, &mut input)
             .unwrap();
     }

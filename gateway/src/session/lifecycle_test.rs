@@ -12,7 +12,7 @@ use std::time::Duration;
 /// A frame of `records` typical records, under seq 1.
 fn big_frame(records: usize) -> Vec<u8> {
     let mut buf = bytes::BytesMut::new();
-    awp_benches::typical_batch(1, records, 9)
+    awp_protocol::sample::typical_batch(1, records, 9)
         .encode(Compression::None, &Limits::DEFAULT, &mut buf)
         .unwrap();
     buf.to_vec()

@@ -289,34 +289,12 @@ impl TenantSink for Sink {
 #[cfg(test)]
 pub(crate) mod tests {
     //! Batches of the test vectors, accepted as the session accepts them.
-    use std::sync::Arc;
-
-    use awp_protocol::{Decoded, Frame, Limits, Platform, decode};
-    use awp_store::{AcceptedBatch, Origin};
-    use bytes::Bytes;
+    use awp_store::AcceptedBatch;
     use serde_json::Value;
 
-    /// A valid BATCH vector from device `dev-0001`, received at `received_at_ms`.
-    pub(crate) fn vector_batch(name: &str, received_at_ms: u64) -> AcceptedBatch {
-        let bytes = Bytes::copy_from_slice(&awp_testkit::vectors().valid(name).bytes);
-        let Ok(Decoded::Complete(Frame::Batch(frame), _)) = decode(&bytes, &Limits::DEFAULT) else {
-            panic!("{name} is not a whole BATCH");
-        };
-        let origin = Arc::new(Origin {
-            device_id: "dev-0001".into(),
-            platform: Platform::Android,
-            agent_version: "4.2.0".into(),
-        });
-        AcceptedBatch::accept(
-            origin,
-            frame.seq(),
-            received_at_ms,
-            None,
-            frame.content().clone(),
-            &Limits::DEFAULT,
-        )
-        .unwrap()
-    }
+    /// A valid BATCH vector from device `dev-0001`, received at
+    /// `received_at_ms` (the store's test support: one home for them).
+    pub(crate) use awp_store::test_support::accept_vector_at as vector_batch;
 
     /// `batch_mixed_kinds`, received at 1764000009999.
     pub(crate) fn mixed_kinds_batch() -> AcceptedBatch {

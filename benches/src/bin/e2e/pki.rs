@@ -1,11 +1,11 @@
 //! A throwaway PKI for the TLS runs: a CA, and a server certificate for
-//! `localhost` and `127.0.0.1` signed by it (rcgen, ECDSA P-256).
+//! `localhost` and `127.0.0.1` signed by it (`awp_testkit::certs`, the
+//! tests' generator), and the floor server's acceptor.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -19,27 +19,15 @@ pub struct Pki {
     pub key: PathBuf,
 }
 
-/// Writes `ca.pem`, `server.pem` and `server.key` into `dir`.
+/// Writes `ca.pem`, `server.pem` and `server.key` into `dir` (the tests'
+/// generator, `awp_testkit::certs`).
 pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "e2e bench CA");
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &issuer)?;
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
-    std::fs::write(&pki.ca, ca_cert.pem())?;
-    std::fs::write(&pki.cert, cert.pem())?;
-    std::fs::write(&pki.key, key.serialize_pem())?;
-    Ok(pki)
+    let pki = awp_testkit::certs::TestPki::in_dir(dir);
+    Ok(Pki {
+        ca: pki.ca_pem.clone(),
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+    })
 }
 
 /// A TLS acceptor for the floor server, like the gateway's: TLS 1.2 and 1.3,

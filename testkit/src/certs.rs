@@ -2,10 +2,8 @@
 //! client CAs and client certificates, all generated with rcgen into a
 //! temporary directory, and rustls client configurations to connect with.
 //!
-//! Include it from an integration test with
-//! `#[path = "support/certs.rs"] mod certs;`. The gateway's own unit tests in
-//! `src/tls.rs` include it too, so it stays compiled.
-#![allow(dead_code)]
+//! The one certificate generator of the tests and benchmarks (the
+//! gateway's `dev-certs` command is the product's own, for operators).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,8 +25,11 @@ pub type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 /// `server.pem` (server certificate for `localhost` and `127.0.0.1`) and
 /// `server.key`. Tenant client CAs are written next to them.
 pub struct TestPki {
-    /// The directory; deleted when this value is dropped.
-    pub dir: TempDir,
+    /// The temporary directory it owns, deleted when this value is
+    /// dropped; none for [`TestPki::in_dir`].
+    _temp: Option<TempDir>,
+    /// Where the files are.
+    root: PathBuf,
     /// `ca.pem`: the server CA certificate.
     pub ca_pem: PathBuf,
     /// `server.pem`: the server certificate.
@@ -41,8 +42,16 @@ impl TestPki {
     /// Generates a server CA and a server certificate into a new temporary directory.
     pub fn new() -> TestPki {
         let dir = tempfile::tempdir().expect("create tempdir");
+        let mut pki = TestPki::in_dir(dir.path());
+        pki._temp = Some(dir);
+        pki
+    }
+
+    /// Generates a server CA and a server certificate into `dir`, which is
+    /// left as it is when this value is dropped (a benchmark's report).
+    pub fn in_dir(dir: &Path) -> TestPki {
         let ca = new_ca("AWP test server CA");
-        let ca_pem = write(dir.path(), "ca.pem", &ca.cert_pem);
+        let ca_pem = write(dir, "ca.pem", &ca.cert_pem);
 
         let key = KeyPair::generate().expect("generate server key");
         let mut params =
@@ -52,11 +61,12 @@ impl TestPki {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let cert = params.signed_by(&key, &ca.issuer).expect("sign server cert");
         // The chain file holds the leaf only; the CA is the trust anchor.
-        let server_cert = write(dir.path(), "server.pem", &cert.pem());
-        let server_key = write(dir.path(), "server.key", &key.serialize_pem());
+        let server_cert = write(dir, "server.pem", &cert.pem());
+        let server_key = write(dir, "server.key", &key.serialize_pem());
 
         TestPki {
-            dir,
+            _temp: None,
+            root: dir.to_owned(),
             ca_pem,
             server_cert,
             server_key,
@@ -65,13 +75,13 @@ impl TestPki {
 
     /// The directory path.
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     /// Generates a client CA for `tenant` and writes it to `<tenant>-ca.pem`
     /// in this directory.
     pub fn tenant_ca(&self, tenant: &str) -> ClientCa {
-        ClientCa::generate(self.dir.path(), tenant)
+        ClientCa::generate(&self.root, tenant)
     }
 }
 
