@@ -262,7 +262,7 @@ fn toml_string(text: &str) -> String {
     out + "\""
 }
 
-/// How to use what [`write`] wrote (`gateway dev-certs` prints it): the
+/// How to use what [`write()`] wrote (`gateway dev-certs` prints it): the
 /// gateway's configuration and, for each device, an agent-sim command that
 /// runs as printed against a gateway listening for TLS on `tls_listen`.
 /// Paths are absolute (quoted where they need it), so both work from any

@@ -8,8 +8,8 @@
 //! ACK RETRY and the agents resend, which is safe because an item's key is a
 //! pure function of its record (AWP1.md §6), so a rewrite overwrites.
 //!
-//! [`open`] is the factory: it turns a tenant's configuration into its
-//! [`Sink`].
+//! `open` is the factory: it turns a tenant's configuration into its
+//! `Sink`.
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
