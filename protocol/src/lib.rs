@@ -47,7 +47,6 @@
 //!
 //! Device tokens (HMAC-SHA256, constant-time verification) are in [`token`].
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod batch;
 mod compress;

@@ -28,7 +28,6 @@
 //! layouts hold some of them, and [`dynamodb::attributes_to_json`] turns items read
 //! from DynamoDB back into DynamoDB JSON.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod batch;
 pub mod compare;

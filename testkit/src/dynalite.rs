@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// process ends, since it exits when its stdin closes).
 pub struct Dynalite {
     child: Child,
+    /// Its URL (`http://127.0.0.1:PORT`), for the SDK's endpoint.
     pub endpoint: String,
 }
 
@@ -85,8 +86,11 @@ pub enum Fault {
     /// if the client went away meanwhile, as DynamoDB goes on with a
     /// request it has received.
     RefuseDelaying {
+        /// Refused when its body contains this.
         refuse: &'static str,
+        /// Held when its body contains this.
         delay: &'static str,
+        /// How long it is held.
         by: std::time::Duration,
     },
     /// As [`Fault::Unprocessed`], with `UnprocessedItems` keyed by the
@@ -97,23 +101,32 @@ pub enum Fault {
 /// Counts of what the proxy did.
 #[derive(Debug, Default)]
 pub struct FaultStats {
+    /// Requests passed to dynalite.
     pub forwarded: AtomicU64,
+    /// Requests answered ThrottlingException.
     pub throttled: AtomicU64,
+    /// Requests answered HTTP 500.
     pub errors: AtomicU64,
+    /// BatchWriteItems answered with UnprocessedItems.
     pub unprocessed: AtomicU64,
+    /// Connections closed without an answer.
     pub dropped: AtomicU64,
+    /// BatchWriteItems refused with a ValidationException.
     pub refused: AtomicU64,
 }
 
 /// An HTTP/1.1 proxy on 127.0.0.1 in front of dynalite that injects faults.
 pub struct FaultProxy {
+    /// Its URL, for the SDK's endpoint.
     pub endpoint: String,
     fault: Arc<Mutex<Fault>>,
+    /// What it did.
     pub stats: Arc<FaultStats>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FaultProxy {
+    /// Starts the proxy in front of `upstream` (a dynalite URL), forwarding all.
     pub async fn start(upstream: &str) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -135,6 +148,7 @@ impl FaultProxy {
         }
     }
 
+    /// From now on, injects `fault`.
     pub fn set(&self, fault: Fault) {
         *self.fault.lock().unwrap() = fault;
     }
