@@ -1,5 +1,10 @@
 //! A tokio-util [`Decoder`]/[`Encoder`] over the pure functions of this crate,
-//! for `FramedRead`/`FramedWrite` in the gateway and the simulator.
+//! for a client's `FramedRead`/`FramedWrite`: agent-sim reads the gateway's
+//! frames with it. The gateway does not use it: its session decodes frames
+//! itself from the connection's read buffer, with the same functions
+//! ([`crate::decode`], [`crate::check_preamble`]), because it must decide
+//! per frame, from the header alone, how much of the buffer to reserve and
+//! whether a BATCH waits for memory budget before its payload is read.
 //!
 //! The decoder follows tokio-util's `length_delimited`: the header is checked
 //! against the limits before a single payload byte is reserved, and the
