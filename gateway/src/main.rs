@@ -7,7 +7,8 @@ use anyhow::Context;
 use awp_gateway::RunningServer;
 use awp_gateway::cmd::inspect;
 use awp_gateway::config::{Config, EXAMPLE, Layout, SinkKind};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 /// The TLS address `dev-certs`' usage suggests (beside the default 7700).
@@ -62,49 +63,100 @@ struct ServerFlags {
 }
 
 impl ServerFlags {
-    /// These flags, with `outer`'s (given before the subcommand) where
-    /// these leave one out.
-    fn or(mut self, outer: &ServerFlags) -> ServerFlags {
-        self.config = self.config.or_else(|| outer.config.clone());
-        if self.listen.is_empty() {
-            self.listen = outer.listen.clone();
+    /// These flags (a subcommand's, read from `matches`) merged with
+    /// `outer`'s (given before the subcommand, read from `outer_matches`):
+    /// a flag on the command line beats the environment wherever it
+    /// stands; the subcommand's wins if both are given.
+    fn merged(self, matches: &ArgMatches, outer: &ServerFlags, outer_matches: &ArgMatches) -> ServerFlags {
+        let outer_wins = |id: &str| !given(matches, id) && given(outer_matches, id);
+        let outer = outer.clone();
+        ServerFlags {
+            config: if outer_wins("config") {
+                outer.config
+            } else {
+                self.config
+            },
+            listen: if outer_wins("listen") {
+                outer.listen
+            } else {
+                self.listen
+            },
+            tls_listen: if outer_wins("tls_listen") {
+                outer.tls_listen
+            } else {
+                self.tls_listen
+            },
+            admin_listen: if outer_wins("admin_listen") {
+                outer.admin_listen
+            } else {
+                self.admin_listen
+            },
+            sink: if outer_wins("sink") { outer.sink } else { self.sink },
+            data_dir: if outer_wins("data_dir") {
+                outer.data_dir
+            } else {
+                self.data_dir
+            },
+            allow_null_sink: if outer_wins("allow_null_sink") {
+                outer.allow_null_sink
+            } else {
+                self.allow_null_sink
+            },
+            layout: if outer_wins("layout") {
+                outer.layout
+            } else {
+                self.layout
+            },
+            log_format: if outer_wins("log_format") {
+                outer.log_format
+            } else {
+                self.log_format
+            },
         }
-        if self.tls_listen.is_empty() {
-            self.tls_listen = outer.tls_listen.clone();
-        }
-        self.admin_listen = self.admin_listen.or(outer.admin_listen);
-        self.sink = self.sink.or(outer.sink);
-        self.data_dir = self.data_dir.or_else(|| outer.data_dir.clone());
-        self.allow_null_sink |= outer.allow_null_sink;
-        self.layout = self.layout.or(outer.layout);
-        self.log_format = self.log_format.or_else(|| outer.log_format.clone());
-        self
     }
 }
 
-/// What reading a configuration's stores takes (`tables`, `export`).
+/// Whether `id` was given on the command line of `matches`' command (not
+/// taken from the environment, and not an argument of another command).
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches.try_get_raw(id).is_ok() && matches.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// What reading a configuration's stores takes (`tables`, `export`): the
+/// configuration and the overrides of the store (the same as `run`'s, so
+/// that `export` reads the store the gateway writes).
 #[derive(clap::Args, Debug, Clone, Default)]
 struct StoreFlags {
     /// Configuration file (TOML). Without one, the development default's.
-    #[arg(long, short, env = "GATEWAY_CONFIG")]
+    #[arg(long, short, global = true, env = "GATEWAY_CONFIG")]
     config: Option<PathBuf>,
+    /// Sink: sqlite, dynamodb or null (replaces the config's).
+    #[arg(long, global = true, env = "GATEWAY_SINK", value_parser = parse_sink)]
+    sink: Option<SinkKind>,
     /// Data directory of the SQLite sink (replaces the config's).
-    #[arg(long, env = "GATEWAY_DATA_DIR")]
+    #[arg(long, global = true, env = "GATEWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Allow the null sink (as `run` takes it).
+    #[arg(long, global = true, env = "GATEWAY_ALLOW_NULL_SINK", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_null_sink: bool,
+    /// Every tenant's layout: record or packed (replaces the config's).
+    #[arg(long, global = true, env = "GATEWAY_LAYOUT", value_parser = parse_layout)]
+    layout: Option<Layout>,
 }
 
 impl StoreFlags {
-    fn server(&self, outer: &ServerFlags) -> ServerFlags {
+    /// The server flags these stand for, merged with those given before
+    /// the subcommand.
+    fn server(&self, matches: &ArgMatches, outer: &ServerFlags, outer_matches: &ArgMatches) -> ServerFlags {
         ServerFlags {
             config: self.config.clone(),
+            sink: self.sink,
             data_dir: self.data_dir.clone(),
+            allow_null_sink: self.allow_null_sink,
+            layout: self.layout,
             ..ServerFlags::default()
         }
-        .or(&ServerFlags {
-            config: outer.config.clone(),
-            data_dir: outer.data_dir.clone(),
-            ..ServerFlags::default()
-        })
+        .merged(matches, outer, outer_matches)
     }
 }
 
@@ -232,8 +284,9 @@ fn parse_sink(s: &str) -> Result<SinkKind, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
         Ok(code) => code,
         // Output piped into a reader that stopped (`gateway export | head`):
         // it had what it wanted.
@@ -255,7 +308,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    // The subcommand's own arguments (flags given after it).
+    let sub = matches.subcommand().map_or(matches, |(_, m)| m);
     match &cli.command {
         Some(Command::ExampleConfig) => {
             print!("{EXAMPLE}");
@@ -268,8 +323,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin_listen,
             config,
         }) => {
-            let admin_listen = admin_listen.or(cli.server.admin_listen);
-            let config = config.clone().or_else(|| cli.server.config.clone());
+            // A flag given before `probe` beats the environment (the image
+            // sets GATEWAY_ADMIN_LISTEN); one given after it beats both.
+            let admin_listen = if !given(sub, "admin_listen") && given(matches, "admin_listen") {
+                cli.server.admin_listen
+            } else {
+                admin_listen.or(cli.server.admin_listen)
+            };
+            let config = if !given(sub, "config") && given(matches, "config") {
+                cli.server.config.clone()
+            } else {
+                config.clone().or_else(|| cli.server.config.clone())
+            };
             return Ok(probe(admin_listen, config.as_deref(), path, *timeout_ms));
         }
         Some(Command::DevCerts { dir, names, devices }) => {
@@ -318,7 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Tables { action, tenant, store }) => {
-            let config = load_config(&store.server(&cli.server))?;
+            let config = load_config(&store.server(sub, &cli.server, matches))?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 match action {
@@ -339,7 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             store,
         }) => {
-            let config = load_config(&store.server(&cli.server))?;
+            let config = load_config(&store.server(sub, &cli.server, matches))?;
             let selection = awp_gateway::cmd::export::Selection {
                 device: device.clone(),
                 from_ms: *from,
@@ -357,7 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::CheckConfig(flags)) => {
             // Valid: silent, unless something is unsafe (one line each).
-            for warning in load_config(&flags.clone().or(&cli.server))?.warnings() {
+            for warning in load_config(&flags.clone().merged(sub, &cli.server, matches))?.warnings() {
                 eprintln!("gateway: warning: {warning}");
             }
             return Ok(ExitCode::SUCCESS);
@@ -365,7 +430,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Run(_)) | None => {}
     }
     let flags = match &cli.command {
-        Some(Command::Run(flags)) => flags.clone().or(&cli.server),
+        Some(Command::Run(flags)) => flags.clone().merged(sub, &cli.server, matches),
         _ => cli.server.clone(),
     };
     init_logging(flags.log_format.as_deref().unwrap_or("text"))?;

@@ -785,9 +785,6 @@ fn each_command_lists_only_its_own_flags() {
         &["dev-certs"],
         &["secret"],
         &["example-config"],
-        &["export"],
-        &["tables"],
-        &["tables", "create"],
         &["probe"],
     ] {
         let text = help(command);
@@ -795,8 +792,16 @@ fn each_command_lists_only_its_own_flags() {
             assert!(!text.contains(flag), "{command:?} --help lists {flag}:\n{text}");
         }
     }
-    // What they take is there; running and checking take the server's.
-    assert!(help(&["export"]).contains("--config") && help(&["export"]).contains("--data-dir"));
+    // The store's readers take the store's overrides, not the listeners'.
+    for command in [&["export"][..], &["tables"], &["tables", "create"]] {
+        let text = help(command);
+        for flag in ["--config", "--sink", "--data-dir", "--layout", "--allow-null-sink"] {
+            assert!(text.contains(flag), "{command:?} --help lacks {flag}:\n{text}");
+        }
+        for flag in ["--listen", "--tls-listen", "--log-format"] {
+            assert!(!text.contains(flag), "{command:?} --help lists {flag}:\n{text}");
+        }
+    }
     assert!(help(&["probe"]).contains("--admin-listen"));
     for command in [&[][..], &["run"], &["check-config"]] {
         let text = help(command);
@@ -804,4 +809,67 @@ fn each_command_lists_only_its_own_flags() {
             assert!(text.contains(flag), "{command:?} --help lacks {flag}");
         }
     }
+}
+
+/// A flag beats the environment wherever it stands (before or after the
+/// subcommand); after the subcommand it beats one before it.
+#[test]
+fn flags_beat_the_environment_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[sink]\nkind = \"sqlite\"\ndata_dir = \"{}\"\n\n[[tenants]]\nid = \"t\"\nsecrets = [\"{}\"]\n",
+            dir.path().join("data").display(),
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.toml");
+    let check = |env: Option<&std::path::Path>, args: &[&std::ffi::OsStr]| {
+        let mut cmd = gateway();
+        cmd.env_remove("GATEWAY_CONFIG");
+        if let Some(env) = env {
+            cmd.env("GATEWAY_CONFIG", env);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let (g, m) = (good.as_os_str(), missing.as_os_str());
+    let flag = std::ffi::OsStr::new("--config");
+    let sub = std::ffi::OsStr::new("check-config");
+    let out = check(Some(&missing), &[flag, g, sub]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(Some(&good), &[flag, m, sub]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    let out = check(None, &[flag, m, sub, flag, g]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(Some(&missing), &[sub]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+
+    // The store's readers take the sink's overrides, from a flag or the
+    // environment, and after a nested subcommand too.
+    let export = gateway()
+        .args(["export", "--tenant", "t", "--sink", "null", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&export.stderr);
+    assert!(!export.status.success() && said.contains("allow_null"), "{said}");
+    let export = gateway()
+        .env("GATEWAY_SINK", "null")
+        .args(["export", "--tenant", "t", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&export.stderr);
+    assert!(!export.status.success() && said.contains("allow_null"), "{said}");
+    let tables = gateway()
+        .args(["tables", "describe", "--config"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&tables.stderr);
+    assert!(said.contains("missing.toml"), "{said}");
 }

@@ -27,7 +27,7 @@
 //!   shared part (a take within the tenant's own guarantee is its own).
 //!
 //! A connection that waits keeps its place in line while it goes on
-//! answering PING and BYE (see `session.rs`).
+//! answering PING and BYE (see `session/`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -19,7 +19,7 @@
 //! Quotas are per node: behind a load balancer over N nodes, a tenant gets
 //! up to N times its quota.
 //!
-//! A reload (`reload.rs`) keeps a tenant's buckets when its quota settings
+//! A reload (`ops/reload.rs`) keeps a tenant's buckets when its quota settings
 //! did not change, so that reloading cannot be used to refill them; when
 //! they did, the tenant's sessions all move to the new buckets at once
 //! (the tenant holds them in a [`SharedQuota`]). A changed device quota
@@ -272,7 +272,7 @@ impl TenantQuota {
     }
 
     /// No quota at all.
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn none() -> TenantQuota {
         TenantQuota {
             settings: None,

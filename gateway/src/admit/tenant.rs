@@ -72,7 +72,7 @@ pub struct Tenant {
 
 impl Tenant {
     /// A tenant with token secrets only (tests and fuzzing).
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn with_secrets(id: &str, secrets: &[&str]) -> Tenant {
         Tenant {
             id: id.to_owned(),

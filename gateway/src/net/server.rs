@@ -200,7 +200,7 @@ impl RunningServer {
     }
 
     /// Reads the configuration again and applies it without dropping
-    /// agents, or refuses it whole (`reload.rs`).
+    /// agents, or refuses it whole (`ops/reload.rs`).
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         self.reloader.reload().await
     }

@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
 //! (the process is up), `/readyz`, `/health/tenants`, and `POST /reload`
-//! (read the configuration again, `reload.rs`).
+//! (read the configuration again, `ops/reload.rs`).
 //!
 //! `/readyz` means "send me agents": 200 `ready` while the gateway listens
 //! and is not draining, 503 `draining` once it is. A tenant whose store

@@ -44,7 +44,7 @@
 //! A writer that panics is restarted with backoff, with its sink opened
 //! again; the batches it held are answered ACK RETRY (a batch's answer is
 //! given when it is dropped unanswered), and so are the batches that arrive
-//! while it is down. Its tenant is degraded meanwhile (`health.rs`).
+//! while it is down. Its tenant is degraded meanwhile (`ops/health.rs`).
 //!
 //! A tenant has one writer for as long as it is configured. A reload that
 //! changes its store (table, layout, credentials, concurrency) hands the

@@ -132,7 +132,7 @@ impl<S: TenantSink> Writer<S> {
                     Ok(sink) => break sink,
                     Err(e) => {
                         tracing::error!(tenant = %self.tenant.id, error = %e.report(), "cannot open the sink again");
-                        self.health.down(format!("cannot open the sink: {e}"));
+                        self.health.down(format!("cannot open the sink: {}", e.report()));
                     }
                 }
             };
@@ -175,31 +175,28 @@ impl<S: TenantSink> Writer<S> {
     }
 
     /// Takes a reload's new sink: the old one is dropped, and written no more.
-    pub(super) async fn take_swap(&mut self, sink: &mut S, swap: Swap<S>) {
+    pub(super) fn take_swap(&mut self, sink: &mut S, swap: Swap<S>) {
         *sink = swap.sink;
         self.tenant = swap.tenant;
         tracing::info!(tenant = %self.tenant.id, "the writer moved to the tenant's new store");
         let _ = swap.done.send(());
-        self.check(sink).await;
     }
 
-    /// Asks a sink just opened whether it takes items (its health check,
-    /// `TenantSink::probe`), so that a store that cannot work (a missing
-    /// table, denied access) shows in the tenant's health from start-up or
-    /// the reload on, not from the first failed write.
-    pub(super) async fn check(&mut self, sink: &mut S) {
-        let within = self.config.write_timeout;
-        let answer = match tokio::time::timeout(within, sink.probe()).await {
-            Ok(answer) => answer,
-            Err(_) => Err(SinkError::retryable(
-                "the store did not answer its health check in time",
-            )),
-        };
+    /// Takes the answer of a sink's health check (`TenantSink::health_check`,
+    /// asked of a sink just opened), so that a store that cannot work (a
+    /// missing table, keys that do not fit) shows in the tenant's health
+    /// from start-up or the reload on, not from the first failed write. Only
+    /// a fatal answer counts: throttling or a slow answer says nothing either
+    /// way, and the writes that follow tell.
+    fn checked(&mut self, answer: Result<(), SinkError>) {
         match answer {
             Ok(()) => self.health.write_ok(),
-            Err(e) => {
+            Err(e @ SinkError::Fatal { .. }) => {
                 tracing::error!(tenant = %self.tenant.id, error = %e.report(), "the tenant's store failed its health check: its batches will get ACK RETRY until it works");
                 self.health.write_failed(&e.report());
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant.id, error = %e.report(), "the tenant's store did not answer its health check");
             }
         }
     }
@@ -207,12 +204,32 @@ impl<S: TenantSink> Writer<S> {
     pub(super) async fn run(&mut self, sink: &mut S) {
         let write_timeout = self.config.write_timeout;
         let mut gathered = Vec::new();
-        self.check(sink).await;
+        // A sink just opened (or swapped in) is checked while nothing is
+        // waiting to be written: a batch that arrives first is written first,
+        // and the check is asked again the next time the writer is idle, a
+        // few times at most (a busy writer's writes tell the same).
+        const CHECK_ATTEMPTS: u8 = 3;
+        let mut checks_left = CHECK_ATTEMPTS;
         loop {
-            let first = match self.next().await {
+            let next = if checks_left > 0 {
+                checks_left -= 1;
+                tokio::select! {
+                    biased;
+                    next = self.next() => next,
+                    answer = health_check(sink, write_timeout) => {
+                        checks_left = 0;
+                        self.checked(answer);
+                        continue;
+                    }
+                }
+            } else {
+                self.next().await
+            };
+            let first = match next {
                 Next::Batch(first) => first,
                 Next::Swap(swap) => {
-                    self.take_swap(sink, swap).await;
+                    self.take_swap(sink, swap);
+                    checks_left = CHECK_ATTEMPTS;
                     continue;
                 }
                 Next::Closed => return,
@@ -423,4 +440,14 @@ fn split(s: Submission) -> (AcceptedBatch, Waiter) {
 
 fn waiter(s: Submission) -> Waiter {
     split(s).1
+}
+
+/// A sink's health check, within `within`.
+async fn health_check<S: TenantSink>(sink: &mut S, within: Duration) -> Result<(), SinkError> {
+    match tokio::time::timeout(within, sink.health_check()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(SinkError::retryable(
+            "the store did not answer its health check in time",
+        )),
+    }
 }

@@ -17,7 +17,7 @@
 //!
 //! # Memory budget
 //!
-//! A BATCH takes its cost from the tenant's memory budget (`budget.rs`)
+//! A BATCH takes its cost from the tenant's memory budget (`admit/budget.rs`)
 //! before it is inflated or decoded. When the budget has no room, the frame
 //! is parked as it came (its wire bytes) and the session asks the connection
 //! to wait in line for the budget ([`Action::AwaitBudget`]); meanwhile it goes
@@ -348,7 +348,7 @@ impl Session {
     }
 
     /// Batches handed out for storage and not yet answered.
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn inflight(&self) -> usize {
         self.inflight.len()
     }

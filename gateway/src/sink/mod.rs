@@ -197,6 +197,15 @@ pub trait TenantSink: Send + 'static {
     fn probe(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
         std::future::ready(Ok(()))
     }
+
+    /// The health check of a store just opened (at start, after a restart,
+    /// on a reload's swap): `Err(Fatal)` only for what writes cannot get
+    /// past either (a missing table, keys that do not fit). The probe, but
+    /// a store may say "cannot tell" (`Ok`) where only the probe itself is
+    /// refused: a writer without `dynamodb:PutItem` still writes.
+    fn health_check(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.probe()
+    }
 }
 
 /// A tenant's sink, whichever kind its configuration names.
@@ -282,6 +291,16 @@ impl TenantSink for Sink {
             #[cfg(feature = "dynamodb")]
             Sink::Dynamodb(s) => s.probe().await,
             Sink::Null(s) => s.probe().await,
+        }
+    }
+
+    async fn health_check(&mut self) -> Result<(), SinkError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Sink::Sqlite(s) => s.health_check().await,
+            #[cfg(feature = "dynamodb")]
+            Sink::Dynamodb(s) => s.health_check().await,
+            Sink::Null(s) => s.health_check().await,
         }
     }
 }

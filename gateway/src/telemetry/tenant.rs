@@ -13,7 +13,7 @@ pub fn tenant_sink(tenant: &str, kind: &'static str) {
     metrics::gauge!("awp_tenant_sink", "tenant" => tenant.to_owned(), "kind" => kind).set(1.0);
 }
 
-/// Whether a tenant is degraded (see `health.rs`).
+/// Whether a tenant is degraded (see `ops/health.rs`).
 pub fn tenant_degraded(tenant: &str, degraded: bool) {
     global();
     metrics::gauge!("awp_tenant_degraded", "tenant" => tenant.to_owned()).set(if degraded { 1.0 } else { 0.0 });

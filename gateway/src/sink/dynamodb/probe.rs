@@ -46,6 +46,25 @@ pub(super) fn probe_batch() -> Result<AcceptedBatch, SinkError> {
         .map_err(|e| SinkError::fatal_from("cannot make a probe item", e))
 }
 
+/// Why a probe failed: the probe itself denied (the writer lacks
+/// `dynamodb:PutItem`, which writes do not need), or the store's answer.
+pub(super) enum ProbeFailure {
+    /// AccessDenied on the probe's PutItem.
+    Denied(SinkError),
+    /// Anything else, classified as a write's answer would be.
+    Store(SinkError),
+}
+
+impl ProbeFailure {
+    /// What a refused write learns from the probe: a denied probe cannot
+    /// tell the batch's fault from the store's, so the batch gets ACK RETRY.
+    pub(super) fn into_error(self) -> SinkError {
+        match self {
+            ProbeFailure::Denied(e) | ProbeFailure::Store(e) => e,
+        }
+    }
+}
+
 impl DynamoSink {
     /// A well-formed item of the tenant's layout.
     pub(super) fn probe_item(&mut self) -> Result<HashMap<String, AttributeValue>, SinkError> {
@@ -69,8 +88,8 @@ impl DynamoSink {
     /// under a condition that never holds, so nothing is stored. DynamoDB
     /// validates an item (keys, index keys, sizes) before it evaluates the
     /// condition: a failed condition means the item was fine.
-    pub(super) async fn probe_table(&mut self) -> Result<(), SinkError> {
-        let item = self.probe_item()?;
+    pub(super) async fn probe_table(&mut self) -> Result<(), ProbeFailure> {
+        let item = self.probe_item().map_err(ProbeFailure::Store)?;
         let answer = self
             .client
             .put_item()
@@ -92,20 +111,20 @@ impl DynamoSink {
             Err(e) => {
                 let (retry, message) = classify(&e);
                 if message.starts_with("AccessDenied") {
-                    return Err(SinkError::fatal_from(
+                    return Err(ProbeFailure::Denied(SinkError::fatal_from(
                         format!(
                             "table {}: the probe needs dynamodb:PutItem (docs/dynamodb.md, IAM), and was denied: \
                              until it is granted, a batch the table refuses alone gets ACK RETRY",
                             self.table
                         ),
                         e,
-                    ));
+                    )));
                 }
                 let message = format!("table {}: a probe item was refused: {message}", self.table);
-                match retry {
-                    Retry::Throttled | Retry::Transient => Err(SinkError::retryable_from(message, e)),
-                    Retry::Refused | Retry::Never => Err(SinkError::fatal_from(message, e)),
-                }
+                Err(ProbeFailure::Store(match retry {
+                    Retry::Throttled | Retry::Transient => SinkError::retryable_from(message, e),
+                    Retry::Refused | Retry::Never => SinkError::fatal_from(message, e),
+                }))
             }
         }
     }
