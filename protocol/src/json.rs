@@ -216,7 +216,7 @@ pub fn frame_from_json(v: &Value) -> Result<JsonFrame, JsonError> {
                 .array("records")?
                 .iter()
                 .enumerate()
-                .map(|(i, r)| record_from_json(&Obj::new(r, format!("records[{i}]"))?))
+                .map(|(i, r)| parse_record(&Obj::new(r, format!("records[{i}]"))?))
                 .collect::<Result<Vec<_>, _>>()?;
             let batch = Batch {
                 seq: o.uint("seq")?,
@@ -252,7 +252,14 @@ pub fn frame_from_json(v: &Value) -> Result<JsonFrame, JsonError> {
     Ok(JsonFrame::Frame(frame))
 }
 
-fn record_from_json(o: &Obj<'_>) -> Result<Record<'static>, JsonError> {
+/// Reads one record in the shape of `vectors.json`'s records (`kind`,
+/// `time_offset_ms` and the body under its kind's name). Values are taken as
+/// given: check the record ([`Record::check`]) before using it.
+pub fn record_from_json(v: &Value) -> Result<Record<'static>, JsonError> {
+    parse_record(&Obj::new(v, String::new())?)
+}
+
+fn parse_record(o: &Obj<'_>) -> Result<Record<'static>, JsonError> {
     let kind: u64 = o.uint("kind")?;
     let time_offset_ms =
         o.0.get("time_offset_ms")

@@ -67,8 +67,8 @@ pub mod sample;
 
 pub use batch::{
     AppUsage, Attr, AttrValue, Batch, BatchFrame, Channel, Direction, Event, Location, MAX_ATTR_VALUE_LEN,
-    MAX_EVENT_ATTRS, Message, NetUsage, Network, PreparedBatch, Record, RecordBody, Records, Unknown,
-    is_storable_float, kind,
+    MAX_EVENT_ATTRS, Message, NetUsage, Network, PreparedBatch, Record, RecordBody, RecordParts, Records, Unknown,
+    content_from_parts, is_storable_float, kind,
 };
 pub use compress::inflated_len;
 pub use error::{BatchError, EncodeError, ErrorCode, FieldError, FrameError, Problem};

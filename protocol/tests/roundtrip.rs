@@ -4,7 +4,10 @@
 
 mod common;
 
-use awp_protocol::{Batch, Compression, Decoded, Frame, FrameType, HEADER_LEN, Limits, decode};
+use awp_protocol::{
+    Batch, Compression, Decoded, Frame, FrameType, HEADER_LEN, Limits, PreparedBatch, RecordParts, content_from_parts,
+    decode,
+};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
@@ -83,6 +86,37 @@ proptest! {
         let decoded = decode_one(bytes.clone(), &limits);
         prop_assert_eq!(&decoded, &frame);
         prop_assert_eq!(decoded.to_bytes().unwrap(), bytes);
+    }
+
+    /// What an agent's queue does: keep each record as (time, kind, body),
+    /// then write a batch from them. The content decodes to the same records
+    /// at the same times, and the same parts always give the same bytes.
+    #[test]
+    fn records_kept_apart_make_the_batch_they_came_from(batch in common::batch(40)) {
+        let limits = Limits::DEFAULT;
+        let kept: Vec<(u64, u64, Vec<u8>)> = batch
+            .records
+            .iter()
+            .map(|r| {
+                let mut body = BytesMut::new();
+                r.write_body(&mut body);
+                (batch.record_time_ms(r), r.kind(), body.to_vec())
+            })
+            .collect();
+        let parts: Vec<RecordParts<'_>> =
+            kept.iter().map(|(time_ms, kind, body)| RecordParts { time_ms: *time_ms, kind: *kind, body }).collect();
+        let mut content = BytesMut::new();
+        content_from_parts(&parts, &mut content);
+        let mut again = BytesMut::new();
+        content_from_parts(&parts, &mut again);
+        prop_assert_eq!(&content, &again);
+        let prepared = PreparedBatch::from_content(content.freeze(), &limits).unwrap();
+        prop_assert_eq!(prepared.records() as usize, batch.records.len());
+        let decoded = Batch::decode_content(batch.seq, prepared.content(), &limits).unwrap();
+        for (record, original) in decoded.records.iter().zip(&batch.records) {
+            prop_assert_eq!(decoded.record_time_ms(record), batch.record_time_ms(original));
+            prop_assert_eq!(&record.body, &original.body);
+        }
     }
 
     #[test]

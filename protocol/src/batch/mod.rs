@@ -336,6 +336,21 @@ impl PreparedBatch {
         })
     }
 
+    /// Takes a content already encoded (everything after `seq`), checking
+    /// every rule as a receiver would: what an agent's queue wrote and read
+    /// back is sent only if the gateway would take it.
+    pub fn from_content(content: Bytes, limits: &Limits) -> Result<PreparedBatch, BatchError> {
+        let mut records = Records::new(&content, limits)?;
+        for record in &mut records {
+            record?;
+        }
+        let count = records.declared_count();
+        Ok(PreparedBatch {
+            content,
+            records: count,
+        })
+    }
+
     /// The number of records.
     pub fn records(&self) -> u32 {
         self.records
@@ -364,6 +379,37 @@ impl PreparedBatch {
             put_varint(b, seq);
             b.put_slice(&self.content);
         })
+    }
+}
+
+/// A record kept apart from any batch: its time, kind and encoded body
+/// ([`Record::write_body`]). An agent's queue keeps records so, and writes a
+/// sealed batch's content from them with [`content_from_parts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordParts<'a> {
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    /// The wire kind (≥ 1).
+    pub kind: u64,
+    /// The body, laid out by kind.
+    pub body: &'a [u8],
+}
+
+/// Appends a BATCH's content (everything after `seq`) made of `records`:
+/// `base_time_ms` is the earliest record's time, so every offset is ≥ 0, and
+/// the same records always give the same bytes. Nothing is checked here:
+/// [`PreparedBatch::from_content`] checks the result as a receiver would.
+pub fn content_from_parts(records: &[RecordParts<'_>], dst: &mut BytesMut) {
+    let base_time_ms = records.iter().map(|r| r.time_ms).min().unwrap_or(0);
+    put_varint(dst, base_time_ms);
+    put_varint(dst, records.len() as u64);
+    for r in records {
+        put_varint(dst, r.kind);
+        // time ≥ base; for times up to i64::MAX (what a record checked
+        // against base 0 can hold) the difference fits in i64.
+        crate::wire::put_svarint(dst, (r.time_ms - base_time_ms) as i64);
+        put_varint(dst, r.body.len() as u64);
+        dst.put_slice(r.body);
     }
 }
 

@@ -153,6 +153,15 @@ impl<'a> Record<'a> {
         put_varint(b, self.kind());
         put_svarint(b, self.time_offset_ms);
         put_varint(b, self.body_len() as u64);
+        self.write_body(b);
+    }
+
+    /// Appends the body alone (no kind, time or length), as laid out by its
+    /// kind: what an agent's queue keeps of a record, beside its kind and
+    /// time, to write it into a batch later ([`super::content_from_parts`]).
+    /// Check the record first ([`Record::check`]): this writes what it holds.
+    pub fn write_body(&self, b: &mut BytesMut) {
+        b.reserve(self.body_len());
         match &self.body {
             RecordBody::Location(l) => {
                 b.put_i32(l.lat_e7);

@@ -1,0 +1,12 @@
+//! `awp-client`: the agent side of AWP/1 (docs/AWP1.md), so that nothing
+//! is lost before the gateway either.
+//!
+//! This first step holds the records: typed constructors for the five
+//! kinds and unknown kinds, checked against AWP1.md §5 when made, and the
+//! JSON shape of the test vectors' records with an absolute `time_ms`.
+//! The queue, the engine and the bindings follow (issue 20).
+
+mod record;
+
+pub use awp_protocol::{AttrValue, Channel, Direction, Network};
+pub use record::{Record, RecordError};
