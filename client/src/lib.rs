@@ -6,7 +6,12 @@
 //! JSON shape of the test vectors' records with an absolute `time_ms`.
 //! The queue, the engine and the bindings follow (issue 20).
 
+mod queue;
 mod record;
 
 pub use awp_protocol::{AttrValue, Channel, Direction, Network};
+pub use queue::{
+    DiskQueue, MemoryQueue, Queue, QueueError, QueueOptions, QueueStats, SealLimits, SealedBatch, SyncJob, SyncMark,
+    Unsealed,
+};
 pub use record::{Record, RecordError};

@@ -71,6 +71,14 @@ pub(super) struct Swap<S> {
 /// from the first to the last.
 pub(super) const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
 
+/// How often an idle writer asks its store's health check again after a
+/// failure that may pass.
+pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// How many times a health check may be cut short by a batch to write
+/// before the writer leaves the telling to its writes.
+const CHECK_ATTEMPTS: u8 = 3;
+
 /// One tenant's writer.
 pub(super) struct Writer<S> {
     /// The tenant as its store was last configured (a reopen after a panic
@@ -184,19 +192,26 @@ impl<S: TenantSink> Writer<S> {
 
     /// Takes the answer of a sink's health check (`TenantSink::health_check`,
     /// asked of a sink just opened), so that a store that cannot work (a
-    /// missing table, keys that do not fit) shows in the tenant's health
-    /// from start-up or the reload on, not from the first failed write. Only
-    /// a fatal answer counts: throttling or a slow answer says nothing either
-    /// way, and the writes that follow tell.
-    fn checked(&mut self, answer: Result<(), SinkError>) {
+    /// missing table, keys that do not fit, an endpoint that does not
+    /// answer) shows in the tenant's health from start-up or the reload on,
+    /// not from the first failed write. Returns when to ask again: after a
+    /// failure that may pass (throttling, no answer), so that a tenant
+    /// without traffic is not left degraded by one bad moment.
+    fn checked(&mut self, answer: Result<(), SinkError>) -> Option<tokio::time::Instant> {
         match answer {
-            Ok(()) => self.health.write_ok(),
+            Ok(()) => {
+                self.health.write_ok();
+                None
+            }
             Err(e @ SinkError::Fatal { .. }) => {
                 tracing::error!(tenant = %self.tenant.id, error = %e.report(), "the tenant's store failed its health check: its batches will get ACK RETRY until it works");
                 self.health.write_failed(&e.report());
+                None
             }
             Err(e) => {
-                tracing::warn!(tenant = %self.tenant.id, error = %e.report(), "the tenant's store did not answer its health check");
+                tracing::warn!(tenant = %self.tenant.id, error = %e.report(), "the tenant's store failed its health check; asking again");
+                self.health.write_failed(&e.report());
+                Some(tokio::time::Instant::now() + RECHECK_AFTER)
             }
         }
     }
@@ -208,28 +223,37 @@ impl<S: TenantSink> Writer<S> {
         // waiting to be written: a batch that arrives first is written first,
         // and the check is asked again the next time the writer is idle, a
         // few times at most (a busy writer's writes tell the same).
-        const CHECK_ATTEMPTS: u8 = 3;
-        let mut checks_left = CHECK_ATTEMPTS;
+        let mut check_at = Some(tokio::time::Instant::now());
+        let mut interrupted = 0u8;
         loop {
-            let next = if checks_left > 0 {
-                checks_left -= 1;
-                tokio::select! {
-                    biased;
-                    next = self.next() => next,
-                    answer = health_check(sink, write_timeout) => {
-                        checks_left = 0;
-                        self.checked(answer);
-                        continue;
+            let next = match check_at {
+                Some(at) if interrupted < CHECK_ATTEMPTS => {
+                    tokio::select! {
+                        biased;
+                        next = self.next() => {
+                            if tokio::time::Instant::now() >= at {
+                                interrupted += 1;
+                            }
+                            next
+                        }
+                        answer = async {
+                            tokio::time::sleep_until(at).await;
+                            health_check(sink, write_timeout).await
+                        } => {
+                            interrupted = 0;
+                            check_at = self.checked(answer);
+                            continue;
+                        }
                     }
                 }
-            } else {
-                self.next().await
+                _ => self.next().await,
             };
             let first = match next {
                 Next::Batch(first) => first,
                 Next::Swap(swap) => {
                     self.take_swap(sink, swap);
-                    checks_left = CHECK_ATTEMPTS;
+                    check_at = Some(tokio::time::Instant::now());
+                    interrupted = 0;
                     continue;
                 }
                 Next::Closed => return,
@@ -280,7 +304,11 @@ impl<S: TenantSink> Writer<S> {
             };
             self.metrics.write_done(items, started.elapsed(), result.is_ok());
             match &result {
-                Ok(()) => self.health.write_ok(),
+                Ok(()) => {
+                    // The store works: no check needed to say so.
+                    check_at = None;
+                    self.health.write_ok();
+                }
                 Err(e @ (SinkError::Refused { .. } | SinkError::Unstorable(_))) => {
                     tracing::warn!(tenant = %self.tenant.id, batches = copies.len(), error = %e.report(), "a write was refused; writing its batches one at a time");
                     self.isolate(sink, copies, &mut waiters).await;

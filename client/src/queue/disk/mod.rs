@@ -1,0 +1,896 @@
+//! The queue on disk: a segmented append-only log in one directory.
+//!
+//! # Files
+//!
+//! - `0000000000000001.seg`, `…2.seg`, …: segments of about
+//!   [`QueueOptions::segment_bytes`] (1 MiB), written only at their end; the
+//!   newest is the *tail*. Their format is in `segment.rs`: a header, then
+//!   entries (a record pushed, a seal making the oldest unsealed records a
+//!   batch, or a batch pushed whole), each framed with its length and a
+//!   CRC-32C. A batch never spans segments: before a new segment is begun,
+//!   the tail's unsealed records are sealed.
+//! - `acks`: the seqs answered for good, 12 bytes each (`u64` seq, CRC-32C);
+//!   rewritten without the seqs of removed segments when it grows.
+//! - `dropped`: how many records the caps have dropped, ever (`u64`, CRC).
+//! - `lock`: held (an advisory file lock) while a client has the queue
+//!   open: a second client on the same directory is refused, not let in to
+//!   interleave its writes.
+//!
+//! # What survives what
+//!
+//! - `push` returns once its entry is written to the OS (`write(2)`): the
+//!   record survives the process being killed at any instant.
+//! - A power cut (or an OS crash) can lose what was written since the last
+//!   sync: the engine syncs (`fdatasync`) every second and every 256 KiB,
+//!   so that is what a push may lose — never more, and never a record
+//!   behind a synced one.
+//! - A batch's seal is synced before the batch is first handed out, so a
+//!   batch the gateway may have stored is never sealed again with another
+//!   seq after a power cut: a resend is the same (device, seq, records).
+//! - Losing `acks` entries (a power cut) only sends their batches again,
+//!   which the gateway stores once.
+//!
+//! # Start-up
+//!
+//! Opening reads each segment's 16-byte header, the tail in full (checking
+//! every CRC: a torn tail, from a power cut, is cut back to its last whole
+//! entry), `acks` and `dropped`. The other segments are read when the
+//! sender reaches them. A full 64 MiB queue opens in milliseconds.
+//!
+//! # Caps
+//!
+//! At [`QueueOptions::max_bytes`] the oldest segment goes, sent or not, and
+//! its unanswered records are counted as dropped; so do segments last
+//! written longer ago than [`QueueOptions::max_age`]. The count is kept in
+//! `dropped` and told to the gateway as an EVENT record in the queue
+//! (`awp.queue.dropped`, with the count of this drop and the total since
+//! the queue was made: an event dropped at a later cap is covered by the
+//! next one's total). A full disk fails `push` with an error
+//! ([`QueueError::is_disk_full`]), its partial entry cut away: nothing
+//! already queued is touched.
+
+mod segment;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use self::segment::{BatchRef, Entry, HEADER_LEN, Index, RecordRef};
+use super::*;
+
+/// One segment file.
+struct Segment {
+    id: u64,
+    /// The highest seq used before it was made: its own are all above.
+    floor: u64,
+    len: u64,
+    /// When it was last written (its mtime at start-up).
+    modified: SystemTime,
+    /// Read when first needed (the tail always is).
+    index: Option<Index>,
+}
+
+/// The disk [`Queue`]; see the module doc.
+pub struct DiskQueue {
+    dir: PathBuf,
+    options: QueueOptions,
+    segments: VecDeque<Segment>,
+    /// The tail, open for appending.
+    tail: File,
+    /// When each of the tail's unsealed records was pushed.
+    unsealed_at: VecDeque<Instant>,
+    /// Every byte of every segment.
+    bytes: u64,
+    acked: HashSet<u64>,
+    acks: File,
+    acks_entries: u64,
+    /// Where each loaded batch is: (segment id, index in it).
+    places: HashMap<u64, (u64, usize)>,
+    last_seq: u64,
+    dropped: u64,
+    /// Bumped by each rewind.
+    round: u64,
+    /// Where `next_unsent` looks first: (segment id, batch index).
+    cursor: (u64, usize),
+    /// Written so far, and synced so far.
+    written: SyncMark,
+    synced: SyncMark,
+    /// Segments no longer the tail whose last writes are not synced.
+    unsynced: Vec<File>,
+    /// Files were made or removed since the last sync.
+    dir_changed: bool,
+    _lock: File,
+    buf: Vec<u8>,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> QueueError {
+    let path = path.to_owned();
+    move |source| QueueError::Io { what, path, source }
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016x}.seg"))
+}
+
+fn segment_id(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".seg")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+impl DiskQueue {
+    /// Opens the queue in `dir` (made if missing), recovering what the last
+    /// process left: see the module doc.
+    pub fn open(dir: impl AsRef<Path>, options: QueueOptions) -> Result<DiskQueue, QueueError> {
+        let dir = dir.as_ref().to_owned();
+        if options.segment_bytes < 4096 {
+            return Err(QueueError::Options("segment_bytes must be at least 4096".into()));
+        }
+        if options.max_bytes < 2 * options.segment_bytes {
+            return Err(QueueError::Options(format!(
+                "queue_max_bytes ({}) must be at least two segments ({})",
+                options.max_bytes,
+                2 * options.segment_bytes
+            )));
+        }
+        std::fs::create_dir_all(&dir).map_err(io("making the directory", &dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("opening the lock file", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(QueueError::Options(format!(
+                    "{} is open in another client (each queue directory takes one)",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the queue", &lock_path)(e)),
+        }
+
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io("listing the directory", &dir))? {
+            let entry = entry.map_err(io("listing the directory", &dir))?;
+            if let Some(id) = entry.file_name().to_str().and_then(segment_id) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let mut segments = VecDeque::new();
+        let mut bytes = 0;
+        for id in ids {
+            let path = segment_path(&dir, id);
+            let mut file = File::open(&path).map_err(io("opening a segment", &path))?;
+            let meta = file.metadata().map_err(io("reading a segment's size", &path))?;
+            let mut head = [0u8; HEADER_LEN as usize];
+            if meta.len() < HEADER_LEN {
+                // Made but never given its header (killed at once): nothing in it.
+                drop(file);
+                std::fs::remove_file(&path).map_err(io("removing an empty segment", &path))?;
+                continue;
+            }
+            file.read_exact(&mut head)
+                .map_err(io("reading a segment's header", &path))?;
+            let floor = segment::parse_header(&head).map_err(|what| QueueError::Format {
+                path: path.clone(),
+                what,
+            })?;
+            // Written by a process that may have been killed before its
+            // sync: durable from here on, before anything is sent again.
+            file.sync_data().map_err(io("syncing a segment", &path))?;
+            bytes += meta.len();
+            segments.push_back(Segment {
+                id,
+                floor,
+                len: meta.len(),
+                modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+                index: None,
+            });
+        }
+
+        let acks_path = dir.join("acks");
+        let (acked, acks_entries) = read_acks(&acks_path)?;
+        let acks = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&acks_path)
+            .map_err(io("opening acks", &acks_path))?;
+        let dropped = read_dropped(&dir.join("dropped"))?;
+
+        let mut queue = DiskQueue {
+            dir: dir.clone(),
+            options,
+            tail: File::open(&lock_path).map_err(io("opening the lock file", &lock_path))?,
+            segments,
+            unsealed_at: VecDeque::new(),
+            bytes,
+            acked,
+            acks,
+            acks_entries,
+            places: HashMap::new(),
+            last_seq: 0,
+            dropped,
+            round: 1,
+            cursor: (0, 0),
+            written: SyncMark::default(),
+            synced: SyncMark::default(),
+            unsynced: Vec::new(),
+            dir_changed: false,
+            _lock: lock,
+            buf: Vec::new(),
+        };
+        match queue.segments.back().map(|s| s.id) {
+            None => queue.begin_segment(1)?,
+            Some(id) => queue.open_tail(id)?,
+        }
+        queue.cursor = (queue.front_id(), 0);
+        queue.prune_acked();
+        // Every segment was synced above (and a new one has nothing yet).
+        queue.synced = queue.written;
+        Ok(queue)
+    }
+
+    /// Reads the tail in full, cuts a torn end, and opens it for appending.
+    fn open_tail(&mut self, id: u64) -> Result<(), QueueError> {
+        let path = segment_path(&self.dir, id);
+        let data = std::fs::read(&path).map_err(io("reading the tail segment", &path))?;
+        let floor = segment::parse_header(&data).map_err(|what| QueueError::Format {
+            path: path.clone(),
+            what,
+        })?;
+        let index = Index::read(&data[HEADER_LEN as usize..]);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io("opening the tail segment", &path))?;
+        if index.damaged {
+            // A torn tail (power cut mid-write): back to its last whole entry.
+            file.set_len(index.valid_end)
+                .map_err(io("cutting a torn tail", &path))?;
+            file.sync_data().map_err(io("syncing a cut tail", &path))?;
+        }
+        self.last_seq = floor.max(index.max_seq);
+        let now = Instant::now();
+        self.unsealed_at = index.unsealed.iter().map(|_| now).collect();
+        let tail = self.segments.back_mut().expect("the tail exists");
+        self.bytes = self.bytes - tail.len + index.valid_end;
+        tail.len = index.valid_end;
+        self.tail = file;
+        self.written = SyncMark {
+            segment: id,
+            offset: index.valid_end,
+        };
+        self.install_index(id, index);
+        Ok(())
+    }
+
+    /// Makes segment `id` the new tail.
+    fn begin_segment(&mut self, id: u64) -> Result<(), QueueError> {
+        let path = segment_path(&self.dir, id);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io("making a segment", &path))?;
+        if let Err(e) = file.write_all(&segment::header(self.last_seq)) {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(io("writing a segment's header", &path)(e));
+        }
+        let old = std::mem::replace(&mut self.tail, file);
+        if !self.segments.is_empty() {
+            self.unsynced.push(old);
+        }
+        self.dir_changed = true;
+        self.bytes += HEADER_LEN;
+        self.segments.push_back(Segment {
+            id,
+            floor: self.last_seq,
+            len: HEADER_LEN,
+            modified: SystemTime::now(),
+            index: Some(Index {
+                valid_end: HEADER_LEN,
+                ..Index::default()
+            }),
+        });
+        self.written = SyncMark {
+            segment: id,
+            offset: HEADER_LEN,
+        };
+        Ok(())
+    }
+
+    /// Forgets the answers of batches in segments gone: every seq at or
+    /// below the oldest segment's floor.
+    fn prune_acked(&mut self) {
+        let floor = self.segments.front().map_or(0, |s| s.floor);
+        self.acked.retain(|seq| *seq > floor);
+    }
+
+    fn front_id(&self) -> u64 {
+        self.segments.front().map_or(0, |s| s.id)
+    }
+
+    fn tail_id(&self) -> u64 {
+        self.segments.back().map_or(0, |s| s.id)
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        let front = self.front_id();
+        let i = usize::try_from(id.checked_sub(front)?).ok()?;
+        // Ids are consecutive but for segments lost to damage: check.
+        match self.segments.get(i) {
+            Some(s) if s.id == id => Some(i),
+            _ => self.segments.iter().position(|s| s.id == id),
+        }
+    }
+
+    /// Marks what `acks` says is answered, and learns where each batch is.
+    fn install_index(&mut self, id: u64, mut index: Index) {
+        for (i, b) in index.batches.iter_mut().enumerate() {
+            b.done = self.acked.contains(&b.seq);
+            self.places.insert(b.seq, (id, i));
+        }
+        if let Some(p) = self.position(id) {
+            self.segments[p].index = Some(index);
+        }
+    }
+
+    /// Reads segment `id`'s entries if they are not yet.
+    fn load(&mut self, id: u64) -> Result<(), QueueError> {
+        let Some(p) = self.position(id) else { return Ok(()) };
+        if self.segments[p].index.is_some() {
+            return Ok(());
+        }
+        let path = segment_path(&self.dir, id);
+        let data = std::fs::read(&path).map_err(io("reading a segment", &path))?;
+        let mut index = Index::read(data.get(HEADER_LEN as usize..).unwrap_or_default());
+        // Records left unsealed in a segment that is not the tail (damage
+        // after them cut their seal away): sealed now, in that segment.
+        let mut seals = Vec::new();
+        while !index.unsealed.is_empty() {
+            let take = index.unsealed.len().min(self.options.seal.max_records as usize);
+            let seq = next_seq(self.last_seq);
+            self.last_seq = seq;
+            let refs: Vec<RecordRef> = index.unsealed.drain(..take).collect();
+            segment::encode(
+                &Entry::Seal {
+                    seq,
+                    count: take as u32,
+                },
+                &mut seals,
+            );
+            let sealed_at = data.len() as u64 + seals.len() as u64;
+            index.batches.push(BatchRef {
+                seq,
+                records: take as u32,
+                start: refs[0].start,
+                end: refs[take - 1].end,
+                whole: false,
+                sealed_at,
+                done: false,
+                sent_round: 0,
+            });
+        }
+        if !seals.is_empty() {
+            // Its damaged end goes first, so the seals follow the records.
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io("opening a segment", &path))?;
+            file.set_len(index.valid_end)
+                .map_err(io("cutting a damaged segment", &path))?;
+            file.seek(SeekFrom::End(0)).map_err(io("appending seals", &path))?;
+            file.write_all(&seals).map_err(io("appending seals", &path))?;
+            file.sync_data().map_err(io("syncing seals", &path))?;
+            let fixed_len = index.valid_end + seals.len() as u64;
+            for b in index
+                .batches
+                .iter_mut()
+                .rev()
+                .take_while(|b| b.sealed_at > index.valid_end)
+            {
+                b.sealed_at = b.sealed_at - data.len() as u64 + index.valid_end;
+            }
+            self.bytes = self.bytes - self.segments[p].len + fixed_len;
+            self.segments[p].len = fixed_len;
+        }
+        self.install_index(id, index);
+        Ok(())
+    }
+
+    /// Appends framed entries to the tail; on failure cuts them away again.
+    fn append(&mut self, entries: &[u8]) -> Result<(), QueueError> {
+        let p = self.segments.len() - 1;
+        let before = self.segments[p].len;
+        if let Err(e) = self.tail.write_all(entries) {
+            let path = segment_path(&self.dir, self.segments[p].id);
+            // Whatever part of it reached the file goes: the log stays whole.
+            let _ = self.tail.set_len(before);
+            return Err(io("writing to the tail segment", &path)(e));
+        }
+        let seg = &mut self.segments[p];
+        seg.len += entries.len() as u64;
+        seg.modified = SystemTime::now();
+        self.bytes += entries.len() as u64;
+        self.written.offset = seg.len;
+        Ok(())
+    }
+
+    fn tail_index(&mut self) -> &mut Index {
+        self.segments
+            .back_mut()
+            .and_then(|s| s.index.as_mut())
+            .expect("the tail is always read")
+    }
+
+    /// Appends a record to the tail (no cap check).
+    fn append_record(&mut self, record: &Record) -> Result<(), QueueError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        segment::encode(&Entry::Record(record.parts()), &mut buf);
+        let start = self.segments.back().map_or(HEADER_LEN, |s| s.len);
+        let result = self.append(&buf);
+        let len = buf.len() as u64;
+        self.buf = buf;
+        result?;
+        self.tail_index().unsealed.push_back(RecordRef {
+            start,
+            end: start + len,
+            bytes: 30 + record.body().len(),
+        });
+        self.unsealed_at.push_back(Instant::now());
+        Ok(())
+    }
+
+    /// Makes room for `len` more bytes under the byte cap.
+    fn make_room(&mut self, len: u64) -> Result<(), QueueError> {
+        let max = self.options.max_bytes;
+        if len + HEADER_LEN + self.options.segment_bytes > max {
+            return Err(QueueError::TooLarge { len, max });
+        }
+        let mut dropped = 0;
+        while self.bytes + len + DROPPED_EVENT_ROOM > max && self.segments.len() > 1 {
+            dropped += self.drop_front()?;
+        }
+        self.tell_dropped(dropped, "max_bytes")
+    }
+
+    /// Counts `dropped` records and tells the gateway, in the queue.
+    fn tell_dropped(&mut self, dropped: u64, reason: &str) -> Result<(), QueueError> {
+        if dropped == 0 {
+            return Ok(());
+        }
+        self.dropped += dropped;
+        write_dropped(&self.dir.join("dropped"), self.dropped)?;
+        self.append_record(&dropped_event(dropped, self.dropped, reason))
+    }
+
+    /// Removes the oldest segment, sent or not. Returns the records it
+    /// held that were not answered.
+    fn drop_front(&mut self) -> Result<u64, QueueError> {
+        let id = self.front_id();
+        self.load(id)?;
+        let seg = self.segments.pop_front().expect("a segment to drop");
+        let lost = seg.index.as_ref().map_or(0, |index| {
+            index
+                .batches
+                .iter()
+                .filter(|b| !b.done)
+                .map(|b| u64::from(b.records))
+                .sum::<u64>()
+                + index.unsealed.len() as u64
+        });
+        self.forget(seg)?;
+        Ok(lost)
+    }
+
+    /// Removes a segment's file and what the queue knew of it.
+    fn forget(&mut self, seg: Segment) -> Result<(), QueueError> {
+        let path = segment_path(&self.dir, seg.id);
+        std::fs::remove_file(&path).map_err(io("removing a segment", &path))?;
+        self.dir_changed = true;
+        self.bytes -= seg.len;
+        if let Some(index) = &seg.index {
+            for b in &index.batches {
+                self.acked.remove(&b.seq);
+                self.places.remove(&b.seq);
+            }
+        }
+        if self.cursor.0 < self.front_id() {
+            self.cursor = (self.front_id(), 0);
+        }
+        self.prune_acked();
+        Ok(())
+    }
+
+    /// Removes the oldest segments once everything in them was answered.
+    fn trim(&mut self) -> Result<(), QueueError> {
+        while self.segments.len() > 1
+            && let Some(front) = self.segments.front()
+            && let Some(index) = &front.index
+            && index.unsealed.is_empty()
+            && index.batches.iter().all(|b| b.done)
+        {
+            let seg = self.segments.pop_front().expect("checked");
+            self.forget(seg)?;
+        }
+        // `acks` holds the removed segments' seqs too: rewritten when they
+        // are most of it.
+        if self.acks_entries > 1024 && self.acks_entries > 2 * self.acked.len() as u64 {
+            self.rewrite_acks()?;
+        }
+        Ok(())
+    }
+
+    fn rewrite_acks(&mut self) -> Result<(), QueueError> {
+        let path = self.dir.join("acks");
+        let tmp = self.dir.join("acks.tmp");
+        let mut data = Vec::with_capacity(self.acked.len() * 12);
+        for seq in &self.acked {
+            data.extend_from_slice(&ack_entry(*seq));
+        }
+        std::fs::write(&tmp, &data).map_err(io("writing acks", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("replacing acks", &path))?;
+        self.acks = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io("opening acks", &path))?;
+        self.acks_entries = self.acked.len() as u64;
+        self.dir_changed = true;
+        Ok(())
+    }
+
+    /// Seals the tail's unsealed records (all of them, within the queue's
+    /// own limits), then begins a new segment if the tail is full.
+    fn roll_if_full(&mut self) -> Result<(), QueueError> {
+        let full = self
+            .segments
+            .back()
+            .is_some_and(|s| s.len >= self.options.segment_bytes);
+        if !full {
+            return Ok(());
+        }
+        let limits = self.options.seal;
+        while self.seal(limits)?.is_some() {}
+        let next = self.tail_id() + 1;
+        self.begin_segment(next)
+    }
+
+    fn content(&self, id: u64, b: &BatchRef) -> Result<Bytes, QueueError> {
+        let path = segment_path(&self.dir, id);
+        let mut file = File::open(&path).map_err(io("opening a segment", &path))?;
+        file.seek(SeekFrom::Start(b.start))
+            .map_err(io("reading a batch", &path))?;
+        let mut data = vec![0u8; (b.end - b.start) as usize];
+        file.read_exact(&mut data).map_err(io("reading a batch", &path))?;
+        let damaged = |what: &str| QueueError::Format {
+            path: path.clone(),
+            what: format!("batch {}: {what}", b.seq),
+        };
+        if b.whole {
+            return match segment::Scan::new(&data, b.start).next() {
+                Some((_, _, Entry::Batch { content, .. })) => Ok(Bytes::copy_from_slice(content)),
+                _ => Err(damaged("its entry no longer reads back")),
+            };
+        }
+        let parts: Vec<_> = segment::Scan::new(&data, b.start)
+            .filter_map(|(_, _, e)| match e {
+                Entry::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        if parts.len() != b.records as usize {
+            return Err(damaged("its records no longer read back"));
+        }
+        batch_content(&parts).map_err(|e| damaged(&e))
+    }
+}
+
+impl Queue for DiskQueue {
+    fn push(&mut self, record: &Record) -> Result<(), QueueError> {
+        self.make_room(record.body().len() as u64 + 64)?;
+        self.append_record(record)?;
+        self.roll_if_full()
+    }
+
+    fn push_sealed(&mut self, content: Bytes, records: u32) -> Result<u64, QueueError> {
+        self.make_room(content.len() as u64 + 64)?;
+        let seq = next_seq(self.last_seq);
+        let mut buf = Vec::with_capacity(content.len() + 32);
+        segment::encode(
+            &Entry::Batch {
+                seq,
+                records,
+                content: &content,
+            },
+            &mut buf,
+        );
+        let start = self.segments.back().map_or(HEADER_LEN, |s| s.len);
+        self.append(&buf)?;
+        self.last_seq = seq;
+        let id = self.tail_id();
+        let end = start + buf.len() as u64;
+        let index = self.tail_index();
+        index.batches.push(BatchRef {
+            seq,
+            records,
+            start,
+            end,
+            whole: true,
+            sealed_at: end,
+            done: false,
+            sent_round: 0,
+        });
+        let i = index.batches.len() - 1;
+        self.places.insert(seq, (id, i));
+        self.roll_if_full()?;
+        Ok(seq)
+    }
+
+    fn unsealed(&self) -> Unsealed {
+        let index = self.segments.back().and_then(|s| s.index.as_ref());
+        Unsealed {
+            records: index.map_or(0, |i| i.unsealed.len() as u32),
+            bytes: index.map_or(0, |i| i.unsealed.iter().map(|r| r.bytes).sum()),
+            oldest: self.unsealed_at.front().copied(),
+        }
+    }
+
+    fn seal(&mut self, limits: SealLimits) -> Result<Option<u64>, QueueError> {
+        let index = self.tail_index();
+        let mut take = 0usize;
+        let mut bytes = 0usize;
+        for r in &index.unsealed {
+            if take > 0 && (take as u32 >= limits.max_records || bytes + r.bytes > limits.max_bytes) {
+                break;
+            }
+            take += 1;
+            bytes += r.bytes;
+        }
+        if take == 0 {
+            return Ok(None);
+        }
+        let (first, last) = (index.unsealed[0].start, index.unsealed[take - 1].end);
+        let seq = next_seq(self.last_seq);
+        let mut buf = Vec::with_capacity(32);
+        segment::encode(
+            &Entry::Seal {
+                seq,
+                count: take as u32,
+            },
+            &mut buf,
+        );
+        self.append(&buf)?;
+        self.last_seq = seq;
+        let sealed_at = self.written.offset;
+        let id = self.tail_id();
+        let index = self.tail_index();
+        index.unsealed.drain(..take);
+        index.batches.push(BatchRef {
+            seq,
+            records: take as u32,
+            start: first,
+            end: last,
+            whole: false,
+            sealed_at,
+            done: false,
+            sent_round: 0,
+        });
+        let i = index.batches.len() - 1;
+        self.unsealed_at.drain(..take);
+        self.places.insert(seq, (id, i));
+        Ok(Some(seq))
+    }
+
+    fn next_unsent(&mut self) -> Result<Option<SealedBatch>, QueueError> {
+        loop {
+            let (id, from) = self.cursor;
+            let Some(p) = self.position(id) else {
+                return Ok(None);
+            };
+            self.load(id)?;
+            if p == 0 {
+                // A segment answered in full before a restart goes now.
+                self.trim()?;
+                if self.position(id) != Some(0) {
+                    continue;
+                }
+            }
+            let round = self.round;
+            let synced = self.synced;
+            let found = {
+                let index = self.segments[p].index.as_ref().expect("loaded");
+                let mut found = None;
+                for (i, b) in index.batches.iter().enumerate().skip(from) {
+                    if b.done || b.sent_round == round {
+                        continue;
+                    }
+                    if (SyncMark {
+                        segment: id,
+                        offset: b.sealed_at,
+                    }) > synced
+                    {
+                        // Not durable yet, nor anything sealed after it.
+                        return Ok(None);
+                    }
+                    found = Some((i, *b));
+                    break;
+                }
+                found
+            };
+            match found {
+                Some((i, b)) => {
+                    let content = self.content(id, &b)?;
+                    if let Some(index) = self.segments[p].index.as_mut() {
+                        index.batches[i].sent_round = round;
+                    }
+                    self.cursor = (id, i + 1);
+                    return Ok(Some(SealedBatch {
+                        seq: b.seq,
+                        records: b.records,
+                        content,
+                    }));
+                }
+                None if p + 1 < self.segments.len() => {
+                    self.cursor = (self.segments[p + 1].id, 0);
+                }
+                None => {
+                    let len = self.segments[p].index.as_ref().map_or(0, |x| x.batches.len());
+                    self.cursor = (id, len);
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn rewind(&mut self) {
+        self.round += 1;
+        self.cursor = (self.front_id(), 0);
+    }
+
+    fn done(&mut self, seq: u64) -> Result<(), QueueError> {
+        let Some(&(id, i)) = self.places.get(&seq) else {
+            return Ok(());
+        };
+        let Some(p) = self.position(id) else { return Ok(()) };
+        let Some(b) = self.segments[p].index.as_mut().and_then(|x| x.batches.get_mut(i)) else {
+            return Ok(());
+        };
+        if b.done {
+            return Ok(());
+        }
+        b.done = true;
+        self.acked.insert(seq);
+        let path = self.dir.join("acks");
+        self.acks
+            .write_all(&ack_entry(seq))
+            .map_err(io("writing acks", &path))?;
+        self.acks_entries += 1;
+        self.trim()
+    }
+
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, QueueError> {
+        if self.written <= self.synced && self.unsynced.is_empty() && !self.dir_changed {
+            return Ok(None);
+        }
+        let mut files = std::mem::take(&mut self.unsynced);
+        let tail_path = segment_path(&self.dir, self.tail_id());
+        files.push(
+            self.tail
+                .try_clone()
+                .map_err(io("sharing the tail for a sync", &tail_path))?,
+        );
+        let dir = std::mem::take(&mut self.dir_changed).then(|| self.dir.clone());
+        Ok(Some(SyncJob {
+            files,
+            dir,
+            mark: self.written,
+        }))
+    }
+
+    fn synced(&mut self, mark: SyncMark) {
+        self.synced = self.synced.max(mark);
+    }
+
+    fn expire(&mut self) -> Result<(), QueueError> {
+        let now = SystemTime::now();
+        let mut dropped = 0;
+        while self.segments.len() > 1
+            && self.segments.front().is_some_and(|s| {
+                now.duration_since(s.modified)
+                    .is_ok_and(|age| age > self.options.max_age)
+            })
+        {
+            dropped += self.drop_front()?;
+        }
+        self.tell_dropped(dropped, "max_age")
+    }
+
+    fn is_empty(&self) -> bool {
+        self.segments.len() == 1
+            && self.segments[0]
+                .index
+                .as_ref()
+                .is_some_and(|i| i.unsealed.is_empty() && i.batches.iter().all(|b| b.done))
+    }
+
+    fn stats(&self) -> QueueStats {
+        let loaded = self.segments.iter().filter_map(|s| s.index.as_ref());
+        QueueStats {
+            bytes: self.bytes,
+            unsealed_records: self.unsealed_at.len() as u64,
+            pending_batches: loaded
+                .map(|i| i.batches.iter().filter(|b| !b.done).count() as u64)
+                .sum(),
+            dropped_records: self.dropped,
+        }
+    }
+}
+
+fn ack_entry(seq: u64) -> [u8; 12] {
+    let mut e = [0u8; 12];
+    e[..8].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&e[..8]);
+    e[8..].copy_from_slice(&crc.to_be_bytes());
+    e
+}
+
+/// The seqs in `acks` and how many entries it holds; a torn end is cut.
+fn read_acks(path: &Path) -> Result<(HashSet<u64>, u64), QueueError> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((HashSet::new(), 0)),
+        Err(e) => return Err(io("reading acks", path)(e)),
+    };
+    let mut acked = HashSet::new();
+    let mut whole = 0usize;
+    for chunk in data.chunks_exact(12) {
+        let seq = u64::from_be_bytes(chunk[..8].try_into().unwrap_or_default());
+        if crc32c::crc32c(&chunk[..8]).to_be_bytes() != chunk[8..] {
+            break;
+        }
+        acked.insert(seq);
+        whole += 12;
+    }
+    if whole != data.len() {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io("opening acks", path))?;
+        file.set_len(whole as u64).map_err(io("cutting a torn acks", path))?;
+    }
+    Ok((acked, (whole / 12) as u64))
+}
+
+fn read_dropped(path: &Path) -> Result<u64, QueueError> {
+    match std::fs::read(path) {
+        Ok(d) if d.len() == 12 && crc32c::crc32c(&d[..8]).to_be_bytes() == d[8..] => {
+            Ok(u64::from_be_bytes(d[..8].try_into().unwrap_or_default()))
+        }
+        // Damaged (a power cut during its rename): the count starts again.
+        Ok(_) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io("reading dropped", path)(e)),
+    }
+}
+
+fn write_dropped(path: &Path, dropped: u64) -> Result<(), QueueError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, ack_entry(dropped)).map_err(io("writing dropped", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("replacing dropped", path))
+}
+
+#[cfg(test)]
+#[path = "disk_test.rs"]
+mod tests;

@@ -1,0 +1,294 @@
+//! A segment file: its header, its entries, and reading them back.
+//!
+//! ```text
+//! header   "AWPQ"  u8 version (1)  3 zero bytes  u64 seq_floor
+//! entry    u32 length  u32 crc  u8 type  payload (length bytes)
+//!            crc: CRC-32C of the type byte and the payload
+//!   type 1 RECORD  u64 time_ms  u64 kind  body
+//!   type 2 SEAL    u64 seq  u32 count       the oldest `count` unsealed
+//!                                           records of this segment are
+//!                                           batch `seq`
+//!   type 3 BATCH   u64 seq  u32 records  content   a batch made whole
+//! ```
+//!
+//! Integers are big-endian. `seq_floor` is the highest seq the queue had
+//! used when the segment was made, so the newest segment alone says where
+//! seqs go on.
+
+use awp_protocol::RecordParts;
+
+/// The first bytes of every segment.
+pub(super) const MAGIC: [u8; 4] = *b"AWPQ";
+/// The format's version.
+pub(super) const VERSION: u8 = 1;
+/// The header's length.
+pub(super) const HEADER_LEN: u64 = 16;
+/// An entry's length, type and CRC.
+pub(super) const ENTRY_HEADER: usize = 9;
+/// No entry is longer: a longer length is damage, not data.
+pub(super) const MAX_ENTRY: usize = 16 << 20;
+
+const RECORD: u8 = 1;
+const SEAL: u8 = 2;
+const BATCH: u8 = 3;
+
+/// One entry of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Entry<'a> {
+    /// A record pushed.
+    Record(RecordParts<'a>),
+    /// The oldest `count` unsealed records of the segment are batch `seq`.
+    Seal { seq: u64, count: u32 },
+    /// A batch pushed whole.
+    Batch { seq: u64, records: u32, content: &'a [u8] },
+}
+
+/// The header of a segment made when the queue's last seq was `seq_floor`.
+pub(super) fn header(seq_floor: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..4].copy_from_slice(&MAGIC);
+    h[4] = VERSION;
+    h[8..].copy_from_slice(&seq_floor.to_be_bytes());
+    h
+}
+
+/// A header's `seq_floor`, or what is wrong with it.
+pub(super) fn parse_header(buf: &[u8]) -> Result<u64, String> {
+    if buf.len() < HEADER_LEN as usize || buf[..4] != MAGIC {
+        return Err("not a queue segment (no AWPQ header)".into());
+    }
+    if buf[4] != VERSION {
+        return Err(format!(
+            "segment format version {} (this client reads {VERSION})",
+            buf[4]
+        ));
+    }
+    Ok(u64::from_be_bytes(buf[8..16].try_into().unwrap_or_default()))
+}
+
+/// Appends `entry`, framed, to `dst`.
+pub(super) fn encode(entry: &Entry<'_>, dst: &mut Vec<u8>) {
+    let start = dst.len();
+    dst.extend_from_slice(&[0u8; ENTRY_HEADER]);
+    let ty = match entry {
+        Entry::Record(r) => {
+            dst.extend_from_slice(&r.time_ms.to_be_bytes());
+            dst.extend_from_slice(&r.kind.to_be_bytes());
+            dst.extend_from_slice(r.body);
+            RECORD
+        }
+        Entry::Seal { seq, count } => {
+            dst.extend_from_slice(&seq.to_be_bytes());
+            dst.extend_from_slice(&count.to_be_bytes());
+            SEAL
+        }
+        Entry::Batch { seq, records, content } => {
+            dst.extend_from_slice(&seq.to_be_bytes());
+            dst.extend_from_slice(&records.to_be_bytes());
+            dst.extend_from_slice(content);
+            BATCH
+        }
+    };
+    let len = (dst.len() - start - ENTRY_HEADER) as u32;
+    dst[start + 8] = ty;
+    let crc = crc32c::crc32c(&dst[start + 8..]);
+    dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    dst[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The entries of a segment's bytes (after its header), up to the first
+/// that is cut short or damaged ([`Scan::clean`] says whether one was).
+pub(super) struct Scan<'a> {
+    buf: &'a [u8],
+    /// The offset in the file of `buf[0]`.
+    base: u64,
+    pos: usize,
+    stopped: bool,
+}
+
+impl<'a> Scan<'a> {
+    /// The entries of `buf`, which starts at file offset `base`.
+    pub(super) fn new(buf: &'a [u8], base: u64) -> Scan<'a> {
+        Scan {
+            buf,
+            base,
+            pos: 0,
+            stopped: false,
+        }
+    }
+
+    /// Whether every byte was read as sound entries.
+    pub(super) fn clean(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+impl<'a> Iterator for Scan<'a> {
+    /// (start offset, end offset, entry).
+    type Item = (u64, u64, Entry<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.stopped {
+            return None;
+        }
+        let rest = &self.buf[self.pos..];
+        let parsed = parse(rest);
+        match parsed {
+            Some((len, entry)) => {
+                let start = self.base + self.pos as u64;
+                self.pos += len;
+                Some((start, start + len as u64, entry))
+            }
+            None => {
+                self.stopped = true;
+                None
+            }
+        }
+    }
+}
+
+/// One entry at the start of `buf` and its framed length, or `None` if it
+/// is cut short, damaged, or not an entry.
+fn parse(buf: &[u8]) -> Option<(usize, Entry<'_>)> {
+    let head = buf.get(..ENTRY_HEADER)?;
+    let len = u32::from_be_bytes(head[..4].try_into().ok()?) as usize;
+    let crc = u32::from_be_bytes(head[4..8].try_into().ok()?);
+    if len > MAX_ENTRY {
+        return None;
+    }
+    let framed = buf.get(8..ENTRY_HEADER + len)?;
+    if crc32c::crc32c(framed) != crc {
+        return None;
+    }
+    let ty = framed[0];
+    let payload = &framed[1..];
+    let u64_at = |i: usize| {
+        payload
+            .get(i..i + 8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()))
+    };
+    let u32_at = |i: usize| {
+        payload
+            .get(i..i + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap_or_default()))
+    };
+    let entry = match ty {
+        RECORD => Entry::Record(RecordParts {
+            time_ms: u64_at(0)?,
+            kind: u64_at(8)?,
+            body: payload.get(16..)?,
+        }),
+        SEAL if payload.len() == 12 => Entry::Seal {
+            seq: u64_at(0)?,
+            count: u32_at(8)?,
+        },
+        BATCH => Entry::Batch {
+            seq: u64_at(0)?,
+            records: u32_at(8)?,
+            content: payload.get(12..)?,
+        },
+        _ => return None,
+    };
+    Some((ENTRY_HEADER + len, entry))
+}
+
+/// A record's place in its segment.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RecordRef {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    /// What it adds to a batch's content, about.
+    pub(super) bytes: usize,
+}
+
+/// A sealed batch's place in its segment.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BatchRef {
+    pub(super) seq: u64,
+    pub(super) records: u32,
+    /// The file range holding its records (their entries, perhaps with
+    /// others' seals and whole batches between), or its BATCH entry.
+    pub(super) start: u64,
+    pub(super) end: u64,
+    /// A BATCH entry (else records and a seal).
+    pub(super) whole: bool,
+    /// Where its seal (or BATCH entry) ends: durable once synced past it.
+    pub(super) sealed_at: u64,
+    /// Answered for good.
+    pub(super) done: bool,
+    /// The rewind round it was last handed out in.
+    pub(super) sent_round: u64,
+}
+
+/// What a segment holds, read from its entries.
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    /// Sealed batches, in seal order.
+    pub(super) batches: Vec<BatchRef>,
+    /// Records not sealed yet, oldest first.
+    pub(super) unsealed: std::collections::VecDeque<RecordRef>,
+    /// The highest seq in the segment.
+    pub(super) max_seq: u64,
+    /// Just past the last sound entry.
+    pub(super) valid_end: u64,
+    /// Whether damage cut the entries short.
+    pub(super) damaged: bool,
+}
+
+impl Index {
+    /// Reads the entries of a segment's bytes (after its header).
+    pub(super) fn read(buf: &[u8]) -> Index {
+        let mut index = Index::default();
+        let mut scan = Scan::new(buf, HEADER_LEN);
+        let mut valid_end = HEADER_LEN;
+        let mut broken = false;
+        for (start, end, entry) in &mut scan {
+            match entry {
+                Entry::Record(r) => index.unsealed.push_back(RecordRef {
+                    start,
+                    end,
+                    bytes: 30 + r.body.len(),
+                }),
+                Entry::Seal { seq, count } => {
+                    let count = count as usize;
+                    if count == 0 || count > index.unsealed.len() {
+                        // Sound bytes, impossible meaning: stop as at damage.
+                        broken = true;
+                        break;
+                    }
+                    let first = index.unsealed[0].start;
+                    let last = index.unsealed[count - 1].end;
+                    index.unsealed.drain(..count);
+                    index.batches.push(BatchRef {
+                        seq,
+                        records: count as u32,
+                        start: first,
+                        end: last,
+                        whole: false,
+                        sealed_at: end,
+                        done: false,
+                        sent_round: 0,
+                    });
+                    index.max_seq = index.max_seq.max(seq);
+                }
+                Entry::Batch { seq, records, .. } => {
+                    index.batches.push(BatchRef {
+                        seq,
+                        records,
+                        start,
+                        end,
+                        whole: true,
+                        sealed_at: end,
+                        done: false,
+                        sent_round: 0,
+                    });
+                    index.max_seq = index.max_seq.max(seq);
+                }
+            }
+            valid_end = end;
+        }
+        index.damaged = broken || !scan.clean();
+        index.valid_end = valid_end;
+        index
+    }
+}
