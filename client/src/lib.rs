@@ -6,10 +6,14 @@
 //! JSON shape of the test vectors' records with an absolute `time_ms`.
 //! The queue, the engine and the bindings follow (issue 20).
 
+mod config;
+mod engine;
 mod queue;
 mod record;
 
-pub use awp_protocol::{AttrValue, Channel, Direction, Network};
+pub use awp_protocol::{AttrValue, Channel, Compression, Direction, Network, Platform};
+pub use config::{Auth, ClientConfig, QueuePlace, Tls, Token, TokenSource};
+pub use engine::{Client, ClientError, ClientStats};
 pub use queue::{
     DiskQueue, MemoryQueue, Queue, QueueError, QueueOptions, QueueStats, SealLimits, SealedBatch, SyncJob, SyncMark,
     Unsealed,

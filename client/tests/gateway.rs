@@ -1,0 +1,183 @@
+//! The client against a real gateway (in process, SQLite sink, real
+//! sockets): what is pushed is stored once, across a reopen; AUTH_FAILED
+//! stops the client; a token source is asked for tokens.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use awp_client::{Auth, Client, ClientConfig, ClientError, QueuePlace, Record, SealLimits, Token};
+use awp_gateway::config::Config;
+
+const SECRET: &str = "client-test-secret";
+const TENANT: &str = "t";
+
+async fn gateway(dir: &std::path::Path) -> awp_gateway::RunningServer {
+    let config = Config::parse(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
+         [sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"{TENANT}\"\nsecrets = [\"{SECRET}\"]\n",
+        dir.display()
+    ))
+    .unwrap();
+    awp_gateway::start(&config).await.unwrap()
+}
+
+fn token(device: &str) -> Token {
+    Token {
+        token: awp_protocol::token::device_token(SECRET.as_bytes(), TENANT, device, 0),
+        expiry: 0,
+    }
+}
+
+fn config(addr: std::net::SocketAddr, device: &str, auth: Auth, queue: QueuePlace) -> ClientConfig {
+    let mut c = ClientConfig::new(vec![addr.to_string()], TENANT, device, auth, queue);
+    c.batch_delay = Duration::from_millis(50);
+    c.seal = SealLimits {
+        max_records: 50,
+        max_bytes: 60_000,
+    };
+    c.backoff = (Duration::from_millis(50), Duration::from_millis(500));
+    c
+}
+
+fn location(i: u64) -> Record {
+    Record::location(1_700_000_000_000 + i, 1, 2, i).unwrap()
+}
+
+/// The numbers (accuracy_m) of `device`'s stored records, sorted.
+fn stored(data_dir: &std::path::Path, device: &str) -> Vec<u64> {
+    let conn = awp_store::sqlite::open_read_only(data_dir, TENANT).unwrap();
+    let mut numbers: Vec<u64> = awp_store::sqlite::device_items(&conn, device)
+        .unwrap()
+        .iter()
+        .map(|(_, item)| {
+            let v: serde_json::Value = serde_json::from_str(item).unwrap();
+            find(&v, "accuracy_m").unwrap_or_else(|| panic!("no accuracy_m in {item}"))
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+fn find(v: &serde_json::Value, key: &str) -> Option<u64> {
+    match v {
+        // DynamoDB JSON: {"accuracy_m": {"N": "12"}}.
+        serde_json::Value::Object(o) => o
+            .get(key)
+            .and_then(|x| x.get("N"))
+            .and_then(|n| n.as_str())
+            .and_then(|n| n.parse().ok())
+            .or_else(|| o.values().find_map(|x| find(x, key))),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_pushed_is_stored_once_across_a_reopen() {
+    let data = tempfile::tempdir().unwrap();
+    let queue = tempfile::tempdir().unwrap();
+    let server = gateway(data.path()).await;
+    let addr = server.plain_addrs[0];
+    let place = QueuePlace::Disk(queue.path().to_owned());
+    let c = config(addr, "phone-1", Auth::Token(token("phone-1")), place.clone());
+    tokio::task::spawn_blocking(move || {
+        let client = Client::open(c.clone()).unwrap();
+        for i in 0..1000 {
+            client.push(&location(i)).unwrap();
+        }
+        client.flush(Duration::from_secs(30)).unwrap();
+        let stats = client.stats();
+        assert_eq!(stats.records_pushed, 1000);
+        assert_eq!(stats.records_acked, 1000);
+        assert_eq!(stats.records_rejected, 0);
+        assert!(stats.connects >= 1);
+        client.close();
+        // Reopened: nothing left to send; more records go on from there.
+        let client = Client::open(c).unwrap();
+        assert_eq!(client.stats().queue.pending_batches, 0);
+        for i in 1000..1010 {
+            client.push(&location(i)).unwrap();
+        }
+        client
+            .push_json(
+                r#"{"kind": 1, "time_ms": 1700000001010, "location": {"lat_e7": 1, "lon_e7": 2, "accuracy_m": 1010}}"#,
+            )
+            .unwrap();
+        client.flush(Duration::from_secs(30)).unwrap();
+        client.close();
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored(data.path(), "phone-1"), (0..1011).collect::<Vec<_>>());
+    assert!(server.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failed_stops_the_client_and_tells_the_app() {
+    let data = tempfile::tempdir().unwrap();
+    let server = gateway(data.path()).await;
+    let wrong = Token {
+        token: [9; 32],
+        expiry: 0,
+    };
+    let c = config(server.plain_addrs[0], "phone-2", Auth::Token(wrong), QueuePlace::Memory);
+    tokio::task::spawn_blocking(move || {
+        let client = Client::open(c).unwrap();
+        client.push(&location(1)).unwrap();
+        let e = client.flush(Duration::from_secs(10)).unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Stopped(why) if why.contains("AUTH_FAILED")),
+            "{e}"
+        );
+        assert!(client.stats().stopped.is_some());
+        assert!(matches!(client.push(&location(2)), Err(ClientError::Stopped(_))));
+        // Stopped means one connection: retrying would only burn battery.
+        assert_eq!(client.stats().connection_failures, 1);
+        client.close();
+    })
+    .await
+    .unwrap();
+    assert!(server.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_source_is_asked_before_hello_and_again_near_expiry() {
+    let data = tempfile::tempdir().unwrap();
+    let server = gateway(data.path()).await;
+    let asked = Arc::new(AtomicU64::new(0));
+    let source = {
+        let asked = asked.clone();
+        Arc::new(move || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            // Expires within the refresh margin: asked again at each HELLO.
+            let expiry = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 60;
+            Ok(Token {
+                token: awp_protocol::token::device_token(SECRET.as_bytes(), TENANT, "phone-3", expiry),
+                expiry,
+            })
+        })
+    };
+    let c = config(
+        server.plain_addrs[0],
+        "phone-3",
+        Auth::Source(source),
+        QueuePlace::Memory,
+    );
+    tokio::task::spawn_blocking(move || {
+        let client = Client::open(c).unwrap();
+        client.push(&location(1)).unwrap();
+        client.flush(Duration::from_secs(10)).unwrap();
+        assert_eq!(client.stats().records_acked, 1);
+        client.close();
+    })
+    .await
+    .unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert_eq!(stored(data.path(), "phone-3"), [1]);
+    assert!(server.shutdown().await);
+}
