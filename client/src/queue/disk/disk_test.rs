@@ -206,3 +206,15 @@ fn options_that_cannot_work_are_refused_by_name() {
     .unwrap();
     assert!(e.to_string().contains("queue_max_bytes"), "{e}");
 }
+
+#[test]
+fn a_record_above_a_mebibyte_is_refused_not_written_past_its_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = DiskQueue::open(dir.path(), QueueOptions::default()).unwrap();
+    let big = Record::unknown(1, 6, &vec![0u8; 2 << 20]).unwrap();
+    assert!(matches!(q.push(&big), Err(QueueError::TooLarge { .. })));
+    q.push(&location(1)).unwrap();
+    drop(q);
+    let q = DiskQueue::open(dir.path(), QueueOptions::default()).unwrap();
+    assert_eq!(q.unsealed().records, 1);
+}

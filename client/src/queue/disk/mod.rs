@@ -62,6 +62,11 @@ use bytes::Bytes;
 use self::segment::{BatchRef, Entry, HEADER_LEN, Index, RecordRef};
 use super::*;
 
+/// The largest record or whole batch a push takes: well under what a
+/// segment's reader takes for an entry (`segment::MAX_ENTRY`), and what a
+/// gateway's default `max_frame_len` takes.
+const MAX_PUSH: usize = 1 << 20;
+
 /// One segment file.
 struct Segment {
     id: u64,
@@ -138,6 +143,11 @@ impl DiskQueue {
                 options.max_bytes,
                 2 * options.segment_bytes
             )));
+        }
+        if options.seal.max_records == 0 || options.seal.max_bytes == 0 {
+            return Err(QueueError::Options(
+                "seal limits must be at least 1 record and 1 byte".into(),
+            ));
         }
         std::fs::create_dir_all(&dir).map_err(io("making the directory", &dir))?;
         let lock_path = dir.join("lock");
@@ -459,6 +469,13 @@ impl DiskQueue {
         if len + HEADER_LEN + self.options.segment_bytes > max {
             return Err(QueueError::TooLarge { len, max });
         }
+        // Above this no entry reads back (it would pass for damage).
+        if len > MAX_PUSH as u64 {
+            return Err(QueueError::TooLarge {
+                len,
+                max: MAX_PUSH as u64,
+            });
+        }
         let mut dropped = 0;
         while self.bytes + len + DROPPED_EVENT_ROOM > max && self.segments.len() > 1 {
             dropped += self.drop_front()?;
@@ -481,6 +498,9 @@ impl DiskQueue {
     fn drop_front(&mut self) -> Result<u64, QueueError> {
         let id = self.front_id();
         self.load(id)?;
+        let path = segment_path(&self.dir, id);
+        // The file first: if it cannot go, the queue still knows it.
+        std::fs::remove_file(&path).map_err(io("removing a segment", &path))?;
         let seg = self.segments.pop_front().expect("a segment to drop");
         let lost = seg.index.as_ref().map_or(0, |index| {
             index
@@ -495,10 +515,8 @@ impl DiskQueue {
         Ok(lost)
     }
 
-    /// Removes a segment's file and what the queue knew of it.
+    /// Forgets a segment whose file was removed.
     fn forget(&mut self, seg: Segment) -> Result<(), QueueError> {
-        let path = segment_path(&self.dir, seg.id);
-        std::fs::remove_file(&path).map_err(io("removing a segment", &path))?;
         self.dir_changed = true;
         self.bytes -= seg.len;
         if let Some(index) = &seg.index {
@@ -522,6 +540,8 @@ impl DiskQueue {
             && index.unsealed.is_empty()
             && index.batches.iter().all(|b| b.done)
         {
+            let path = segment_path(&self.dir, front.id);
+            std::fs::remove_file(&path).map_err(io("removing a segment", &path))?;
             let seg = self.segments.pop_front().expect("checked");
             self.forget(seg)?;
         }
@@ -601,7 +621,10 @@ impl Queue for DiskQueue {
     fn push(&mut self, record: &Record) -> Result<(), QueueError> {
         self.make_room(record.body().len() as u64 + 64)?;
         self.append_record(record)?;
-        self.roll_if_full()
+        // The record is queued: a roll that fails (a full disk) is tried
+        // again at the next push, and must not make the caller push again.
+        let _ = self.roll_if_full();
+        Ok(())
     }
 
     fn push_sealed(&mut self, content: Bytes, records: u32) -> Result<u64, QueueError> {
@@ -634,7 +657,7 @@ impl Queue for DiskQueue {
         });
         let i = index.batches.len() - 1;
         self.places.insert(seq, (id, i));
-        self.roll_if_full()?;
+        let _ = self.roll_if_full();
         Ok(seq)
     }
 
@@ -773,9 +796,11 @@ impl Queue for DiskQueue {
         b.done = true;
         self.acked.insert(seq);
         let path = self.dir.join("acks");
-        self.acks
-            .write_all(&ack_entry(seq))
-            .map_err(io("writing acks", &path))?;
+        if let Err(e) = self.acks.write_all(&ack_entry(seq)) {
+            // A fragment would misalign every later entry: cut it away.
+            let _ = self.acks.set_len(self.acks_entries * 12);
+            return Err(io("writing acks", &path)(e));
+        }
         self.acks_entries += 1;
         self.trim()
     }
