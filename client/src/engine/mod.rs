@@ -338,7 +338,9 @@ async fn run(shared: Arc<Shared>, config: ClientConfig, tls: Option<tokio_rustls
 /// or on flush and close; syncs what was written every `sync_interval` and
 /// before a batch is first sent.
 async fn seal_and_sync(shared: Arc<Shared>, delay: Duration, sync_interval: Duration) {
-    let mut next_sync = tokio::time::Instant::now() + sync_interval;
+    // At once: what the last process left unsynced is made durable before
+    // anything is sent (the disk queue hands nothing out until then).
+    let mut next_sync = tokio::time::Instant::now();
     loop {
         let closing = shared.closing.load(Ordering::SeqCst);
         let flushing = shared.flushing.load(Ordering::SeqCst) || closing;
@@ -371,11 +373,11 @@ async fn seal_and_sync(shared: Arc<Shared>, delay: Duration, sync_interval: Dura
         };
         let now = tokio::time::Instant::now();
         if sealed > 0 || now >= next_sync {
-            sync(&shared).await;
-            next_sync = now + sync_interval;
-            if sealed > 0 {
+            if sync(&shared).await {
+                // Batches whose seals it covered may go now.
                 shared.send_now.notify_one();
             }
+            next_sync = now + sync_interval;
         }
         if closing {
             return std::future::pending().await;
@@ -392,17 +394,23 @@ async fn seal_and_sync(shared: Arc<Shared>, delay: Duration, sync_interval: Dura
 }
 
 /// Runs the queue's sync job off the engine's thread and records it.
-async fn sync(shared: &Arc<Shared>) {
+/// Returns whether it made anything durable.
+async fn sync(shared: &Arc<Shared>) -> bool {
     let job = shared.queue().sync_job();
-    match job {
-        Ok(None) => {}
+    let failed = match job {
+        Ok(None) => return false,
         Ok(Some(job)) => match tokio::task::spawn_blocking(move || job.run()).await {
-            Ok(Ok(mark)) => shared.queue().synced(mark),
-            Ok(Err(e)) => shared.note_error(format!("syncing the queue: {e}")),
-            Err(e) => shared.note_error(format!("syncing the queue: {e}")),
+            Ok(Ok(mark)) => {
+                shared.queue().synced(mark);
+                return true;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
         },
-        Err(e) => shared.note_error(format!("syncing the queue: {e}")),
-    }
+        Err(e) => e.to_string(),
+    };
+    shared.note_error(format!("syncing the queue: {failed}"));
+    false
 }
 
 /// Connects, sends, reconnects with backoff, until the client closes or a
@@ -581,9 +589,14 @@ async fn connection(
     shared.counters.connects.fetch_add(1, Ordering::Relaxed);
     shared.counters.connected.store(true, Ordering::Relaxed);
     {
+        // Batches sealed from now on fit this gateway's count (batches
+        // sealed before keep theirs: a sealed batch never changes).
         let mut seal = shared.seal.lock().unwrap_or_else(PoisonError::into_inner);
         let welcome_max = u32::try_from(welcome.max_batch_records).unwrap_or(u32::MAX);
         seal.max_records = config.seal.max_records.min(welcome_max).max(1);
+        let limits = *seal;
+        drop(seal);
+        shared.queue().set_seal_limits(limits);
     }
     let mut session = Session::new(
         &welcome,

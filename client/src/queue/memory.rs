@@ -126,28 +126,25 @@ impl Queue for MemoryQueue {
     }
 
     fn seal(&mut self, limits: SealLimits) -> Result<Option<u64>, QueueError> {
-        let mut take = 0usize;
-        let mut bytes = 0usize;
-        for (record, _) in &self.unsealed {
-            let n = record_bytes(record) as usize;
-            if take > 0 && (take as u32 >= limits.max_records || bytes + n > limits.max_bytes) {
-                break;
-            }
-            take += 1;
-            bytes += n;
-        }
+        let (take, bytes) = limits.take(self.unsealed.iter().map(|(r, _)| record_bytes(r) as usize));
         if take == 0 {
             return Ok(None);
         }
-        let records: Vec<Record> = self.unsealed.drain(..take).map(|(r, _)| r).collect();
-        let parts: Vec<_> = records.iter().map(Record::parts).collect();
+        // Written before the records leave the unsealed list: a failure
+        // loses nothing.
+        let parts: Vec<_> = self.unsealed.iter().take(take).map(|(r, _)| r.parts()).collect();
         let content = batch_content(&parts).map_err(|what| QueueError::Format {
             path: "memory".into(),
             what,
         })?;
+        self.unsealed.drain(..take);
         self.unsealed_bytes -= bytes;
         self.bytes -= bytes as u64;
         Ok(Some(self.add_batch(content, take as u32)))
+    }
+
+    fn set_seal_limits(&mut self, limits: SealLimits) {
+        self.options.seal = limits;
     }
 
     fn next_unsent(&mut self) -> Result<Option<SealedBatch>, QueueError> {
@@ -211,6 +208,7 @@ impl Queue for MemoryQueue {
             unsealed_records: self.unsealed.len() as u64,
             pending_batches: self.batches.len() as u64,
             dropped_records: self.dropped,
+            unreadable_segments: 0,
         }
     }
 }

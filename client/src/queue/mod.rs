@@ -58,6 +58,24 @@ pub struct SealLimits {
     pub max_bytes: usize,
 }
 
+impl SealLimits {
+    /// How many of the oldest unsealed records (their sizes in a batch, in
+    /// order) one batch takes, and their bytes: at least one, whatever its
+    /// size, if there is one.
+    pub(crate) fn take(&self, sizes: impl Iterator<Item = usize>) -> (usize, usize) {
+        let mut take = 0usize;
+        let mut bytes = 0usize;
+        for n in sizes {
+            if take > 0 && (take as u32 >= self.max_records || bytes + n > self.max_bytes) {
+                break;
+            }
+            take += 1;
+            bytes += n;
+        }
+        (take, bytes)
+    }
+}
+
 impl Default for SealLimits {
     fn default() -> SealLimits {
         SealLimits {
@@ -112,9 +130,12 @@ pub struct QueueStats {
     pub unsealed_records: u64,
     /// Sealed batches not yet answered, of those the queue has read.
     pub pending_batches: u64,
-    /// Records dropped at the caps since the queue was made (kept across
-    /// restarts by the disk queue).
+    /// Records dropped at the caps (or unreadable) since the queue was made
+    /// (kept across restarts by the disk queue).
     pub dropped_records: u64,
+    /// Segments found unreadable and removed (a header cut short by a power
+    /// cut, a file removed from outside): their records are not counted.
+    pub unreadable_segments: u64,
 }
 
 /// Records dropped at a cap are told to the gateway as an EVENT record of
@@ -140,6 +161,10 @@ pub trait Queue: Send {
     /// Seals the oldest unsealed records (within `limits`) into a batch,
     /// if there are any. Returns its seq.
     fn seal(&mut self, limits: SealLimits) -> Result<Option<u64>, QueueError>;
+
+    /// Seals from now on within `limits` when the queue seals on its own
+    /// (a full segment): the gateway's WELCOME may allow fewer records.
+    fn set_seal_limits(&mut self, limits: SealLimits);
 
     /// The oldest batch not yet answered nor handed out since the last
     /// [`Queue::rewind`], if one is ready (for the disk queue: its seal is
@@ -188,11 +213,13 @@ pub struct SyncJob {
     pub(crate) mark: SyncMark,
 }
 
-/// How far a [`SyncJob`] made the queue durable.
+/// How far a [`SyncJob`] made the queue durable: a place in the log, and
+/// how many of the directory's changes (files made or removed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SyncMark {
     pub(crate) segment: u64,
     pub(crate) offset: u64,
+    pub(crate) dir_changes: u64,
 }
 
 impl SyncJob {

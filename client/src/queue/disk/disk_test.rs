@@ -218,3 +218,185 @@ fn a_record_above_a_mebibyte_is_refused_not_written_past_its_reader() {
     let q = DiskQueue::open(dir.path(), QueueOptions::default()).unwrap();
     assert_eq!(q.unsealed().records, 1);
 }
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Rewrites the header floor of segment file `name`.
+fn set_floor(dir: &Path, name: &str, floor: u64) {
+    let path = dir.join(name);
+    let mut data = std::fs::read(&path).unwrap();
+    data[8..16].copy_from_slice(&floor.to_be_bytes());
+    std::fs::write(&path, data).unwrap();
+}
+
+#[test]
+fn seqs_go_on_above_the_last_even_with_the_clock_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut q = DiskQueue::open(dir.path(), QueueOptions::default()).unwrap();
+        q.push(&location(1)).unwrap();
+        q.seal(SealLimits::default()).unwrap();
+    }
+    // As if earlier seqs ran far ahead of this clock (a clock set back).
+    let ahead = now_us() + 1_000_000_000_000;
+    set_floor(dir.path(), &segments(dir.path())[0], ahead);
+    let mut q = DiskQueue::open(dir.path(), QueueOptions::default()).unwrap();
+    q.push(&location(2)).unwrap();
+    assert_eq!(q.seal(SealLimits::default()).unwrap(), Some(ahead + 1));
+}
+
+#[test]
+fn seals_written_into_an_older_segment_raise_the_floor_the_tail_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+        for i in 0..400 {
+            q.push(&location(i)).unwrap();
+        }
+        assert!(segments(dir.path()).len() >= 3);
+    }
+    let names = segments(dir.path());
+    let ahead = now_us() + 1_000_000_000_000;
+    set_floor(dir.path(), names.last().unwrap(), ahead);
+    // The first segment's last seal (made at its roll) damaged: its
+    // records lost their seal.
+    let first = dir.path().join(&names[0]);
+    let mut data = std::fs::read(&first).unwrap();
+    let n = data.len();
+    data[n - 2] ^= 0xff;
+    std::fs::write(&first, data).unwrap();
+    let orphan_seqs: Vec<u64> = {
+        let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+        let batches = drain(&mut q);
+        let seqs: Vec<u64> = batches.iter().map(|b| b.seq).filter(|s| *s > ahead).collect();
+        assert!(!seqs.is_empty(), "the orphans were sealed anew, above the floor");
+        seqs
+    };
+    // Killed right after: the tail's FLOOR keeps those seqs from coming again.
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    q.push(&location(1000)).unwrap();
+    let next = q.seal(SealLimits::default()).unwrap().unwrap();
+    assert!(
+        next > *orphan_seqs.iter().max().unwrap(),
+        "{next} reused {orphan_seqs:?}"
+    );
+    // And the orphans come out again under the seqs they were sealed with.
+    q.rewind();
+    let again: Vec<u64> = drain(&mut q)
+        .iter()
+        .map(|b| b.seq)
+        .filter(|s| orphan_seqs.contains(s))
+        .collect();
+    assert_eq!(again, orphan_seqs);
+}
+
+#[test]
+fn a_segment_without_a_whole_header_is_removed_and_a_newer_format_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+        for i in 0..400 {
+            q.push(&location(i)).unwrap();
+        }
+    }
+    let names = segments(dir.path());
+    // Made by a roll the power cut caught: its header zeroed, or cut short.
+    let tail = dir.path().join(names.last().unwrap());
+    let mut data = std::fs::read(&tail).unwrap();
+    data[..16].fill(0);
+    std::fs::write(&tail, data).unwrap();
+    std::fs::write(dir.path().join("00000000000000ff.seg"), b"AWP").unwrap();
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    assert_eq!(
+        q.stats().unreadable_segments,
+        1,
+        "the zeroed one held entries; the short one nothing"
+    );
+    assert_eq!(segments(dir.path()).len(), names.len() - 1);
+    assert!(!drain(&mut q).is_empty());
+    drop(q);
+    let first = dir.path().join(&segments(dir.path())[0]);
+    let mut data = std::fs::read(&first).unwrap();
+    data[4] = 2;
+    std::fs::write(&first, data).unwrap();
+    let e = DiskQueue::open(dir.path(), small()).err().expect("refused");
+    assert!(e.to_string().contains("version 2"), "{e}");
+}
+
+#[test]
+fn a_sync_that_failed_is_asked_again_of_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    for i in 0..400 {
+        q.push(&location(i)).unwrap();
+    }
+    let first = q.sync_job().unwrap().unwrap();
+    assert!(first.files.len() >= 3, "the rolled segments and the tail");
+    assert!(first.dir.is_some(), "segments were made");
+    // The job failed (never reported synced): nothing it covered is durable.
+    let files = first.files.len();
+    drop(first);
+    assert_eq!(q.next_unsent().unwrap(), None);
+    let second = q.sync_job().unwrap().unwrap();
+    assert_eq!(second.files.len(), files);
+    assert!(second.dir.is_some());
+    let mark = second.run().unwrap();
+    q.synced(mark);
+    assert!(q.next_unsent().unwrap().is_some());
+    let third = q.sync_job().unwrap();
+    assert!(third.is_none(), "{third:?}");
+}
+
+#[test]
+fn a_batch_or_segment_that_no_longer_reads_is_dropped_and_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    for i in 0..400 {
+        q.push(&location(i)).unwrap();
+    }
+    while q.seal(SealLimits::default()).unwrap().is_some() {}
+    let names = segments(dir.path());
+    // Damage inside the first batch's records, after they were read.
+    let first = dir.path().join(&names[0]);
+    let mut data = std::fs::read(&first).unwrap();
+    data[HEADER_LEN as usize + 12] ^= 0xff;
+    std::fs::write(&first, data).unwrap();
+    let batches = drain(&mut q);
+    let records: u64 = batches.iter().map(|b| u64::from(b.records)).sum();
+    let dropped = q.stats().dropped_records;
+    assert!(dropped > 0);
+    // Every record but the unreadable batch's came out, and an event
+    // telling of it waits to be sealed.
+    assert_eq!(records, 400 - dropped);
+    assert_eq!(q.unsealed().records, 1);
+    drop(q);
+    // After a restart, an older segment removed from outside.
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    std::fs::remove_file(dir.path().join(&names[1])).unwrap();
+    let batches = drain(&mut q);
+    assert_eq!(q.stats().unreadable_segments, 1);
+    assert!(!batches.is_empty(), "the segments after it still come out");
+}
+
+#[test]
+fn a_kill_between_counting_a_drop_and_removing_its_segment_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+        for i in 0..400 {
+            q.push(&location(i)).unwrap();
+        }
+    }
+    let names = segments(dir.path());
+    let front = segment_id(&names[0]).unwrap();
+    // `dropped` written (count and segment), the segment not yet removed.
+    write_dropped(dir.path(), 17, front).unwrap();
+    let q = DiskQueue::open(dir.path(), small()).unwrap();
+    assert_eq!(q.stats().dropped_records, 17);
+    assert_eq!(segments(dir.path()), names[1..].to_vec());
+}

@@ -6,27 +6,35 @@
 //!   [`QueueOptions::segment_bytes`] (1 MiB), written only at their end; the
 //!   newest is the *tail*. Their format is in `segment.rs`: a header, then
 //!   entries (a record pushed, a seal making the oldest unsealed records a
-//!   batch, or a batch pushed whole), each framed with its length and a
-//!   CRC-32C. A batch never spans segments: before a new segment is begun,
-//!   the tail's unsealed records are sealed.
+//!   batch, a batch pushed whole, a seq floor), each framed with its length
+//!   and a CRC-32C. A batch never spans segments: before a new segment is
+//!   begun, the tail's unsealed records are sealed.
 //! - `acks`: the seqs answered for good, 12 bytes each (`u64` seq, CRC-32C);
 //!   rewritten without the seqs of removed segments when it grows.
-//! - `dropped`: how many records the caps have dropped, ever (`u64`, CRC).
+//! - `dropped`: how many records the caps have dropped, ever, and the last
+//!   segment dropped (written, synced and renamed into place before that
+//!   segment is removed, so a kill in between neither loses nor doubles the
+//!   count: the segment is removed at the next open).
 //! - `lock`: held (an advisory file lock) while a client has the queue
 //!   open: a second client on the same directory is refused, not let in to
 //!   interleave its writes.
+//!
+//! Files are written through read-write handles at a known offset, never
+//! append-only ones: cutting a partial write back (`set_len`) and syncing
+//! work the same on Linux, Android, macOS and Windows.
 //!
 //! # What survives what
 //!
 //! - `push` returns once its entry is written to the OS (`write(2)`): the
 //!   record survives the process being killed at any instant.
 //! - A power cut (or an OS crash) can lose what was written since the last
-//!   sync: the engine syncs (`fdatasync`) every second and every 256 KiB,
-//!   so that is what a push may lose — never more, and never a record
-//!   behind a synced one.
+//!   sync: the engine syncs (`fdatasync`) every second, so that is what a
+//!   push may lose — never more, and never a record behind a synced one.
 //! - A batch's seal is synced before the batch is first handed out, so a
 //!   batch the gateway may have stored is never sealed again with another
 //!   seq after a power cut: a resend is the same (device, seq, records).
+//!   A sync that fails is asked again of the same files: nothing it was to
+//!   cover counts as durable until one succeeds.
 //! - Losing `acks` entries (a power cut) only sends their batches again,
 //!   which the gateway stores once.
 //!
@@ -35,9 +43,13 @@
 //! Opening reads each segment's 16-byte header, the tail in full (checking
 //! every CRC: a torn tail, from a power cut, is cut back to its last whole
 //! entry), `acks` and `dropped`. The other segments are read when the
-//! sender reaches them. A full 64 MiB queue opens in milliseconds.
+//! sender reaches them. Nothing is synced at open: the first sync covers
+//! whatever the last process left unsynced, before any batch is handed out.
+//! A segment whose header is not a segment's (cut short or zeroed by a
+//! power cut as it was made) is removed and counted; one of a newer format
+//! version fails the open (a downgrade must not eat a newer client's queue).
 //!
-//! # Caps
+//! # Caps and damage
 //!
 //! At [`QueueOptions::max_bytes`] the oldest segment goes, sent or not, and
 //! its unanswered records are counted as dropped; so do segments last
@@ -45,9 +57,10 @@
 //! `dropped` and told to the gateway as an EVENT record in the queue
 //! (`awp.queue.dropped`, with the count of this drop and the total since
 //! the queue was made: an event dropped at a later cap is covered by the
-//! next one's total). A full disk fails `push` with an error
-//! ([`QueueError::is_disk_full`]), its partial entry cut away: nothing
-//! already queued is touched.
+//! next one's total). A batch that cannot be read back (damage) is dropped
+//! and counted the same way, so that it never blocks the ones after it. A
+//! full disk fails `push` with an error ([`QueueError::is_disk_full`]), its
+//! partial entry cut away: nothing already queued is touched.
 
 mod segment;
 
@@ -59,7 +72,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use self::segment::{BatchRef, Entry, HEADER_LEN, Index, RecordRef};
+use self::segment::{BatchRef, Entry, HEADER_LEN, HeaderError, Index, RecordRef};
 use super::*;
 
 /// The largest record or whole batch a push takes: well under what a
@@ -84,19 +97,24 @@ pub struct DiskQueue {
     dir: PathBuf,
     options: QueueOptions,
     segments: VecDeque<Segment>,
-    /// The tail, open for appending.
+    /// The tail, open for reading and writing, positioned at its end.
     tail: File,
     /// When each of the tail's unsealed records was pushed.
     unsealed_at: VecDeque<Instant>,
     /// Every byte of every segment.
     bytes: u64,
     acked: HashSet<u64>,
+    /// Positioned at its end.
     acks: File,
     acks_entries: u64,
     /// Where each loaded batch is: (segment id, index in it).
     places: HashMap<u64, (u64, usize)>,
     last_seq: u64,
     dropped: u64,
+    /// The last segment removed by a cap (`dropped`'s second number).
+    dropped_through: u64,
+    /// Segments found unreadable (a bad header, a file gone).
+    unreadable_segments: u64,
     /// Bumped by each rewind.
     round: u64,
     /// Where `next_unsent` looks first: (segment id, batch index).
@@ -104,10 +122,11 @@ pub struct DiskQueue {
     /// Written so far, and synced so far.
     written: SyncMark,
     synced: SyncMark,
-    /// Segments no longer the tail whose last writes are not synced.
-    unsynced: Vec<File>,
-    /// Files were made or removed since the last sync.
-    dir_changed: bool,
+    /// Segments no longer the tail (or left by the last process) whose
+    /// writes up to the mark are not known to be synced.
+    unsynced: Vec<(SyncMark, File)>,
+    /// Files made or removed, counted; and how many of those a sync covered.
+    dir_changes: u64,
     _lock: File,
     buf: Vec<u8>,
 }
@@ -129,6 +148,19 @@ fn segment_id(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// Opens a file for reading and writing (never append-only: see the module doc).
+fn open_rw(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// Removes a file that may already be gone.
+fn remove(path: &Path) -> Result<(), QueueError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing a segment", path)(e)),
+        _ => Ok(()),
+    }
+}
+
 impl DiskQueue {
     /// Opens the queue in `dir` (made if missing), recovering what the last
     /// process left: see the module doc.
@@ -144,11 +176,7 @@ impl DiskQueue {
                 2 * options.segment_bytes
             )));
         }
-        if options.seal.max_records == 0 || options.seal.max_bytes == 0 {
-            return Err(QueueError::Options(
-                "seal limits must be at least 1 record and 1 byte".into(),
-            ));
-        }
+        check_seal_limits(options.seal)?;
         std::fs::create_dir_all(&dir).map_err(io("making the directory", &dir))?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
@@ -167,6 +195,7 @@ impl DiskQueue {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the queue", &lock_path)(e)),
         }
+        let (dropped, dropped_through) = read_dropped(&dir.join("dropped"))?;
 
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io("listing the directory", &dir))? {
@@ -177,28 +206,53 @@ impl DiskQueue {
         }
         ids.sort_unstable();
         let mut segments = VecDeque::new();
+        let mut unsynced = Vec::new();
         let mut bytes = 0;
+        let mut unreadable_segments = 0;
         for id in ids {
             let path = segment_path(&dir, id);
-            let mut file = File::open(&path).map_err(io("opening a segment", &path))?;
-            let meta = file.metadata().map_err(io("reading a segment's size", &path))?;
-            let mut head = [0u8; HEADER_LEN as usize];
-            if meta.len() < HEADER_LEN {
-                // Made but never given its header (killed at once): nothing in it.
-                drop(file);
-                std::fs::remove_file(&path).map_err(io("removing an empty segment", &path))?;
+            if id <= dropped_through {
+                // Dropped at a cap (and counted) by a process killed before
+                // it could remove the file.
+                remove(&path)?;
                 continue;
             }
-            file.read_exact(&mut head)
-                .map_err(io("reading a segment's header", &path))?;
-            let floor = segment::parse_header(&head).map_err(|what| QueueError::Format {
-                path: path.clone(),
-                what,
-            })?;
-            // Written by a process that may have been killed before its
-            // sync: durable from here on, before anything is sent again.
-            file.sync_data().map_err(io("syncing a segment", &path))?;
+            let mut file = open_rw(&path).map_err(io("opening a segment", &path))?;
+            let meta = file.metadata().map_err(io("reading a segment's size", &path))?;
+            let mut head = [0u8; HEADER_LEN as usize];
+            let header = match file.read_exact(&mut head) {
+                Ok(()) => segment::parse_header(&head),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(HeaderError::NotASegment),
+                Err(e) => return Err(io("reading a segment's header", &path)(e)),
+            };
+            let floor = match header {
+                Ok(floor) => floor,
+                Err(HeaderError::Version(v)) => {
+                    return Err(QueueError::Format {
+                        path,
+                        what: format!("segment format version {v} (this client reads {})", segment::VERSION),
+                    });
+                }
+                Err(HeaderError::NotASegment) => {
+                    // Made, but its header never reached the disk whole: if
+                    // anything followed it, it cannot be told from garbage.
+                    if meta.len() > HEADER_LEN {
+                        unreadable_segments += 1;
+                    }
+                    drop(file);
+                    remove(&path)?;
+                    continue;
+                }
+            };
             bytes += meta.len();
+            unsynced.push((
+                SyncMark {
+                    segment: id,
+                    offset: meta.len(),
+                    dir_changes: 0,
+                },
+                file,
+            ));
             segments.push_back(Segment {
                 id,
                 floor,
@@ -210,12 +264,14 @@ impl DiskQueue {
 
         let acks_path = dir.join("acks");
         let (acked, acks_entries) = read_acks(&acks_path)?;
-        let acks = OpenOptions::new()
+        let mut acks = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
             .open(&acks_path)
             .map_err(io("opening acks", &acks_path))?;
-        let dropped = read_dropped(&dir.join("dropped"))?;
+        acks.seek(SeekFrom::End(0)).map_err(io("opening acks", &acks_path))?;
 
         let mut queue = DiskQueue {
             dir: dir.clone(),
@@ -230,45 +286,42 @@ impl DiskQueue {
             places: HashMap::new(),
             last_seq: 0,
             dropped,
+            dropped_through,
+            unreadable_segments,
             round: 1,
             cursor: (0, 0),
             written: SyncMark::default(),
+            // Nothing is known durable: the first sync covers what the last
+            // process wrote (its files, and the directory's entries).
             synced: SyncMark::default(),
-            unsynced: Vec::new(),
-            dir_changed: false,
+            unsynced,
+            dir_changes: 1,
             _lock: lock,
             buf: Vec::new(),
         };
         match queue.segments.back().map(|s| s.id) {
-            None => queue.begin_segment(1)?,
             Some(id) => queue.open_tail(id)?,
+            None => queue.begin_segment(dropped_through + 1)?,
         }
         queue.cursor = (queue.front_id(), 0);
         queue.prune_acked();
-        // Every segment was synced above (and a new one has nothing yet).
-        queue.synced = queue.written;
         Ok(queue)
     }
 
-    /// Reads the tail in full, cuts a torn end, and opens it for appending.
+    /// Reads the tail in full, cuts a torn end, and opens it for writing.
     fn open_tail(&mut self, id: u64) -> Result<(), QueueError> {
         let path = segment_path(&self.dir, id);
         let data = std::fs::read(&path).map_err(io("reading the tail segment", &path))?;
-        let floor = segment::parse_header(&data).map_err(|what| QueueError::Format {
-            path: path.clone(),
-            what,
-        })?;
-        let index = Index::read(&data[HEADER_LEN as usize..]);
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io("opening the tail segment", &path))?;
+        let floor = self.segments.back().map_or(0, |s| s.floor);
+        let index = Index::read(data.get(HEADER_LEN as usize..).unwrap_or_default());
+        let mut file = open_rw(&path).map_err(io("opening the tail segment", &path))?;
         if index.damaged {
             // A torn tail (power cut mid-write): back to its last whole entry.
             file.set_len(index.valid_end)
                 .map_err(io("cutting a torn tail", &path))?;
-            file.sync_data().map_err(io("syncing a cut tail", &path))?;
         }
+        file.seek(SeekFrom::Start(index.valid_end))
+            .map_err(io("opening the tail segment", &path))?;
         self.last_seq = floor.max(index.max_seq);
         let now = Instant::now();
         self.unsealed_at = index.unsealed.iter().map(|_| now).collect();
@@ -279,6 +332,7 @@ impl DiskQueue {
         self.written = SyncMark {
             segment: id,
             offset: index.valid_end,
+            dir_changes: 0,
         };
         self.install_index(id, index);
         Ok(())
@@ -289,7 +343,8 @@ impl DiskQueue {
         let path = segment_path(&self.dir, id);
         let mut file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(io("making a segment", &path))?;
         if let Err(e) = file.write_all(&segment::header(self.last_seq)) {
@@ -298,10 +353,15 @@ impl DiskQueue {
             return Err(io("writing a segment's header", &path)(e));
         }
         let old = std::mem::replace(&mut self.tail, file);
-        if !self.segments.is_empty() {
-            self.unsynced.push(old);
+        if let Some(previous) = self.segments.back() {
+            let end = SyncMark {
+                segment: previous.id,
+                offset: previous.len,
+                dir_changes: 0,
+            };
+            self.unsynced.push((end, old));
         }
-        self.dir_changed = true;
+        self.dir_changes += 1;
         self.bytes += HEADER_LEN;
         self.segments.push_back(Segment {
             id,
@@ -316,6 +376,7 @@ impl DiskQueue {
         self.written = SyncMark {
             segment: id,
             offset: HEADER_LEN,
+            dir_changes: 0,
         };
         Ok(())
     }
@@ -338,7 +399,7 @@ impl DiskQueue {
     fn position(&self, id: u64) -> Option<usize> {
         let front = self.front_id();
         let i = usize::try_from(id.checked_sub(front)?).ok()?;
-        // Ids are consecutive but for segments lost to damage: check.
+        // Ids are consecutive but for segments removed as unreadable: check.
         match self.segments.get(i) {
             Some(s) if s.id == id => Some(i),
             _ => self.segments.iter().position(|s| s.id == id),
@@ -356,7 +417,7 @@ impl DiskQueue {
         }
     }
 
-    /// Reads segment `id`'s entries if they are not yet.
+    /// Reads segment `id`'s entries, unless they are already.
     fn load(&mut self, id: u64) -> Result<(), QueueError> {
         let Some(p) = self.position(id) else { return Ok(()) };
         if self.segments[p].index.is_some() {
@@ -365,14 +426,34 @@ impl DiskQueue {
         let path = segment_path(&self.dir, id);
         let data = std::fs::read(&path).map_err(io("reading a segment", &path))?;
         let mut index = Index::read(data.get(HEADER_LEN as usize..).unwrap_or_default());
-        // Records left unsealed in a segment that is not the tail (damage
-        // after them cut their seal away): sealed now, in that segment.
+        if !index.unsealed.is_empty() {
+            self.seal_orphans(p, &mut index)?;
+        }
+        self.install_index(id, index);
+        Ok(())
+    }
+
+    /// Seals records left unsealed in a segment that is not the tail (damage
+    /// after them cut their seal away), in that segment, within the seal
+    /// limits; then writes a FLOOR to the tail and syncs both, so that the
+    /// seqs used here are never used again (the tail alone says where seqs
+    /// go on) before these batches can be sent.
+    fn seal_orphans(&mut self, p: usize, index: &mut Index) -> Result<(), QueueError> {
+        let id = self.segments[p].id;
+        let path = segment_path(&self.dir, id);
+        let mut file = open_rw(&path).map_err(io("opening a segment", &path))?;
+        // Its damaged end goes first, so the seals follow the records.
+        file.set_len(index.valid_end)
+            .map_err(io("cutting a damaged segment", &path))?;
+        file.seek(SeekFrom::Start(index.valid_end))
+            .map_err(io("appending seals", &path))?;
+        let mut end = index.valid_end;
         let mut seals = Vec::new();
         while !index.unsealed.is_empty() {
-            let take = index.unsealed.len().min(self.options.seal.max_records as usize);
+            let take = index.sealable(self.options.seal);
             let seq = next_seq(self.last_seq);
             self.last_seq = seq;
-            let refs: Vec<RecordRef> = index.unsealed.drain(..take).collect();
+            let before = seals.len();
             segment::encode(
                 &Entry::Seal {
                     seq,
@@ -380,43 +461,18 @@ impl DiskQueue {
                 },
                 &mut seals,
             );
-            let sealed_at = data.len() as u64 + seals.len() as u64;
-            index.batches.push(BatchRef {
-                seq,
-                records: take as u32,
-                start: refs[0].start,
-                end: refs[take - 1].end,
-                whole: false,
-                sealed_at,
-                done: false,
-                sent_round: 0,
-            });
+            end += (seals.len() - before) as u64;
+            index.seal(seq, take, end);
         }
-        if !seals.is_empty() {
-            // Its damaged end goes first, so the seals follow the records.
-            let mut file = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io("opening a segment", &path))?;
-            file.set_len(index.valid_end)
-                .map_err(io("cutting a damaged segment", &path))?;
-            file.seek(SeekFrom::End(0)).map_err(io("appending seals", &path))?;
-            file.write_all(&seals).map_err(io("appending seals", &path))?;
-            file.sync_data().map_err(io("syncing seals", &path))?;
-            let fixed_len = index.valid_end + seals.len() as u64;
-            for b in index
-                .batches
-                .iter_mut()
-                .rev()
-                .take_while(|b| b.sealed_at > index.valid_end)
-            {
-                b.sealed_at = b.sealed_at - data.len() as u64 + index.valid_end;
-            }
-            self.bytes = self.bytes - self.segments[p].len + fixed_len;
-            self.segments[p].len = fixed_len;
-        }
-        self.install_index(id, index);
-        Ok(())
+        file.write_all(&seals).map_err(io("appending seals", &path))?;
+        file.sync_data().map_err(io("syncing seals", &path))?;
+        self.bytes = self.bytes - self.segments[p].len + end;
+        self.segments[p].len = end;
+        let mut floor = Vec::new();
+        segment::encode(&Entry::Floor { seq: self.last_seq }, &mut floor);
+        self.append(&floor)?;
+        let tail_path = segment_path(&self.dir, self.tail_id());
+        self.tail.sync_data().map_err(io("syncing the tail", &tail_path))
     }
 
     /// Appends framed entries to the tail; on failure cuts them away again.
@@ -427,6 +483,7 @@ impl DiskQueue {
             let path = segment_path(&self.dir, self.segments[p].id);
             // Whatever part of it reached the file goes: the log stays whole.
             let _ = self.tail.set_len(before);
+            let _ = self.tail.seek(SeekFrom::Start(before));
             return Err(io("writing to the tail segment", &path)(e));
         }
         let seg = &mut self.segments[p];
@@ -457,7 +514,7 @@ impl DiskQueue {
         self.tail_index().unsealed.push_back(RecordRef {
             start,
             end: start + len,
-            bytes: 30 + record.body().len(),
+            bytes: segment::record_bytes(record.body().len()),
         });
         self.unsealed_at.push_back(Instant::now());
         Ok(())
@@ -466,58 +523,64 @@ impl DiskQueue {
     /// Makes room for `len` more bytes under the byte cap.
     fn make_room(&mut self, len: u64) -> Result<(), QueueError> {
         let max = self.options.max_bytes;
-        if len + HEADER_LEN + self.options.segment_bytes > max {
-            return Err(QueueError::TooLarge { len, max });
-        }
-        // Above this no entry reads back (it would pass for damage).
-        if len > MAX_PUSH as u64 {
+        // Above MAX_PUSH no entry reads back (it would pass for damage).
+        if len + HEADER_LEN + self.options.segment_bytes > max || len > MAX_PUSH as u64 {
             return Err(QueueError::TooLarge {
                 len,
-                max: MAX_PUSH as u64,
+                max: max.min(MAX_PUSH as u64),
             });
         }
         let mut dropped = 0;
+        let mut result = Ok(());
         while self.bytes + len + DROPPED_EVENT_ROOM > max && self.segments.len() > 1 {
-            dropped += self.drop_front()?;
+            match self.drop_front() {
+                Ok(n) => dropped += n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        self.tell_dropped(dropped, "max_bytes")
+        // What was dropped before a failure is told all the same.
+        self.tell_dropped(dropped, "max_bytes")?;
+        result
     }
 
-    /// Counts `dropped` records and tells the gateway, in the queue.
+    /// Tells the gateway, in the queue, that `dropped` more records went
+    /// (their count is already in `dropped`).
     fn tell_dropped(&mut self, dropped: u64, reason: &str) -> Result<(), QueueError> {
         if dropped == 0 {
             return Ok(());
         }
-        self.dropped += dropped;
-        write_dropped(&self.dir.join("dropped"), self.dropped)?;
         self.append_record(&dropped_event(dropped, self.dropped, reason))
     }
 
-    /// Removes the oldest segment, sent or not. Returns the records it
-    /// held that were not answered.
+    /// Removes the oldest segment, sent or not. Returns the records it held
+    /// that were not answered, counted in `dropped` before the file goes.
     fn drop_front(&mut self) -> Result<u64, QueueError> {
         let id = self.front_id();
-        self.load(id)?;
         let path = segment_path(&self.dir, id);
-        // The file first: if it cannot go, the queue still knows it.
-        std::fs::remove_file(&path).map_err(io("removing a segment", &path))?;
+        // Counted from its entries as they are, without writing anything
+        // (a segment being dropped gets no seals).
+        let lost = match &self.segments[0].index {
+            Some(index) => unanswered(index),
+            None => match std::fs::read(&path) {
+                Ok(data) => unanswered(&Index::read(data.get(HEADER_LEN as usize..).unwrap_or_default())),
+                Err(_) => 0,
+            },
+        };
+        self.dropped += lost;
+        self.dropped_through = id;
+        write_dropped(&self.dir, self.dropped, id)?;
+        remove(&path)?;
         let seg = self.segments.pop_front().expect("a segment to drop");
-        let lost = seg.index.as_ref().map_or(0, |index| {
-            index
-                .batches
-                .iter()
-                .filter(|b| !b.done)
-                .map(|b| u64::from(b.records))
-                .sum::<u64>()
-                + index.unsealed.len() as u64
-        });
-        self.forget(seg)?;
+        self.forget(seg);
         Ok(lost)
     }
 
     /// Forgets a segment whose file was removed.
-    fn forget(&mut self, seg: Segment) -> Result<(), QueueError> {
-        self.dir_changed = true;
+    fn forget(&mut self, seg: Segment) {
+        self.dir_changes += 1;
         self.bytes -= seg.len;
         if let Some(index) = &seg.index {
             for b in &index.batches {
@@ -525,11 +588,11 @@ impl DiskQueue {
                 self.places.remove(&b.seq);
             }
         }
+        self.unsynced.retain(|(mark, _)| mark.segment != seg.id);
         if self.cursor.0 < self.front_id() {
             self.cursor = (self.front_id(), 0);
         }
         self.prune_acked();
-        Ok(())
     }
 
     /// Removes the oldest segments once everything in them was answered.
@@ -540,10 +603,9 @@ impl DiskQueue {
             && index.unsealed.is_empty()
             && index.batches.iter().all(|b| b.done)
         {
-            let path = segment_path(&self.dir, front.id);
-            std::fs::remove_file(&path).map_err(io("removing a segment", &path))?;
+            remove(&segment_path(&self.dir, front.id))?;
             let seg = self.segments.pop_front().expect("checked");
-            self.forget(seg)?;
+            self.forget(seg);
         }
         // `acks` holds the removed segments' seqs too: rewritten when they
         // are most of it.
@@ -562,17 +624,16 @@ impl DiskQueue {
         }
         std::fs::write(&tmp, &data).map_err(io("writing acks", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("replacing acks", &path))?;
-        self.acks = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io("opening acks", &path))?;
+        let mut acks = open_rw(&path).map_err(io("opening acks", &path))?;
+        acks.seek(SeekFrom::End(0)).map_err(io("opening acks", &path))?;
+        self.acks = acks;
         self.acks_entries = self.acked.len() as u64;
-        self.dir_changed = true;
+        self.dir_changes += 1;
         Ok(())
     }
 
-    /// Seals the tail's unsealed records (all of them, within the queue's
-    /// own limits), then begins a new segment if the tail is full.
+    /// Seals the tail's unsealed records (all of them, within the seal
+    /// limits), then begins a new segment if the tail is full.
     fn roll_if_full(&mut self) -> Result<(), QueueError> {
         let full = self
             .segments
@@ -615,6 +676,54 @@ impl DiskQueue {
         }
         batch_content(&parts).map_err(|e| damaged(&e))
     }
+
+    /// Records `seq` as answered in `acks`.
+    fn write_ack(&mut self, seq: u64) -> Result<(), QueueError> {
+        if let Err(e) = self.acks.write_all(&ack_entry(seq)) {
+            // A fragment would misalign every later entry: cut it away.
+            let whole = self.acks_entries * 12;
+            let _ = self.acks.set_len(whole);
+            let _ = self.acks.seek(SeekFrom::Start(whole));
+            return Err(io("writing acks", &self.dir.join("acks"))(e));
+        }
+        self.acks_entries += 1;
+        Ok(())
+    }
+
+    /// A batch that no longer reads back: answered for good, its records
+    /// counted as dropped and told, so that it blocks nothing after it.
+    fn give_up(&mut self, p: usize, i: usize) -> Result<(), QueueError> {
+        let Some(b) = self.segments[p].index.as_mut().and_then(|x| x.batches.get_mut(i)) else {
+            return Ok(());
+        };
+        b.done = true;
+        let (seq, records) = (b.seq, u64::from(b.records));
+        self.acked.insert(seq);
+        self.dropped += records;
+        write_dropped(&self.dir, self.dropped, self.dropped_through)?;
+        self.write_ack(seq)?;
+        self.tell_dropped(records, "unreadable")
+    }
+}
+
+/// The records of a segment not answered.
+fn unanswered(index: &Index) -> u64 {
+    index
+        .batches
+        .iter()
+        .filter(|b| !b.done)
+        .map(|b| u64::from(b.records))
+        .sum::<u64>()
+        + index.unsealed.len() as u64
+}
+
+fn check_seal_limits(limits: SealLimits) -> Result<(), QueueError> {
+    if limits.max_records == 0 || limits.max_bytes == 0 {
+        return Err(QueueError::Options(
+            "seal limits must be at least 1 record and 1 byte".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Queue for DiskQueue {
@@ -643,19 +752,9 @@ impl Queue for DiskQueue {
         self.append(&buf)?;
         self.last_seq = seq;
         let id = self.tail_id();
-        let end = start + buf.len() as u64;
-        let index = self.tail_index();
-        index.batches.push(BatchRef {
-            seq,
-            records,
-            start,
-            end,
-            whole: true,
-            sealed_at: end,
-            done: false,
-            sent_round: 0,
-        });
-        let i = index.batches.len() - 1;
+        let i = self
+            .tail_index()
+            .add_whole(seq, records, start, start + buf.len() as u64);
         self.places.insert(seq, (id, i));
         let _ = self.roll_if_full();
         Ok(seq)
@@ -671,20 +770,10 @@ impl Queue for DiskQueue {
     }
 
     fn seal(&mut self, limits: SealLimits) -> Result<Option<u64>, QueueError> {
-        let index = self.tail_index();
-        let mut take = 0usize;
-        let mut bytes = 0usize;
-        for r in &index.unsealed {
-            if take > 0 && (take as u32 >= limits.max_records || bytes + r.bytes > limits.max_bytes) {
-                break;
-            }
-            take += 1;
-            bytes += r.bytes;
-        }
+        let take = self.tail_index().sealable(limits);
         if take == 0 {
             return Ok(None);
         }
-        let (first, last) = (index.unsealed[0].start, index.unsealed[take - 1].end);
         let seq = next_seq(self.last_seq);
         let mut buf = Vec::with_capacity(32);
         segment::encode(
@@ -698,22 +787,16 @@ impl Queue for DiskQueue {
         self.last_seq = seq;
         let sealed_at = self.written.offset;
         let id = self.tail_id();
-        let index = self.tail_index();
-        index.unsealed.drain(..take);
-        index.batches.push(BatchRef {
-            seq,
-            records: take as u32,
-            start: first,
-            end: last,
-            whole: false,
-            sealed_at,
-            done: false,
-            sent_round: 0,
-        });
-        let i = index.batches.len() - 1;
+        let i = self.tail_index().seal(seq, take, sealed_at);
         self.unsealed_at.drain(..take);
         self.places.insert(seq, (id, i));
         Ok(Some(seq))
+    }
+
+    fn set_seal_limits(&mut self, limits: SealLimits) {
+        if check_seal_limits(limits).is_ok() {
+            self.options.seal = limits;
+        }
     }
 
     fn next_unsent(&mut self) -> Result<Option<SealedBatch>, QueueError> {
@@ -722,7 +805,20 @@ impl Queue for DiskQueue {
             let Some(p) = self.position(id) else {
                 return Ok(None);
             };
-            self.load(id)?;
+            if let Err(e) = self.load(id) {
+                if p + 1 == self.segments.len() {
+                    return Err(e);
+                }
+                // An older segment that no longer reads (removed from
+                // outside, unreadable): what it held is lost; the batches
+                // after it are not.
+                self.unreadable_segments += 1;
+                let seg = self.segments.remove(p).expect("present");
+                let _ = remove(&segment_path(&self.dir, seg.id));
+                self.forget(seg);
+                self.cursor = (self.segments.get(p).map_or(self.tail_id(), |s| s.id), 0);
+                continue;
+            }
             if p == 0 {
                 // A segment answered in full before a restart goes now.
                 self.trim()?;
@@ -731,7 +827,7 @@ impl Queue for DiskQueue {
                 }
             }
             let round = self.round;
-            let synced = self.synced;
+            let synced = (self.synced.segment, self.synced.offset);
             let found = {
                 let index = self.segments[p].index.as_ref().expect("loaded");
                 let mut found = None;
@@ -739,11 +835,7 @@ impl Queue for DiskQueue {
                     if b.done || b.sent_round == round {
                         continue;
                     }
-                    if (SyncMark {
-                        segment: id,
-                        offset: b.sealed_at,
-                    }) > synced
-                    {
+                    if (id, b.sealed_at) > synced {
                         // Not durable yet, nor anything sealed after it.
                         return Ok(None);
                     }
@@ -754,11 +846,17 @@ impl Queue for DiskQueue {
             };
             match found {
                 Some((i, b)) => {
-                    let content = self.content(id, &b)?;
+                    self.cursor = (id, i + 1);
+                    let content = match self.content(id, &b) {
+                        Ok(content) => content,
+                        Err(_) => {
+                            self.give_up(p, i)?;
+                            continue;
+                        }
+                    };
                     if let Some(index) = self.segments[p].index.as_mut() {
                         index.batches[i].sent_round = round;
                     }
-                    self.cursor = (id, i + 1);
                     return Ok(Some(SealedBatch {
                         seq: b.seq,
                         records: b.records,
@@ -795,51 +893,68 @@ impl Queue for DiskQueue {
         }
         b.done = true;
         self.acked.insert(seq);
-        let path = self.dir.join("acks");
-        if let Err(e) = self.acks.write_all(&ack_entry(seq)) {
-            // A fragment would misalign every later entry: cut it away.
-            let _ = self.acks.set_len(self.acks_entries * 12);
-            return Err(io("writing acks", &path)(e));
-        }
-        self.acks_entries += 1;
+        self.write_ack(seq)?;
         self.trim()
     }
 
     fn sync_job(&mut self) -> Result<Option<SyncJob>, QueueError> {
-        if self.written <= self.synced && self.unsynced.is_empty() && !self.dir_changed {
+        let at = |m: &SyncMark| (m.segment, m.offset);
+        if at(&self.written) <= at(&self.synced)
+            && self.unsynced.is_empty()
+            && self.dir_changes == self.synced.dir_changes
+        {
             return Ok(None);
         }
-        let mut files = std::mem::take(&mut self.unsynced);
+        // Handles shared with the queue: a job that fails leaves them here,
+        // to be synced by the next one.
+        let mut files = Vec::with_capacity(self.unsynced.len() + 1);
+        for (mark, file) in &self.unsynced {
+            let path = segment_path(&self.dir, mark.segment);
+            files.push(file.try_clone().map_err(io("sharing a segment for a sync", &path))?);
+        }
         let tail_path = segment_path(&self.dir, self.tail_id());
         files.push(
             self.tail
                 .try_clone()
                 .map_err(io("sharing the tail for a sync", &tail_path))?,
         );
-        let dir = std::mem::take(&mut self.dir_changed).then(|| self.dir.clone());
+        let dir = (self.dir_changes > self.synced.dir_changes).then(|| self.dir.clone());
         Ok(Some(SyncJob {
             files,
             dir,
-            mark: self.written,
+            mark: SyncMark {
+                dir_changes: self.dir_changes,
+                ..self.written
+            },
         }))
     }
 
     fn synced(&mut self, mark: SyncMark) {
         self.synced = self.synced.max(mark);
+        let done = (mark.segment, mark.offset);
+        self.unsynced.retain(|(end, _)| (end.segment, end.offset) > done);
     }
 
     fn expire(&mut self) -> Result<(), QueueError> {
         let now = SystemTime::now();
         let mut dropped = 0;
+        let mut result = Ok(());
         while self.segments.len() > 1
             && self.segments.front().is_some_and(|s| {
                 now.duration_since(s.modified)
                     .is_ok_and(|age| age > self.options.max_age)
             })
         {
-            dropped += self.drop_front()?;
+            match self.drop_front() {
+                Ok(n) => dropped += n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        self.tell_dropped(dropped, "max_age")
+        self.tell_dropped(dropped, "max_age")?;
+        result
     }
 
     fn is_empty(&self) -> bool {
@@ -859,6 +974,7 @@ impl Queue for DiskQueue {
                 .map(|i| i.batches.iter().filter(|b| !b.done).count() as u64)
                 .sum(),
             dropped_records: self.dropped,
+            unreadable_segments: self.unreadable_segments,
         }
     }
 }
@@ -889,31 +1005,42 @@ fn read_acks(path: &Path) -> Result<(HashSet<u64>, u64), QueueError> {
         whole += 12;
     }
     if whole != data.len() {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io("opening acks", path))?;
+        let file = open_rw(path).map_err(io("opening acks", path))?;
         file.set_len(whole as u64).map_err(io("cutting a torn acks", path))?;
     }
     Ok((acked, (whole / 12) as u64))
 }
 
-fn read_dropped(path: &Path) -> Result<u64, QueueError> {
+/// `dropped`: the records dropped ever, and the last segment dropped.
+fn read_dropped(path: &Path) -> Result<(u64, u64), QueueError> {
     match std::fs::read(path) {
-        Ok(d) if d.len() == 12 && crc32c::crc32c(&d[..8]).to_be_bytes() == d[8..] => {
-            Ok(u64::from_be_bytes(d[..8].try_into().unwrap_or_default()))
-        }
-        // Damaged (a power cut during its rename): the count starts again.
-        Ok(_) => Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(d) if d.len() == 20 && crc32c::crc32c(&d[..16]).to_be_bytes() == d[16..] => Ok((
+            u64::from_be_bytes(d[..8].try_into().unwrap_or_default()),
+            u64::from_be_bytes(d[8..16].try_into().unwrap_or_default()),
+        )),
+        // Never written whole (it is renamed into place after a sync).
+        Ok(_) => Ok((0, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((0, 0)),
         Err(e) => Err(io("reading dropped", path)(e)),
     }
 }
 
-fn write_dropped(path: &Path, dropped: u64) -> Result<(), QueueError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, ack_entry(dropped)).map_err(io("writing dropped", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("replacing dropped", path))
+/// Writes `dropped` durably (a synced temporary file renamed into place,
+/// the directory synced), before the segment it counts is removed.
+fn write_dropped(dir: &Path, dropped: u64, through: u64) -> Result<(), QueueError> {
+    let path = dir.join("dropped");
+    let tmp = dir.join("dropped.tmp");
+    let mut data = [0u8; 20];
+    data[..8].copy_from_slice(&dropped.to_be_bytes());
+    data[8..16].copy_from_slice(&through.to_be_bytes());
+    let crc = crc32c::crc32c(&data[..16]);
+    data[16..].copy_from_slice(&crc.to_be_bytes());
+    let mut file = File::create(&tmp).map_err(io("writing dropped", &tmp))?;
+    file.write_all(&data).map_err(io("writing dropped", &tmp))?;
+    file.sync_data().map_err(io("syncing dropped", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io("replacing dropped", &path))?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -9,13 +9,18 @@
 //!                                           records of this segment are
 //!                                           batch `seq`
 //!   type 3 BATCH   u64 seq  u32 records  content   a batch made whole
+//!   type 4 FLOOR   u64 seq                  seqs go on above this one
 //! ```
 //!
 //! Integers are big-endian. `seq_floor` is the highest seq the queue had
-//! used when the segment was made, so the newest segment alone says where
-//! seqs go on.
+//! used when the segment was made, so the newest segment (its header, its
+//! seals and FLOORs) alone says where seqs go on. A FLOOR is written to the
+//! tail when seals were written into an older segment (its records had
+//! lost their seal to damage), whose seqs the tail would not otherwise show.
 
 use awp_protocol::RecordParts;
+
+use crate::queue::SealLimits;
 
 /// The first bytes of every segment.
 pub(super) const MAGIC: [u8; 4] = *b"AWPQ";
@@ -31,6 +36,7 @@ pub(super) const MAX_ENTRY: usize = 16 << 20;
 const RECORD: u8 = 1;
 const SEAL: u8 = 2;
 const BATCH: u8 = 3;
+const FLOOR: u8 = 4;
 
 /// One entry of a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +47,18 @@ pub(super) enum Entry<'a> {
     Seal { seq: u64, count: u32 },
     /// A batch pushed whole.
     Batch { seq: u64, records: u32, content: &'a [u8] },
+    /// Seqs go on above `seq`.
+    Floor { seq: u64 },
+}
+
+/// What is wrong with a segment's header.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum HeaderError {
+    /// Not a segment: no AWPQ header (a file cut short or zeroed by a power
+    /// cut as it was made, or not ours).
+    NotASegment,
+    /// A segment of another format version (a newer client's).
+    Version(u8),
 }
 
 /// The header of a segment made when the queue's last seq was `seq_floor`.
@@ -53,15 +71,12 @@ pub(super) fn header(seq_floor: u64) -> [u8; HEADER_LEN as usize] {
 }
 
 /// A header's `seq_floor`, or what is wrong with it.
-pub(super) fn parse_header(buf: &[u8]) -> Result<u64, String> {
+pub(super) fn parse_header(buf: &[u8]) -> Result<u64, HeaderError> {
     if buf.len() < HEADER_LEN as usize || buf[..4] != MAGIC {
-        return Err("not a queue segment (no AWPQ header)".into());
+        return Err(HeaderError::NotASegment);
     }
     if buf[4] != VERSION {
-        return Err(format!(
-            "segment format version {} (this client reads {VERSION})",
-            buf[4]
-        ));
+        return Err(HeaderError::Version(buf[4]));
     }
     Ok(u64::from_be_bytes(buf[8..16].try_into().unwrap_or_default()))
 }
@@ -87,6 +102,10 @@ pub(super) fn encode(entry: &Entry<'_>, dst: &mut Vec<u8>) {
             dst.extend_from_slice(&records.to_be_bytes());
             dst.extend_from_slice(content);
             BATCH
+        }
+        Entry::Floor { seq } => {
+            dst.extend_from_slice(&seq.to_be_bytes());
+            FLOOR
         }
     };
     let len = (dst.len() - start - ENTRY_HEADER) as u32;
@@ -187,6 +206,7 @@ fn parse(buf: &[u8]) -> Option<(usize, Entry<'_>)> {
             records: u32_at(8)?,
             content: payload.get(12..)?,
         },
+        FLOOR if payload.len() == 8 => Entry::Floor { seq: u64_at(0)? },
         _ => return None,
     };
     Some((ENTRY_HEADER + len, entry))
@@ -247,43 +267,20 @@ impl Index {
                 Entry::Record(r) => index.unsealed.push_back(RecordRef {
                     start,
                     end,
-                    bytes: 30 + r.body.len(),
+                    bytes: record_bytes(r.body.len()),
                 }),
                 Entry::Seal { seq, count } => {
-                    let count = count as usize;
-                    if count == 0 || count > index.unsealed.len() {
+                    if count == 0 || count as usize > index.unsealed.len() {
                         // Sound bytes, impossible meaning: stop as at damage.
                         broken = true;
                         break;
                     }
-                    let first = index.unsealed[0].start;
-                    let last = index.unsealed[count - 1].end;
-                    index.unsealed.drain(..count);
-                    index.batches.push(BatchRef {
-                        seq,
-                        records: count as u32,
-                        start: first,
-                        end: last,
-                        whole: false,
-                        sealed_at: end,
-                        done: false,
-                        sent_round: 0,
-                    });
-                    index.max_seq = index.max_seq.max(seq);
+                    index.seal(seq, count as usize, end);
                 }
                 Entry::Batch { seq, records, .. } => {
-                    index.batches.push(BatchRef {
-                        seq,
-                        records,
-                        start,
-                        end,
-                        whole: true,
-                        sealed_at: end,
-                        done: false,
-                        sent_round: 0,
-                    });
-                    index.max_seq = index.max_seq.max(seq);
+                    index.add_whole(seq, records, start, end);
                 }
+                Entry::Floor { seq } => index.max_seq = index.max_seq.max(seq),
             }
             valid_end = end;
         }
@@ -291,4 +288,54 @@ impl Index {
         index.valid_end = valid_end;
         index
     }
+
+    /// How many of the oldest unsealed records one batch within `limits`
+    /// takes (at least one, whatever its size, if there is one).
+    pub(super) fn sealable(&self, limits: SealLimits) -> usize {
+        limits.take(self.unsealed.iter().map(|r| r.bytes)).0
+    }
+
+    /// Makes the oldest `count` unsealed records batch `seq`, whose seal
+    /// ends at `sealed_at`. Returns its index.
+    pub(super) fn seal(&mut self, seq: u64, count: usize, sealed_at: u64) -> usize {
+        let (start, end) = (self.unsealed[0].start, self.unsealed[count - 1].end);
+        self.unsealed.drain(..count);
+        self.push(BatchRef {
+            seq,
+            records: count as u32,
+            start,
+            end,
+            whole: false,
+            sealed_at,
+            done: false,
+            sent_round: 0,
+        })
+    }
+
+    /// Adds batch `seq` pushed whole, its entry at `start..end`. Returns its
+    /// index.
+    pub(super) fn add_whole(&mut self, seq: u64, records: u32, start: u64, end: u64) -> usize {
+        self.push(BatchRef {
+            seq,
+            records,
+            start,
+            end,
+            whole: true,
+            sealed_at: end,
+            done: false,
+            sent_round: 0,
+        })
+    }
+
+    fn push(&mut self, batch: BatchRef) -> usize {
+        self.max_seq = self.max_seq.max(batch.seq);
+        self.batches.push(batch);
+        self.batches.len() - 1
+    }
+}
+
+/// What a record with a body of `body_len` bytes adds to a batch's content,
+/// at most (kind, offset and length as varints).
+pub(super) fn record_bytes(body_len: usize) -> usize {
+    30 + body_len
 }
