@@ -8,7 +8,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use awp_gateway::config::{Config, DynamoConfig, SinkKind, TenantConfig};
+use awp_gateway::config::{Config, SinkKind, TenantConfig};
 use awp_protocol::{
     AckStatus, Batch, Compression, CompressionSet, Frame, Hello, HelloAuth, Limits, Location, MAGIC, Platform, Record,
     RecordBody,
@@ -20,25 +20,11 @@ use support::{Client, TestServer, vector};
 
 const SECRET: &str = "tenant-secret-for-tests";
 
-fn dynamo(table: &str, endpoint: &str) -> DynamoConfig {
-    DynamoConfig {
-        table: table.into(),
-        region: "us-east-1".into(),
-        endpoint: Some(endpoint.into()),
-        profile: None,
-        role_arn: None,
-        external_id: None,
-        access_key_id: Some("local".into()),
-        secret_access_key: Some("local".into()),
-        max_concurrency: 4,
-    }
-}
-
 /// Points the test config at DynamoDB: tenant acme (the vectors' secret) and
 /// any extra tenants, each with its own table.
 fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
     c.sink.kind = SinkKind::Dynamodb;
-    c.tenants[0].dynamodb = Some(dynamo("awp-acme", endpoint));
+    c.tenants[0].dynamodb = Some(support::local_dynamo("awp-acme", endpoint));
     for t in extra_tenants {
         c.tenants.push(TenantConfig {
             id: (*t).into(),
@@ -48,7 +34,7 @@ fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
             require_tls: false,
             retention_days: None,
             sink: None,
-            dynamodb: Some(dynamo(&format!("awp-{t}"), endpoint)),
+            dynamodb: Some(support::local_dynamo(&format!("awp-{t}"), endpoint)),
             max_connections: None,
             records_per_second: None,
             bytes_per_second: None,
@@ -59,7 +45,7 @@ fn use_dynamo(c: &mut Config, endpoint: &str, extra_tenants: &[&str]) {
 }
 
 async fn create_tables(endpoint: &str, tenants: &[&str]) -> aws_sdk_dynamodb::Client {
-    let client = awp_gateway::sink::dynamodb::client(&dynamo("unused", endpoint)).await;
+    let client = awp_gateway::sink::dynamodb::client(&support::local_dynamo("unused", endpoint)).await;
     for t in tenants {
         assert!(
             awp_gateway::sink::dynamodb::tables::create_table(&client, &format!("awp-{t}"))
@@ -361,7 +347,7 @@ async fn tables_create_is_idempotent_and_describe_reports_them() {
     awp_gateway::sink::dynamodb::tables::describe(&config, Some("acme"))
         .await
         .unwrap();
-    let client = awp_gateway::sink::dynamodb::client(&dynamo("x", &db.endpoint)).await;
+    let client = awp_gateway::sink::dynamodb::client(&support::local_dynamo("x", &db.endpoint)).await;
     let out = client.describe_table().table_name("awp-other").send().await.unwrap();
     let table = out.table.unwrap();
     let keys: Vec<_> = table
@@ -399,7 +385,7 @@ async fn a_write_stores_every_item_even_with_a_concurrency_of_zero() {
 
     let db = Dynalite::start();
     let client = create_tables(&db.endpoint, &["acme"]).await;
-    let mut config = dynamo("awp-acme", &db.endpoint);
+    let mut config = support::local_dynamo("awp-acme", &db.endpoint);
     config.max_concurrency = 0;
     let mut sink = DynamoSink::connect("acme", &config, Duration::from_secs(60), Default::default()).await;
     let origin = Arc::new(Origin {
@@ -523,7 +509,7 @@ async fn a_reload_moves_a_tenant_to_its_new_table_without_dropping_its_agents() 
     let t = TestServer::start(|c| use_dynamo(c, &endpoint, &[])).await;
     let mut next = support::config(t.dir.path());
     use_dynamo(&mut next, &db.endpoint, &[]);
-    next.tenants[0].dynamodb = Some(dynamo("awp-acme-moved", &db.endpoint));
+    next.tenants[0].dynamodb = Some(support::local_dynamo("awp-acme-moved", &db.endpoint));
     t.server
         .set_config_source(std::sync::Arc::new(move || Ok(next.clone())));
 
@@ -643,7 +629,7 @@ async fn export_from_dynamodb_gives_the_same_lines_from_either_layout() {
         .collect();
     let mut exports = Vec::new();
     for (table, layout) in [("record", Layout::Record), ("packed", Layout::Packed)] {
-        let dynamo_config = dynamo(&format!("awp-{table}"), &db.endpoint);
+        let dynamo_config = support::local_dynamo(&format!("awp-{table}"), &db.endpoint);
         let mut sink = DynamoSink::connect("acme", &dynamo_config, Duration::from_secs(60), layout).await;
         sink.write(batches.clone()).await.unwrap();
         let mut config = support::config(std::path::Path::new("/nonexistent"));

@@ -52,18 +52,7 @@ impl Store {
 }
 
 async fn table_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = awp_gateway::config::DynamoConfig {
-        table: "unused".into(),
-        region: "us-east-1".into(),
-        endpoint: Some(endpoint.into()),
-        profile: None,
-        role_arn: None,
-        external_id: None,
-        access_key_id: Some("local".into()),
-        secret_access_key: Some("local".into()),
-        max_concurrency: 4,
-    };
-    awp_gateway::sink::dynamodb::client(&config).await
+    awp_gateway::sink::dynamodb::client(&support::local_dynamo("unused", endpoint)).await
 }
 
 /// A tenant in a test's configuration.

@@ -216,21 +216,24 @@ impl TenantCa {
 
 /// Reads every CRL of a PEM file (`X509 CRL` sections); at least one.
 fn load_crls(path: &Path, field: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    load_all(path, field, |field, path| TlsError::NoCrl { field, path })
+}
+
+/// Reads every section of type `T` of a PEM file, in order; at least one
+/// (`none` says what is missing).
+fn load_all<T: PemObject>(path: &Path, field: &str, none: fn(String, PathBuf) -> TlsError) -> Result<Vec<T>, TlsError> {
     let pem_bytes = read_file(path, field)?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&pem_bytes)
+    let items = T::pem_slice_iter(&pem_bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             field: field.to_string(),
             path: path.to_path_buf(),
             source,
         })?;
-    if crls.is_empty() {
-        return Err(TlsError::NoCrl {
-            field: field.to_string(),
-            path: path.to_path_buf(),
-        });
+    if items.is_empty() {
+        return Err(none(field.to_string(), path.to_path_buf()));
     }
-    Ok(crls)
+    Ok(items)
 }
 
 /// The crypto provider every config uses (the crate is built without aws-lc-rs).
@@ -249,21 +252,7 @@ fn read_file(path: &Path, field: &str) -> Result<Vec<u8>, TlsError> {
 
 /// Reads every `CERTIFICATE` section of a PEM file, in order; at least one.
 fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_bytes = read_file(path, field)?;
-    let certs = CertificateDer::pem_slice_iter(&pem_bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            field: field.to_string(),
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            field: field.to_string(),
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
+    load_all(path, field, |field, path| TlsError::NoCertificate { field, path })
 }
 
 /// Reads the first private key of a PEM file.

@@ -15,6 +15,22 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// A tenant's DynamoDB settings pointing at a local endpoint (dynalite),
+/// with the static credentials a local endpoint needs.
+pub fn local_dynamo(table: &str, endpoint: &str) -> awp_gateway::config::DynamoConfig {
+    awp_gateway::config::DynamoConfig {
+        table: table.into(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.into()),
+        profile: None,
+        role_arn: None,
+        external_id: None,
+        access_key_id: Some("local".into()),
+        secret_access_key: Some("local".into()),
+        max_concurrency: 4,
+    }
+}
+
 /// How long a test waits for any one answer before failing.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
