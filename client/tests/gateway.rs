@@ -6,72 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use awp_client::{Auth, Client, ClientConfig, ClientError, QueuePlace, Record, SealLimits, Token};
-use awp_gateway::config::Config;
+use awp_client::{Auth, Client, ClientError, QueuePlace, Token};
 
-const SECRET: &str = "client-test-secret";
-const TENANT: &str = "t";
+mod support;
 
-async fn gateway(dir: &std::path::Path) -> awp_gateway::RunningServer {
-    let config = Config::parse(&format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
-         [sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"{TENANT}\"\nsecrets = [\"{SECRET}\"]\n",
-        dir.display()
-    ))
-    .unwrap();
-    awp_gateway::start(&config).await.unwrap()
-}
-
-fn token(device: &str) -> Token {
-    Token {
-        token: awp_protocol::token::device_token(SECRET.as_bytes(), TENANT, device, 0),
-        expiry: 0,
-    }
-}
-
-fn config(addr: std::net::SocketAddr, device: &str, auth: Auth, queue: QueuePlace) -> ClientConfig {
-    let mut c = ClientConfig::new(vec![addr.to_string()], TENANT, device, auth, queue);
-    c.batch_delay = Duration::from_millis(50);
-    c.seal = SealLimits {
-        max_records: 50,
-        max_bytes: 60_000,
-    };
-    c.backoff = (Duration::from_millis(50), Duration::from_millis(500));
-    c
-}
-
-fn location(i: u64) -> Record {
-    Record::location(1_700_000_000_000 + i, 1, 2, i).unwrap()
-}
-
-/// The numbers (accuracy_m) of `device`'s stored records, sorted.
-fn stored(data_dir: &std::path::Path, device: &str) -> Vec<u64> {
-    let conn = awp_store::sqlite::open_read_only(data_dir, TENANT).unwrap();
-    let mut numbers: Vec<u64> = awp_store::sqlite::device_items(&conn, device)
-        .unwrap()
-        .iter()
-        .map(|(_, item)| {
-            let v: serde_json::Value = serde_json::from_str(item).unwrap();
-            find(&v, "accuracy_m").unwrap_or_else(|| panic!("no accuracy_m in {item}"))
-        })
-        .collect();
-    numbers.sort_unstable();
-    numbers
-}
-
-fn find(v: &serde_json::Value, key: &str) -> Option<u64> {
-    match v {
-        // DynamoDB JSON: {"accuracy_m": {"N": "12"}}.
-        serde_json::Value::Object(o) => o
-            .get(key)
-            .and_then(|x| x.get("N"))
-            .and_then(|n| n.as_str())
-            .and_then(|n| n.parse().ok())
-            .or_else(|| o.values().find_map(|x| find(x, key))),
-        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
-        _ => None,
-    }
-}
+use support::{SECRET, TENANT, config, gateway, location, stored, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_pushed_is_stored_once_across_a_reopen() {
