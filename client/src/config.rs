@@ -108,12 +108,16 @@ pub struct ClientConfig {
     pub token_refresh_before: Duration,
     /// Connecting (TCP, TLS, HELLO to WELCOME) gives up after this.
     pub connect_timeout: Duration,
+    /// A connection with nothing to send for this long is closed (BYE); the
+    /// next push opens one again.
+    pub idle_close: Duration,
 }
 
 impl ClientConfig {
     /// A configuration with the defaults: TLS off, a disk queue in
     /// `queue_dir`, batches of up to 500 records or 60 kB sealed after 5 s,
-    /// LZ4, ACKs due within 60 s, backoff 1 s to 5 min.
+    /// LZ4, ACKs due within 60 s, backoff 1 s to 5 min, an idle connection
+    /// closed after 60 s.
     pub fn new(gateways: Vec<String>, tenant: &str, device: &str, auth: Auth, queue: QueuePlace) -> ClientConfig {
         ClientConfig {
             gateways,
@@ -134,6 +138,7 @@ impl ClientConfig {
             sync_interval: Duration::from_secs(1),
             token_refresh_before: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(30),
+            idle_close: Duration::from_secs(60),
         }
     }
 }

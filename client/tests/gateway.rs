@@ -120,3 +120,71 @@ async fn a_token_source_is_asked_before_hello_and_again_near_expiry() {
     assert_eq!(stored(data.path(), "phone-3"), [1]);
     assert!(server.shutdown().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_and_the_next_push_opens_one() {
+    let data = tempfile::tempdir().unwrap();
+    let server = gateway(data.path()).await;
+    let mut c = config(
+        server.plain_addrs[0],
+        "phone-4",
+        Auth::Token(token("phone-4")),
+        QueuePlace::Memory,
+    );
+    c.idle_close = Duration::from_millis(200);
+    tokio::task::spawn_blocking(move || {
+        let client = Client::open(c).unwrap();
+        client.push(&location(1)).unwrap();
+        client.flush(Duration::from_secs(10)).unwrap();
+        assert!(client.stats().connected);
+        std::thread::sleep(Duration::from_millis(600));
+        let stats = client.stats();
+        assert!(!stats.connected, "closed when idle: {stats:?}");
+        assert_eq!(stats.connection_failures, 0, "a BYE, not a failure");
+        client.push(&location(2)).unwrap();
+        client.flush(Duration::from_secs(10)).unwrap();
+        assert_eq!(client.stats().connects, 2);
+        client.close();
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored(data.path(), "phone-4"), [1, 2]);
+    assert!(server.shutdown().await);
+}
+
+/// The gateway drains (GOAWAY) under load and another takes its place:
+/// every batch unanswered is kept and sent again, and stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_draining_under_load_loses_nothing_and_doubles_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let queue = tempfile::tempdir().unwrap();
+    let first = gateway(data.path()).await;
+    let addr = first.plain_addrs[0];
+    let c = config(
+        addr,
+        "phone-5",
+        Auth::Token(token("phone-5")),
+        QueuePlace::Disk(queue.path().into()),
+    );
+    let pushing = tokio::task::spawn_blocking(move || {
+        let client = Client::open(c).unwrap();
+        for i in 0..3000 {
+            client.push(&location(i)).unwrap();
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        client.flush(Duration::from_secs(60)).unwrap();
+        let stats = client.stats();
+        client.close();
+        stats
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(first.shutdown().await, "drained");
+    let second = support::gateway_on(data.path(), &addr.to_string()).await;
+    let stats = pushing.await.unwrap();
+    assert!(stats.connects >= 2, "{stats:?}");
+    assert_eq!(stats.records_acked, 3000);
+    assert_eq!(stored(data.path(), "phone-5"), (0..3000).collect::<Vec<_>>());
+    assert!(second.shutdown().await);
+}

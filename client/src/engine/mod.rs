@@ -16,7 +16,7 @@
 mod connect;
 mod session;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,10 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     last_rejection: Mutex<Option<String>>,
     stopped: Mutex<Option<String>>,
-    seal: Mutex<SealLimits>,
+    /// Where batches are sealed: the configured limits, the count capped
+    /// by the last WELCOME (read at every push: atomics, not a lock).
+    seal_records: AtomicU32,
+    seal_bytes: usize,
 }
 
 impl Shared {
@@ -135,7 +138,10 @@ impl Shared {
     }
 
     fn seal_limits(&self) -> SealLimits {
-        *self.seal.lock().unwrap_or_else(PoisonError::into_inner)
+        SealLimits {
+            max_records: self.seal_records.load(Ordering::Relaxed),
+            max_bytes: self.seal_bytes,
+        }
     }
 }
 
@@ -165,7 +171,8 @@ impl Client {
             last_error: Mutex::new(None),
             last_rejection: Mutex::new(None),
             stopped: Mutex::new(None),
-            seal: Mutex::new(config.seal),
+            seal_records: AtomicU32::new(config.seal.max_records),
+            seal_bytes: config.seal.max_bytes,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -373,8 +380,8 @@ async fn seal_and_sync(shared: Arc<Shared>, delay: Duration, sync_interval: Dura
         };
         let now = tokio::time::Instant::now();
         if sealed > 0 || now >= next_sync {
-            if sync(&shared).await {
-                // Batches whose seals it covered may go now.
+            // New batches, or batches whose seals the sync covered, may go now.
+            if sync(&shared).await || sealed > 0 {
                 shared.send_now.notify_one();
             }
             next_sync = now + sync_interval;
@@ -437,6 +444,10 @@ async fn connect_and_send(shared: Arc<Shared>, config: &ClientConfig, tls: Optio
         shared.queue().rewind();
         let pause = match outcome {
             Ok(ConnectionEnd::Closed) => return,
+            Ok(ConnectionEnd::Idle) => {
+                failures = 0;
+                continue;
+            }
             Ok(ConnectionEnd::GoAway(ms)) => {
                 failures = 0;
                 session::jittered(ms, &mut rng)
@@ -483,6 +494,8 @@ fn backoff(failures: u32, (first, cap): (Duration, Duration), rng: &mut fastrand
 
 enum ConnectionEnd {
     Closed,
+    /// Idle for `idle_close`: connect again when there is something to send.
+    Idle,
     GoAway(u64),
 }
 
@@ -591,12 +604,10 @@ async fn connection(
     {
         // Batches sealed from now on fit this gateway's count (batches
         // sealed before keep theirs: a sealed batch never changes).
-        let mut seal = shared.seal.lock().unwrap_or_else(PoisonError::into_inner);
         let welcome_max = u32::try_from(welcome.max_batch_records).unwrap_or(u32::MAX);
-        seal.max_records = config.seal.max_records.min(welcome_max).max(1);
-        let limits = *seal;
-        drop(seal);
-        shared.queue().set_seal_limits(limits);
+        let max_records = config.seal.max_records.min(welcome_max).max(1);
+        shared.seal_records.store(max_records, Ordering::Relaxed);
+        shared.queue().set_seal_limits(shared.seal_limits());
     }
     let mut session = Session::new(
         &welcome,
@@ -610,12 +621,22 @@ async fn connection(
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut closing_since: Option<Instant> = None;
+    let mut idle_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let closing = shared.closing.load(Ordering::SeqCst);
         if closing && closing_since.is_none() {
             closing_since = Some(now);
         }
+        // Nothing in flight and nothing queued: the connection is closed
+        // after a while (an idle agent holds no socket, and no radio), and
+        // opened again by the next push.
+        if session.idle() && shared.queue().is_empty() {
+            idle_since.get_or_insert(now);
+        } else {
+            idle_since = None;
+        }
+        let idle_over = idle_since.is_some_and(|t| now.duration_since(t) >= config.idle_close);
         // Fill the window: RETRY's batches first, then the queue's (not
         // once closing: what is in flight is answered, the rest stays queued).
         if !closing {
@@ -623,20 +644,32 @@ async fn connection(
         }
         // Closing: BYE once in-flight batches are answered, or after a
         // few seconds whatever they are (they stay queued).
-        let bye = closing && (session.idle() || closing_since.is_some_and(|t| now.duration_since(t) >= CLOSE_WAIT));
+        let bye = idle_over
+            || closing && (session.idle() || closing_since.is_some_and(|t| now.duration_since(t) >= CLOSE_WAIT));
         if bye {
             let _ = Frame::Bye.encode(&mut wbuf);
         }
         session.ping_if_idle(&mut wbuf, now);
         if !wbuf.is_empty() {
-            writer
-                .write_all(&wbuf)
-                .await
-                .map_err(|e| Failure::Io(format!("{address}: {e}")))?;
-            wbuf.clear();
+            // A gateway that stops reading must not hold the engine (nor
+            // `close`) forever: the ACK deadline bounds a write too.
+            match tokio::time::timeout(config.ack_timeout, writer.write_all(&wbuf)).await {
+                Ok(Ok(())) => wbuf.clear(),
+                Ok(Err(e)) => return Err(Failure::Io(format!("{address}: {e}"))),
+                Err(_) => {
+                    return Err(Failure::Io(format!(
+                        "{address}: the gateway took nothing for {} s",
+                        config.ack_timeout.as_secs()
+                    )));
+                }
+            }
         }
         if bye {
-            return Ok(ConnectionEnd::Closed);
+            return Ok(if closing {
+                ConnectionEnd::Closed
+            } else {
+                ConnectionEnd::Idle
+            });
         }
         if let Some(end) = session.end(now) {
             return match end {
@@ -647,6 +680,9 @@ async fn connection(
         let mut wake = session.next_wake();
         if let Some(t) = closing_since {
             wake = wake.min(t + CLOSE_WAIT);
+        }
+        if let Some(t) = idle_since {
+            wake = wake.min(t + config.idle_close);
         }
         tokio::select! {
             frame = read_frame(&mut reader, &mut rbuf, &read_limits) => {

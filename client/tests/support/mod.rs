@@ -11,8 +11,13 @@ pub const SECRET: &str = "client-test-secret";
 pub const TENANT: &str = "t";
 
 pub async fn gateway(dir: &std::path::Path) -> awp_gateway::RunningServer {
+    gateway_on(dir, "127.0.0.1:0").await
+}
+
+/// A gateway listening on `listen` (a port another one just left).
+pub async fn gateway_on(dir: &std::path::Path, listen: &str) -> awp_gateway::RunningServer {
     let config = Config::parse(&format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
+        "[server]\nlisten = [\"{listen}\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_inflight = 4\n\
          [sink]\ndata_dir = \"{}\"\n[[tenants]]\nid = \"{TENANT}\"\nsecrets = [\"{SECRET}\"]\n",
         dir.display()
     ))

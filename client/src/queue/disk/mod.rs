@@ -511,7 +511,7 @@ impl DiskQueue {
         let len = buf.len() as u64;
         self.buf = buf;
         result?;
-        self.tail_index().unsealed.push_back(RecordRef {
+        self.tail_index().add_unsealed(RecordRef {
             start,
             end: start + len,
             bytes: segment::record_bytes(record.body().len()),
@@ -764,7 +764,7 @@ impl Queue for DiskQueue {
         let index = self.segments.back().and_then(|s| s.index.as_ref());
         Unsealed {
             records: index.map_or(0, |i| i.unsealed.len() as u32),
-            bytes: index.map_or(0, |i| i.unsealed.iter().map(|r| r.bytes).sum()),
+            bytes: index.map_or(0, |i| i.unsealed_bytes),
             oldest: self.unsealed_at.front().copied(),
         }
     }

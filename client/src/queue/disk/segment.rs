@@ -245,8 +245,10 @@ pub(super) struct BatchRef {
 pub(super) struct Index {
     /// Sealed batches, in seal order.
     pub(super) batches: Vec<BatchRef>,
-    /// Records not sealed yet, oldest first.
+    /// Records not sealed yet, oldest first ([`Index::add_unsealed`]).
     pub(super) unsealed: std::collections::VecDeque<RecordRef>,
+    /// Their bytes in a batch (kept, not summed at each push).
+    pub(super) unsealed_bytes: usize,
     /// The highest seq in the segment.
     pub(super) max_seq: u64,
     /// Just past the last sound entry.
@@ -264,7 +266,7 @@ impl Index {
         let mut broken = false;
         for (start, end, entry) in &mut scan {
             match entry {
-                Entry::Record(r) => index.unsealed.push_back(RecordRef {
+                Entry::Record(r) => index.add_unsealed(RecordRef {
                     start,
                     end,
                     bytes: record_bytes(r.body.len()),
@@ -299,7 +301,9 @@ impl Index {
     /// ends at `sealed_at`. Returns its index.
     pub(super) fn seal(&mut self, seq: u64, count: usize, sealed_at: u64) -> usize {
         let (start, end) = (self.unsealed[0].start, self.unsealed[count - 1].end);
-        self.unsealed.drain(..count);
+        for r in self.unsealed.drain(..count) {
+            self.unsealed_bytes -= r.bytes;
+        }
         self.push(BatchRef {
             seq,
             records: count as u32,
@@ -310,6 +314,12 @@ impl Index {
             done: false,
             sent_round: 0,
         })
+    }
+
+    /// Adds a record pushed, not sealed yet.
+    pub(super) fn add_unsealed(&mut self, record: RecordRef) {
+        self.unsealed_bytes += record.bytes;
+        self.unsealed.push_back(record);
     }
 
     /// Adds batch `seq` pushed whole, its entry at `start..end`. Returns its
