@@ -8,6 +8,7 @@
 
 mod config;
 mod engine;
+pub mod ffi;
 mod queue;
 mod record;
 

@@ -118,6 +118,9 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     last_rejection: Mutex<Option<String>>,
     stopped: Mutex<Option<String>>,
+    /// A token the app handed over ([`Client::set_token`]), taken before
+    /// the next HELLO.
+    next_token: Mutex<Option<Token>>,
     /// Where batches are sealed: the configured limits, the count capped
     /// by the last WELCOME (read at every push: atomics, not a lock).
     seal_records: AtomicU32,
@@ -171,6 +174,7 @@ impl Client {
             last_error: Mutex::new(None),
             last_rejection: Mutex::new(None),
             stopped: Mutex::new(None),
+            next_token: Mutex::new(None),
             seal_records: AtomicU32::new(config.seal.max_records),
             seal_bytes: config.seal.max_bytes,
         });
@@ -245,6 +249,13 @@ impl Client {
         drop(queue);
         self.shared.flushing.store(false, Ordering::SeqCst);
         result
+    }
+
+    /// Hands over a new token (the agent's backend issued one): it is said
+    /// in the next HELLO. A connection that is up keeps going (the gateway
+    /// checks a token only at HELLO).
+    pub fn set_token(&self, token: Token) {
+        *self.shared.next_token.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
     }
 
     /// The counters.
@@ -438,6 +449,9 @@ async fn connect_and_send(shared: Arc<Shared>, config: &ClientConfig, tls: Optio
         // keep a connection up for nothing... unless batches wait.
         let address = config.gateways[next_gateway % config.gateways.len()].clone();
         next_gateway += 1;
+        if let Some(given) = shared.next_token.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            token = Some(given);
+        }
         let started = Instant::now();
         let outcome = connection(&shared, config, tls, &address, &mut token).await;
         shared.counters.connected.store(false, Ordering::Relaxed);
@@ -535,7 +549,7 @@ impl Failure {
 fn token_for_hello(config: &ClientConfig, held: &mut Option<Token>) -> Result<Option<Token>, Failure> {
     match &config.auth {
         Auth::ClientCert { .. } => Ok(None),
-        Auth::Token(t) => Ok(Some(*t)),
+        Auth::Token(t) => Ok(Some(held.unwrap_or(*t))),
         Auth::Source(source) => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

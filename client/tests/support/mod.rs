@@ -75,3 +75,24 @@ fn find(v: &serde_json::Value, key: &str) -> Option<u64> {
         _ => None,
     }
 }
+
+/// `device`'s stored items (DynamoDB JSON), in sort-key order.
+pub fn stored_items(data_dir: &std::path::Path, device: &str) -> Vec<serde_json::Value> {
+    let conn = awp_store::sqlite::open_read_only(data_dir, TENANT).unwrap();
+    awp_store::sqlite::device_items(&conn, device)
+        .unwrap()
+        .iter()
+        .map(|(_, item)| serde_json::from_str(item).unwrap())
+        .collect()
+}
+
+/// A token as `gateway token` prints it (64 hex digits).
+pub fn token_hex(device: &str) -> String {
+    token(device).token.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where cargo put this build's libraries (`target/debug`).
+pub fn build_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
+}

@@ -1,0 +1,76 @@
+//! The C ABI from C: `tests/c/agent.c`, compiled with the system's C
+//! compiler against `include/awp_client.h` and `libawp_client.so`, pushes a
+//! record of each kind and 1,000 locations from four threads into a real
+//! gateway and checks every error answer; the gateway then holds each
+//! record once.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_agent_stores_every_kind_once() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let gateway = gateway(&data).await;
+    let lib_dir = build_dir();
+    assert!(
+        lib_dir.join("libawp_client.so").exists(),
+        "no libawp_client.so in {}",
+        lib_dir.display()
+    );
+    let agent = work.path().join("agent");
+    let cc = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(&agent)
+        .arg(crate_dir.join("tests/c/agent.c"))
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg("-L")
+        .arg(&lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-lawp_client")
+        .output()
+        .expect("run cc");
+    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+
+    let config = serde_json::json!({
+        "gateways": [gateway.plain_addrs[0].to_string()],
+        "tenant": TENANT,
+        "device": "c-agent",
+        "token": token_hex("c-agent"),
+        "queue_dir": work.path().join("queue"),
+        "batch_delay_ms": 20,
+        "backoff_min_ms": 50,
+        "backoff_max_ms": 500,
+    });
+    let run = tokio::task::spawn_blocking(move || Command::new(&agent).arg(config.to_string()).output())
+        .await
+        .unwrap()
+        .expect("run the agent");
+    assert!(
+        run.status.success(),
+        "agent: {}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let items = stored_items(&data, "c-agent");
+    assert_eq!(items.len(), 1007, "every record once");
+    let kinds: std::collections::BTreeSet<String> = items
+        .iter()
+        .map(|i| i["kind"]["S"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(kinds.len(), 6, "six kinds: {kinds:?}");
+    let mut numbers: Vec<u64> = items
+        .iter()
+        .filter_map(|i| i["accuracy_m"]["N"].as_str()?.parse().ok())
+        .filter(|&n| n >= 1000)
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1000..2000).collect::<Vec<u64>>());
+    assert!(gateway.shutdown().await);
+}
