@@ -11,6 +11,8 @@
 #![allow(unsafe_op_in_unsafe_fn)]
 
 pub mod c;
+/// cbindgen:ignore
+pub mod java;
 pub(crate) mod options;
 
 #[cfg(test)]
