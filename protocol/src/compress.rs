@@ -13,6 +13,7 @@
 //!    fails as soon as the data would run past it, so a "bomb" costs at most
 //!    `declared` bytes of work and memory (MALFORMED_FRAME).
 
+#[cfg(feature = "zstd")]
 use std::cell::RefCell;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,10 +22,12 @@ use crate::error::{FieldError, FrameError, Problem};
 use crate::header::FrameType;
 use crate::limits::{Compression, Limits};
 
+#[cfg(feature = "zstd")]
 /// The Zstandard level the encoder uses: the library default, a good
 /// ratio at several hundred MB/s, which is what agents use too.
 const ZSTD_LEVEL: i32 = 3;
 
+#[cfg(feature = "zstd")]
 thread_local! {
     // Contexts are ~100 KiB each to create; one per thread serves every frame.
     static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
@@ -81,6 +84,9 @@ pub(crate) fn inflate(codec: Compression, payload: &[u8], limits: &Limits) -> Re
                 Err(_) => Err(bad("not a valid LZ4 block")),
             }
         }
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => Err(bad("Zstandard is not built in (awp-protocol's feature zstd)")),
+        #[cfg(feature = "zstd")]
         Compression::Zstd => {
             match zstd::zstd_safe::get_frame_content_size(data) {
                 Ok(Some(size)) if size != u64::from(declared) => {
@@ -131,6 +137,9 @@ pub(crate) fn deflate(codec: Compression, raw: &[u8], dst: &mut BytesMut) {
                 .expect("buffer sized by get_maximum_output_size");
             dst.truncate(start + 4 + n);
         }
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => stored_zstd_frame(raw, dst),
+        #[cfg(feature = "zstd")]
         Compression::Zstd => {
             let max = zstd::zstd_safe::compress_bound(raw.len());
             dst.resize(start + 4 + max, 0);
@@ -148,6 +157,30 @@ pub(crate) fn deflate(codec: Compression, raw: &[u8], dst: &mut BytesMut) {
     }
 }
 
+/// A valid Zstandard frame of raw (stored) blocks, for a build without the
+/// library: never chosen by the client such a build is part of, it keeps
+/// `deflate` total rather than panicking (RFC 8878 §3.1.1).
+#[cfg(any(test, not(feature = "zstd")))]
+fn stored_zstd_frame(raw: &[u8], dst: &mut BytesMut) {
+    const MAX_BLOCK: usize = 128 * 1024;
+    dst.put_u32_le(0xFD2F_B528);
+    // Frame header descriptor: single segment, 4-byte content size.
+    dst.put_u8(0b1010_0000);
+    dst.put_u32_le(raw.len() as u32);
+    let mut chunks = raw.chunks(MAX_BLOCK).peekable();
+    if chunks.peek().is_none() {
+        // One empty last block.
+        dst.put_slice(&[1, 0, 0]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = u32::from(chunks.peek().is_none());
+        // Block header: last flag, type 0 (raw), size; little-endian 3 bytes.
+        let header = last | ((chunk.len() as u32) << 3);
+        dst.put_slice(&header.to_le_bytes()[..3]);
+        dst.put_slice(chunk);
+    }
+}
+
 #[cfg(test)]
 mod inflated_len_tests {
     use super::*;
@@ -157,5 +190,15 @@ mod inflated_len_tests {
         assert_eq!(inflated_len(Compression::None, b"abc"), Some(3));
         assert_eq!(inflated_len(Compression::Lz4, &[0, 0, 1, 0, 0xff]), Some(256));
         assert_eq!(inflated_len(Compression::Zstd, &[0, 0, 0]), None);
+    }
+
+    #[test]
+    fn a_stored_zstd_frame_is_what_zstd_reads() {
+        for len in [0, 1, 1000, 128 * 1024, 128 * 1024 + 1, 300_000] {
+            let raw: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut frame = BytesMut::new();
+            stored_zstd_frame(&raw, &mut frame);
+            assert_eq!(zstd::decode_all(&frame[..]).unwrap(), raw, "{len} bytes");
+        }
     }
 }

@@ -48,7 +48,7 @@ pub(crate) fn tls_connector(config: &ClientConfig) -> Result<Option<tokio_rustls
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Config(format!("tls: {e}")))?
         .with_root_certificates(roots);
     let mut rustls_config = match &config.auth {

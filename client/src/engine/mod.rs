@@ -332,6 +332,11 @@ fn check(config: &ClientConfig) -> Result<(), ClientError> {
             "client_cert: needs TLS (tls_ca or tls: true)".into(),
         ));
     }
+    if config.compression == awp_protocol::Compression::Zstd && !cfg!(feature = "zstd") {
+        return Err(ClientError::Config(
+            "compression: zstd is not built into this library (awp-client's feature zstd)".into(),
+        ));
+    }
     if config.seal.max_records == 0 || config.seal.max_bytes == 0 {
         return Err(ClientError::Config(
             "batch_max_records and batch_max_bytes must be at least 1".into(),
@@ -587,7 +592,12 @@ async fn connection(
     let mut stream = connect::open(address, config, tls, config.connect_timeout)
         .await
         .map_err(Failure::Connect)?;
-    let compression = CompressionSet::ALL;
+    // Offer what this build can make (WELCOME picks from it).
+    let compression = if cfg!(feature = "zstd") {
+        CompressionSet::ALL
+    } else {
+        CompressionSet::NONE.with(awp_protocol::Compression::Lz4)
+    };
     let hello = connect::hello(config, hello_token, compression);
     stream
         .write_all(&hello)

@@ -89,7 +89,8 @@ fn guard(body: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
     }
 }
 
-fn code_of(error: &ClientError) -> i32 {
+/// The code a failure is answered with (the Java binding's too).
+pub(super) fn code_of(error: &ClientError) -> i32 {
     match error {
         ClientError::Config(_) | ClientError::Record(_) => AWP_ERR_INVALID,
         e if e.is_disk_full() => AWP_ERR_DISK_FULL,

@@ -12,9 +12,10 @@ use std::time::Duration;
 use awp_protocol::{AttrValue, Channel, Direction, Network};
 use jni::JNIEnv;
 use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString, JValue};
+use jni::signature::{Primitive, ReturnType};
 use jni::sys::{JNI_FALSE, JNI_TRUE, jboolean, jint, jlong};
 
-use super::c::{AWP_ERR_DISK_FULL, AWP_ERR_INVALID, AWP_ERR_PANIC, AWP_ERR_QUEUE, AWP_ERR_STOPPED, AWP_ERR_TIMEOUT};
+use super::c::{AWP_ERR_INVALID, AWP_ERR_PANIC, AWP_ERR_STOPPED, code_of};
 use super::options::{config_from_json, token_from_hex};
 use crate::config::Token;
 use crate::engine::{Client, ClientError};
@@ -24,16 +25,6 @@ const EXCEPTION: &str = "com/awp/client/AwpException";
 
 /// A failure to throw: the code and the message.
 type Thrown = (i32, String);
-
-fn code_of(error: &ClientError) -> i32 {
-    match error {
-        ClientError::Config(_) | ClientError::Record(_) => AWP_ERR_INVALID,
-        e if e.is_disk_full() => AWP_ERR_DISK_FULL,
-        ClientError::Queue(_) => AWP_ERR_QUEUE,
-        ClientError::Stopped(_) => AWP_ERR_STOPPED,
-        ClientError::Timeout => AWP_ERR_TIMEOUT,
-    }
-}
 
 fn failed(error: ClientError) -> Thrown {
     (code_of(&error), error.to_string())
@@ -65,11 +56,14 @@ fn entry<'l, T>(env: &mut JNIEnv<'l>, fallback: T, body: impl FnOnce(&mut JNIEnv
 
 fn throw(env: &mut JNIEnv<'_>, code: i32, message: &str) {
     let Ok(text) = env.new_string(message) else { return };
-    let made = env.new_object(
-        EXCEPTION,
-        "(ILjava/lang/String;)V",
-        &[JValue::Int(code), JValue::Object(&text)],
-    );
+    // The `_unchecked` calls with looked-up ids keep jni's signature parser
+    // (and its parser library) out of the agent's binary.
+    let made = env.find_class(EXCEPTION).and_then(|class| {
+        let init = env.get_method_id(&class, "<init>", "(ILjava/lang/String;)V")?;
+        let args = [JValue::Int(code).as_jni(), JValue::Object(&text).as_jni()];
+        // SAFETY: the constructor's signature is (int, String), as given.
+        unsafe { env.new_object_unchecked(&class, init, &args) }
+    });
     match made {
         Ok(exception) => {
             let _ = env.throw(jni::objects::JThrowable::from(exception));
@@ -242,15 +236,29 @@ fn attr_value(env: &mut JNIEnv<'_>, value: &JObject<'_>, key: &str) -> Result<Ow
         return Ok(OwnedValue::String(string(env, &text, key)?));
     }
     if is(env, "java/lang/Boolean") {
-        let b = env.call_method(value, "booleanValue", "()Z", &[]).and_then(|v| v.z());
+        let b = unbox(
+            env,
+            value,
+            "java/lang/Boolean",
+            "booleanValue",
+            "()Z",
+            Primitive::Boolean,
+        )
+        .and_then(|v| v.z());
         return Ok(OwnedValue::Bool(b.map_err(err)?));
     }
-    if is(env, "java/lang/Long") || is(env, "java/lang/Integer") || is(env, "java/lang/Short") {
-        let n = env.call_method(value, "longValue", "()J", &[]).and_then(|v| v.j());
+    if is(env, "java/lang/Number") && !is(env, "java/lang/Double") && !is(env, "java/lang/Float") {
+        if !(is(env, "java/lang/Long") || is(env, "java/lang/Integer") || is(env, "java/lang/Short")) {
+            return Err((
+                AWP_ERR_INVALID,
+                format!("attribute {key}: a Number that is not Long, Integer, Short, Double or Float"),
+            ));
+        }
+        let n = unbox(env, value, "java/lang/Number", "longValue", "()J", Primitive::Long).and_then(|v| v.j());
         return Ok(OwnedValue::Int(n.map_err(err)?));
     }
     if is(env, "java/lang/Double") || is(env, "java/lang/Float") {
-        let x = env.call_method(value, "doubleValue", "()D", &[]).and_then(|v| v.d());
+        let x = unbox(env, value, "java/lang/Number", "doubleValue", "()D", Primitive::Double).and_then(|v| v.d());
         return Ok(OwnedValue::Float(x.map_err(err)?));
     }
     if is(env, "[B") {
@@ -261,6 +269,21 @@ fn attr_value(env: &mut JNIEnv<'_>, value: &JObject<'_>, key: &str) -> Result<Ow
         AWP_ERR_INVALID,
         format!("attribute {key}: not null, Boolean, Long, Integer, Double, String or byte[]"),
     ))
+}
+
+/// Calls a no-argument getter of `class` on `value` (an instance of it).
+fn unbox<'l>(
+    env: &mut JNIEnv<'l>,
+    value: &JObject<'_>,
+    class: &str,
+    method: &str,
+    sig: &str,
+    returns: Primitive,
+) -> jni::errors::Result<jni::objects::JValueOwned<'l>> {
+    let id = env.get_method_id(class, method, sig)?;
+    // SAFETY: the caller checked `value` is an instance of `class`, and
+    // `sig` takes no arguments and returns `returns`.
+    unsafe { env.call_method_unchecked(value, id, ReturnType::Primitive(returns), &[]) }
 }
 
 /// `void nativePushEvent(long handle, long timeMs, String name, String[] keys, Object[] values)`.
