@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use awp_client::{Auth, Client, ClientConfig, QueuePlace, SealLimits, Token};
 use awp_protocol::{
-    Ack, AckStatus, BatchFrame, CompressionSet, Decoded, Frame, GoAway, Hello, HelloAuth, Limits, MAGIC, Welcome,
-    decode,
+    Ack, BatchFrame, CompressionSet, Decoded, Frame, GoAway, Hello, HelloAuth, Limits, MAGIC, Welcome, decode,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
