@@ -400,3 +400,34 @@ fn a_kill_between_counting_a_drop_and_removing_its_segment_is_finished_at_open()
     assert_eq!(q.stats().dropped_records, 17);
     assert_eq!(segments(dir.path()), names[1..].to_vec());
 }
+
+#[test]
+fn a_reserve_given_up_to_a_full_disk_is_taken_again_only_once_room_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let reserve = dir.path().join("reserve");
+    {
+        let q = DiskQueue::open(dir.path(), small()).unwrap();
+        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES as u64);
+        drop(q);
+    }
+    // As a push refused by a full disk leaves it: given up.
+    std::fs::remove_file(&reserve).unwrap();
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    assert!(!reserve.exists(), "the room stays delivery's");
+    let refused = q.push(&location(1)).unwrap_err();
+    assert!(refused.is_disk_full(), "{refused}");
+    // Fill past a segment on the room a test has (not a full disk), send
+    // and answer it: its removal lets the reserve and the pushes back.
+    q.reserve_held = true;
+    for i in 0..200 {
+        q.push(&location(i)).unwrap();
+    }
+    q.reserve_held = false;
+    q.reserve_retry = false;
+    while q.seal(SealLimits::default()).unwrap().is_some() {}
+    for b in drain(&mut q) {
+        q.done(b.seq).unwrap();
+    }
+    q.push(&location(500)).expect("room was freed: pushes go on");
+    assert!(reserve.exists());
+}

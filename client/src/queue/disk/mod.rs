@@ -61,6 +61,13 @@
 //! and counted the same way, so that it never blocks the ones after it. A
 //! full disk fails `push` with an error ([`QueueError::is_disk_full`]), its
 //! partial entry cut away: nothing already queued is touched.
+//!
+//! A full disk must not stop delivery either, and delivery writes too (a
+//! SEAL, an ack, a FLOOR). So the queue holds `reserve`, a file of
+//! [`RESERVE_BYTES`] written in full: the first push the disk refuses
+//! removes it, and the room it leaves is for those writes alone. Pushes are
+//! refused (disk full) until a segment is removed and the reserve can be
+//! written again.
 
 mod segment;
 
@@ -129,7 +136,14 @@ pub struct DiskQueue {
     dir_changes: u64,
     _lock: File,
     buf: Vec<u8>,
+    /// Whether `reserve` is written in full.
+    reserve_held: bool,
+    /// Whether room was freed since the reserve could not be written.
+    reserve_retry: bool,
 }
+
+/// Bytes held in `reserve` for the writes delivery needs on a full disk.
+pub(crate) const RESERVE_BYTES: usize = 64 << 10;
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> QueueError {
     let path = path.to_owned();
@@ -273,6 +287,8 @@ impl DiskQueue {
             .map_err(io("opening acks", &acks_path))?;
         acks.seek(SeekFrom::End(0)).map_err(io("opening acks", &acks_path))?;
 
+        // A queue made now takes its reserve; one reopened keeps its state.
+        let fresh = segments.is_empty();
         let mut queue = DiskQueue {
             dir: dir.clone(),
             options,
@@ -298,7 +314,13 @@ impl DiskQueue {
             dir_changes: 1,
             _lock: lock,
             buf: Vec::new(),
+            reserve_held: false,
+            // A reserve the last process gave up stays given up (its room is
+            // delivery's) until a segment is removed.
+            reserve_retry: fresh || dir.join("reserve").exists(),
         };
+        // A full disk at open: pushes wait, delivery goes on (it frees room).
+        let _ = queue.hold_reserve();
         match queue.segments.back().map(|s| s.id) {
             Some(id) => queue.open_tail(id)?,
             None => queue.begin_segment(dropped_through + 1)?,
@@ -578,8 +600,38 @@ impl DiskQueue {
         Ok(lost)
     }
 
+    /// Writes the reserve in full (once room was freed since the last try).
+    fn hold_reserve(&mut self) -> Result<(), QueueError> {
+        if self.reserve_held {
+            return Ok(());
+        }
+        let path = self.dir.join("reserve");
+        if !self.reserve_retry {
+            return Err(io("holding room for delivery", &path)(
+                std::io::ErrorKind::StorageFull.into(),
+            ));
+        }
+        self.reserve_retry = false;
+        let written = File::create(&path).and_then(|mut f| f.write_all(&[0u8; RESERVE_BYTES]));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(io("holding room for delivery", &path)(e));
+        }
+        self.reserve_held = true;
+        Ok(())
+    }
+
+    /// The disk refused a push: the reserve's room goes to delivery.
+    fn release_reserve(&mut self, error: &QueueError) {
+        if error.is_disk_full() && self.reserve_held {
+            let _ = std::fs::remove_file(self.dir.join("reserve"));
+            self.reserve_held = false;
+        }
+    }
+
     /// Forgets a segment whose file was removed.
     fn forget(&mut self, seg: Segment) {
+        self.reserve_retry = true;
         self.dir_changes += 1;
         self.bytes -= seg.len;
         if let Some(index) = &seg.index {
@@ -728,8 +780,12 @@ fn check_seal_limits(limits: SealLimits) -> Result<(), QueueError> {
 
 impl Queue for DiskQueue {
     fn push(&mut self, record: &Record) -> Result<(), QueueError> {
+        self.hold_reserve()?;
         self.make_room(record.body().len() as u64 + 64)?;
-        self.append_record(record)?;
+        if let Err(e) = self.append_record(record) {
+            self.release_reserve(&e);
+            return Err(e);
+        }
         // The record is queued: a roll that fails (a full disk) is tried
         // again at the next push, and must not make the caller push again.
         let _ = self.roll_if_full();
@@ -737,6 +793,7 @@ impl Queue for DiskQueue {
     }
 
     fn push_sealed(&mut self, content: Bytes, records: u32) -> Result<u64, QueueError> {
+        self.hold_reserve()?;
         self.make_room(content.len() as u64 + 64)?;
         let seq = next_seq(self.last_seq);
         let mut buf = Vec::with_capacity(content.len() + 32);
@@ -749,7 +806,10 @@ impl Queue for DiskQueue {
             &mut buf,
         );
         let start = self.segments.back().map_or(HEADER_LEN, |s| s.len);
-        self.append(&buf)?;
+        if let Err(e) = self.append(&buf) {
+            self.release_reserve(&e);
+            return Err(e);
+        }
         self.last_seq = seq;
         let id = self.tail_id();
         let i = self
@@ -893,8 +953,12 @@ impl Queue for DiskQueue {
         }
         b.done = true;
         self.acked.insert(seq);
-        self.write_ack(seq)?;
-        self.trim()
+        // An ack the disk cannot take still frees its segment: the removal
+        // is what gives a full disk room again (unrecorded, the batch is
+        // sent again after a restart, and the gateway stores it once).
+        let recorded = self.write_ack(seq);
+        self.trim()?;
+        recorded
     }
 
     fn sync_job(&mut self) -> Result<Option<SyncJob>, QueueError> {
