@@ -56,3 +56,22 @@ sessions = {
 }
 for name, script in sessions.items():
     write("session", name, bytes(script))
+
+# client_session: scripts for awp_client::fuzzing: two bytes of setup
+# (window - 1, compression bits), then ops (op % 5): 0 send, 1 advance the
+# clock (3 bytes of ms), 2 a frame from bytes (length, bytes: the vectors'
+# server frames), 3 an ACK (pick, status 0 ok / 1 retry + 8 bytes / 2
+# rejected), 4 GOAWAY / PING / PONG / ERROR (kind, 8 bytes).
+client = {
+    "window-four-acked-in-reverse": [3, 3, 0, 0, 0, 0, 3, 6, 0, 3, 4, 0, 3, 2, 0, 3, 0, 0],
+    "retry-then-resend": [0, 1, 0, 3, 0, 1] + [0] * 7 + [100, 1, 0, 0, 200, 0, 3, 0, 0],
+    "rejected-and-goaway": [1, 2, 0, 0, 3, 0, 2, 4, 0] + [0] * 7 + [50, 0, 3, 0, 0],
+    "ack-timeout": [0, 0, 0, 1, 1, 0, 0],
+}
+for name, script in client.items():
+    write("client_session", name, bytes(script))
+for v in vectors.get("valid", []):
+    raw = bytes.fromhex(v["hex"])
+    # Frames a gateway sends: WELCOME 2, ACK 4, PING 5, PONG 6, GOAWAY 7, ERROR 8.
+    if raw and raw[0] in (2, 4, 5, 6, 7, 8) and len(raw) < 256:
+        write("client_session", "frame-" + v["name"], bytes([0, 3, 0, 2, len(raw)]) + raw)

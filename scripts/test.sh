@@ -47,7 +47,7 @@ rm -f "$scale_log"
 
 step "fuzz targets: build and a short run each"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in decode_frame decode_batch session; do
+for target in decode_frame decode_batch session client_session; do
     log=$(mktemp)
     if fuzz/run.sh "$target" "${FUZZ_SECONDS:-15}" >"$log" 2>&1; then
         echo "fuzz $target: $(grep -E '^Done' "$log")"

@@ -9,6 +9,9 @@
 mod config;
 mod engine;
 pub mod ffi;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod queue;
 mod record;
 

@@ -14,7 +14,7 @@
 //! outside it, on tokio's blocking pool).
 
 mod connect;
-mod session;
+pub(crate) mod session;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};

@@ -214,10 +214,16 @@ impl Session {
     }
 }
 
+/// The longest delay a gateway's RETRY or GOAWAY is taken at: AWP/1 does
+/// not bound them, and a wrong or hostile one must not park the agent for
+/// ever (or overflow a clock).
+pub(crate) const MAX_GATEWAY_DELAY_MS: u64 = 3_600_000;
+
 /// A delay the gateway asked for, give or take half (agents told to come
-/// back at the same moment do not all come back in the same millisecond).
+/// back at the same moment do not all come back in the same millisecond),
+/// at most [`MAX_GATEWAY_DELAY_MS`] and a half.
 pub(crate) fn jittered(ms: u64, rng: &mut fastrand::Rng) -> Duration {
-    let half = ms / 2;
+    let half = ms.min(MAX_GATEWAY_DELAY_MS) / 2;
     Duration::from_millis(half + rng.u64(0..=half.saturating_mul(2)))
 }
 
