@@ -479,10 +479,6 @@ async fn connect_and_send(shared: Arc<Shared>, config: &ClientConfig, tls: Optio
                     shared.answered.notify_all();
                     return;
                 }
-                if end.auth_refused() {
-                    // Ask the source again next time, whatever the expiry.
-                    token = None;
-                }
                 if started.elapsed() >= config.stable_after {
                     failures = 0;
                 }
@@ -529,10 +525,6 @@ enum Failure {
 impl Failure {
     fn is_final(&self) -> bool {
         matches!(self, Failure::Session(e) if e.is_final())
-    }
-
-    fn auth_refused(&self) -> bool {
-        matches!(self, Failure::Session(End::Error { code, .. }) if *code == awp_protocol::ErrorCode::AuthFailed as u16)
     }
 
     fn describe(&self) -> String {
