@@ -58,19 +58,6 @@ async fn a_c_agent_stores_every_kind_once() {
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    let items = stored_items(&data, "c-agent");
-    assert_eq!(items.len(), 1007, "every record once");
-    let kinds: std::collections::BTreeSet<String> = items
-        .iter()
-        .map(|i| i["kind"]["S"].as_str().unwrap_or("?").to_owned())
-        .collect();
-    assert_eq!(kinds.len(), 6, "six kinds: {kinds:?}");
-    let mut numbers: Vec<u64> = items
-        .iter()
-        .filter_map(|i| i["accuracy_m"]["N"].as_str()?.parse().ok())
-        .filter(|&n| n >= 1000)
-        .collect();
-    numbers.sort_unstable();
-    assert_eq!(numbers, (1000..2000).collect::<Vec<u64>>());
+    assert_every_kind_once(&data, "c-agent");
     assert!(gateway.shutdown().await);
 }

@@ -88,19 +88,9 @@ async fn a_java_agent_stores_every_kind_once() {
     );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!stderr.contains("WARNING"), "-Xcheck:jni found misuse: {stderr}");
-    let items = stored_items(&data, "java-agent");
-    assert_eq!(items.len(), 1007, "every record once");
+    let items = assert_every_kind_once(&data, "java-agent");
     assert!(items.iter().all(|i| i["platform"]["S"] == "android"));
-    let kinds: std::collections::BTreeSet<&str> = items.iter().filter_map(|i| i["kind"]["S"].as_str()).collect();
-    assert_eq!(kinds.len(), 6, "six kinds: {kinds:?}");
     let event = items.iter().find(|i| i["kind"]["S"] == "event").unwrap();
     assert_eq!(event["name"]["S"], "java.event", "{event}");
-    let mut numbers: Vec<u64> = items
-        .iter()
-        .filter_map(|i| i["accuracy_m"]["N"].as_str()?.parse().ok())
-        .filter(|&n| n >= 1000)
-        .collect();
-    numbers.sort_unstable();
-    assert_eq!(numbers, (1000..2000).collect::<Vec<u64>>());
     assert!(gateway.shutdown().await);
 }

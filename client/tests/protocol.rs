@@ -144,21 +144,27 @@ fn records(client: &Client, numbers: std::ops::Range<u64>) {
     }
 }
 
+/// A client to `listener` that pushed `count` records and is flushing them
+/// (the flush's outcome comes from the handle).
+fn pushed_and_flushing(
+    listener: &TcpListener,
+    count: u64,
+) -> (
+    Arc<Client>,
+    tokio::task::JoinHandle<Result<(), awp_client::ClientError>>,
+) {
+    let config = client_config(listener.local_addr().unwrap(), Auth::Token(token("scripted")));
+    let client = Arc::new(Client::open(config).unwrap());
+    records(&client, 0..count);
+    let flushing = client.clone();
+    let flusher = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(20)));
+    (client, flusher)
+}
+
 #[tokio::test]
 async fn acks_out_of_order_retry_and_rejected() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = Arc::new(
-        Client::open(client_config(
-            listener.local_addr().unwrap(),
-            Auth::Token(token("scripted")),
-        ))
-        .unwrap(),
-    );
-    records(&client, 0..40);
-    let flusher = {
-        let client = client.clone();
-        tokio::task::spawn_blocking(move || client.flush(Duration::from_secs(20)))
-    };
+    let (client, flusher) = pushed_and_flushing(&listener, 40);
     let mut peer = Peer::accept(&listener, 4).await;
     let mut batches = Vec::new();
     for _ in 0..4 {
@@ -197,18 +203,7 @@ async fn acks_out_of_order_retry_and_rejected() {
 #[tokio::test]
 async fn goaway_and_a_missing_ack_keep_the_batch_and_resend_it_unchanged() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = Arc::new(
-        Client::open(client_config(
-            listener.local_addr().unwrap(),
-            Auth::Token(token("scripted")),
-        ))
-        .unwrap(),
-    );
-    records(&client, 0..10);
-    let flusher = {
-        let client = client.clone();
-        tokio::task::spawn_blocking(move || client.flush(Duration::from_secs(20)))
-    };
+    let (client, flusher) = pushed_and_flushing(&listener, 10);
     // 1: the batch, then GOAWAY and no ACK.
     let mut first = Peer::accept(&listener, 4).await;
     let batch = first.batch().await;

@@ -96,3 +96,21 @@ pub fn build_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
 }
+
+/// What a bindings' agent (`tests/c/agent.c`, `java/test/AwpClientTest.java`)
+/// leaves stored: a record of each of the six kinds and locations numbered
+/// 1000..2000 from four threads, each once. Returns the items.
+pub fn assert_every_kind_once(data_dir: &std::path::Path, device: &str) -> Vec<serde_json::Value> {
+    let items = stored_items(data_dir, device);
+    assert_eq!(items.len(), 1007, "every record once");
+    let kinds: std::collections::BTreeSet<&str> = items.iter().filter_map(|i| i["kind"]["S"].as_str()).collect();
+    assert_eq!(kinds.len(), 6, "six kinds: {kinds:?}");
+    let mut numbers: Vec<u64> = items
+        .iter()
+        .filter_map(|i| i["accuracy_m"]["N"].as_str()?.parse().ok())
+        .filter(|&n| n >= 1000)
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1000..2000).collect::<Vec<u64>>());
+    items
+}
