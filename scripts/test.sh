@@ -31,6 +31,16 @@ step "tests"
 test_log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$test_log"
 
+step "agent library: LTO build, at most 2 MiB (docs/client.md#size)"
+cargo rustc --profile agent -p awp-client --lib --crate-type cdylib --locked --quiet
+agent_lib=target/agent/libawp_client.so
+agent_bytes=$(stat -c %s "$agent_lib")
+echo "$agent_lib: $agent_bytes bytes"
+if [ "$agent_bytes" -gt 2097152 ]; then
+    echo "agent library: FAILED ($agent_bytes bytes, above 2 MiB)"
+    exit 1
+fi
+
 step "benches compile"
 cargo bench -p awp-benches --locked --no-run
 

@@ -13,11 +13,6 @@ use std::time::Duration;
 use awp_client::{Auth, Client, QueueOptions, QueuePlace, SealLimits};
 use support::*;
 
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 fn disk_client(addr: &str, device: &str, queue: &Path, options: QueueOptions) -> Client {
     let mut c = config(
         addr.parse().unwrap(),

@@ -66,6 +66,11 @@ async fn a_java_agent_stores_every_kind_once() {
         "backoff_min_ms": 50,
         "backoff_max_ms": 500,
     });
+    // A second client whose gateway never answers (its flush cannot end).
+    let mut nowhere = config.clone();
+    nowhere["gateways"] = serde_json::json!([free_addr()]);
+    nowhere["device"] = serde_json::json!("java-nowhere");
+    nowhere["queue_dir"] = serde_json::json!(work.path().join("queue-nowhere"));
     let lib_dir = build_dir();
     let run = tokio::task::spawn_blocking(move || {
         Command::new("java")
@@ -75,6 +80,7 @@ async fn a_java_agent_stores_every_kind_once() {
             .arg(&classes)
             .arg("AwpClientTest")
             .arg(config.to_string())
+            .arg(nowhere.to_string())
             .output()
     })
     .await
@@ -92,5 +98,14 @@ async fn a_java_agent_stores_every_kind_once() {
     assert!(items.iter().all(|i| i["platform"]["S"] == "android"));
     let event = items.iter().find(|i| i["kind"]["S"] == "event").unwrap();
     assert_eq!(event["name"]["S"], "java.event", "{event}");
+    // Each attribute type came through JNI as itself.
+    let attrs = &event["attrs"]["M"];
+    assert_eq!(attrs["ok"]["BOOL"], true, "{event}");
+    assert_eq!(attrs["n"]["N"], "-5", "{event}");
+    assert_eq!(attrs["i"]["N"], "7", "{event}");
+    assert_eq!(attrs["x"]["N"], "2.5", "{event}");
+    assert_eq!(attrs["s"]["S"], "hi", "{event}");
+    assert_eq!(attrs["b"]["B"], "3q0=", "{event}");
+    assert_eq!(attrs["z"]["NULL"], true, "{event}");
     assert!(gateway.shutdown().await);
 }

@@ -75,9 +75,11 @@ async fn retry_from_a_throttled_table_then_rejected_from_a_refusing_one() {
 
     // Throttled: RETRY, resent, stored once when the table recovers.
     proxy.set(Fault::Throttle);
-    let client = std::sync::Arc::new(
-        Client::open(config(addr, "faults", Auth::Token(token("faults")), QueuePlace::Memory)).unwrap(),
-    );
+    let mut c = config(addr, "faults", Auth::Token(token("faults")), QueuePlace::Memory);
+    // Batches sealed by count or flush only: the batch counts below hold
+    // however slow the machine.
+    c.batch_delay = Duration::from_secs(30);
+    let client = std::sync::Arc::new(Client::open(c).unwrap());
     for i in 0..50 {
         client.push(&location(i)).unwrap();
     }

@@ -64,6 +64,33 @@ public final class AwpClientTest {
         bad.put("o", new Object());
         refused(() -> client.pushEvent(1700000000010L, "e", bad), AwpException.INVALID, "o", "an Object attribute");
         refused(() -> client.setToken("abc", 0), AwpException.INVALID, "token", "a short token");
+        refused(() -> client.pushAppUsage(1700000000011L, "a", "", -1), AwpException.INVALID, "foreground_ms",
+                "a negative foreground time");
+        Map<String, Object> many = new LinkedHashMap<>();
+        for (int i = 0; i < 1000; i++) {
+            many.put("k" + i, i);
+        }
+        refused(() -> client.pushEvent(1700000000012L, "e", many), AwpException.INVALID, "attrs",
+                "a thousand attributes");
+
+        // close() while another thread flushes (nothing can be delivered to
+        // this gateway): the flush returns STOPPED, close does not wait it out.
+        AwpClient stuck = AwpClient.open(args[1]);
+        stuck.pushLocation(1700000000013L, 1, 2, 3);
+        Thread flushing = new Thread(() -> {
+            try {
+                stuck.flush(600000);
+                check(false, "a flush to nowhere returned true");
+            } catch (AwpException e) {
+                check(e.code() == AwpException.STOPPED, "the flush ends STOPPED: " + e.getMessage());
+            }
+        });
+        flushing.start();
+        Thread.sleep(200);
+        long closing = System.nanoTime();
+        stuck.close();
+        flushing.join();
+        check(System.nanoTime() - closing < 20_000_000_000L, "close did not wait out the flush");
 
         Thread[] threads = new Thread[4];
         for (int t = 0; t < 4; t++) {

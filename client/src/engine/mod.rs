@@ -152,6 +152,8 @@ impl Shared {
 pub struct Client {
     shared: Arc<Shared>,
     engine: Option<std::thread::JoinHandle<()>>,
+    /// Whether it authenticates with tokens (`set_token` needs them).
+    takes_tokens: bool,
 }
 
 impl Client {
@@ -163,6 +165,7 @@ impl Client {
             QueuePlace::Memory => Box::new(MemoryQueue::new(config.queue_options)),
         };
         let tls = connect::tls_connector(&config)?;
+        let takes_tokens = !matches!(config.auth, Auth::ClientCert { .. });
         let shared = Arc::new(Shared {
             queue: Mutex::new(queue),
             answered: Condvar::new(),
@@ -186,12 +189,18 @@ impl Client {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("awp-client".into())
-                .spawn(move || runtime.block_on(run(shared, config, tls)))
+                .spawn(move || {
+                    runtime.block_on(run(shared, config, tls));
+                    // A name lookup still running (getaddrinfo cannot be
+                    // cancelled) must not hold `close`.
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                })
                 .map_err(|e| ClientError::Config(format!("cannot start the engine's thread: {e}")))?
         };
         Ok(Client {
             shared,
             engine: Some(engine),
+            takes_tokens,
         })
     }
 
@@ -234,6 +243,9 @@ impl Client {
             if let Some(why) = self.shared.stopped() {
                 break Err(ClientError::Stopped(why));
             }
+            if self.shared.closing.load(Ordering::SeqCst) {
+                break Err(ClientError::Stopped("the client is closing".into()));
+            }
             let now = Instant::now();
             if now >= deadline {
                 break Err(ClientError::Timeout);
@@ -254,8 +266,25 @@ impl Client {
     /// Hands over a new token (the agent's backend issued one): it is said
     /// in the next HELLO. A connection that is up keeps going (the gateway
     /// checks a token only at HELLO).
-    pub fn set_token(&self, token: Token) {
+    pub fn set_token(&self, token: Token) -> Result<(), ClientError> {
+        if !self.takes_tokens {
+            return Err(ClientError::Config(
+                "token: this client authenticates with client_cert, not tokens".into(),
+            ));
+        }
         *self.shared.next_token.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+        Ok(())
+    }
+
+    /// Starts closing without waiting: the engine stops sending new
+    /// batches, and a `flush` under way returns (`Stopped`). `close` still
+    /// has to be called; the Java binding calls this first so that its
+    /// `close` does not wait out another thread's `flush`.
+    pub fn begin_close(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.seal_now.notify_one();
+        self.shared.send_now.notify_one();
+        self.shared.answered.notify_all();
     }
 
     /// The counters.
@@ -336,6 +365,24 @@ fn check(config: &ClientConfig) -> Result<(), ClientError> {
         return Err(ClientError::Config(
             "compression: zstd is not built into this library (awp-client's feature zstd)".into(),
         ));
+    }
+    // Durations that would spin the engine or deliver nothing.
+    for (key, value, least) in [
+        ("sync_interval_ms", config.sync_interval, Duration::from_millis(10)),
+        ("ack_timeout_ms", config.ack_timeout, Duration::from_millis(100)),
+        ("connect_timeout_ms", config.connect_timeout, Duration::from_millis(100)),
+        ("backoff_min_ms", config.backoff.0, Duration::from_millis(1)),
+    ] {
+        if value < least {
+            return Err(ClientError::Config(format!(
+                "{key}: {} ms is below the least that works, {} ms",
+                value.as_millis(),
+                least.as_millis()
+            )));
+        }
+    }
+    if config.backoff.0 > config.backoff.1 {
+        return Err(ClientError::Config("backoff_min_ms: above backoff_max_ms".into()));
     }
     if config.seal.max_records == 0 || config.seal.max_bytes == 0 {
         return Err(ClientError::Config(
@@ -454,9 +501,6 @@ async fn connect_and_send(shared: Arc<Shared>, config: &ClientConfig, tls: Optio
         // keep a connection up for nothing... unless batches wait.
         let address = config.gateways[next_gateway % config.gateways.len()].clone();
         next_gateway += 1;
-        if let Some(given) = shared.next_token.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            token = Some(given);
-        }
         let started = Instant::now();
         let outcome = connection(&shared, config, tls, &address, &mut token).await;
         shared.counters.connected.store(false, Ordering::Relaxed);
@@ -580,26 +624,40 @@ async fn connection(
         }
         shared.send_now.notified().await;
     }
+    // A token the app handed over since is said now, not a stale one.
+    if let Some(given) = shared.next_token.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        *token = Some(given);
+    }
     let hello_token = token_for_hello(config, token)?;
-    let mut stream = connect::open(address, config, tls, config.connect_timeout)
-        .await
-        .map_err(Failure::Connect)?;
-    // Offer what this build can make (WELCOME picks from it).
-    let compression = if cfg!(feature = "zstd") {
-        CompressionSet::ALL
-    } else {
-        CompressionSet::NONE.with(awp_protocol::Compression::Lz4)
-    };
-    let hello = connect::hello(config, hello_token, compression);
-    stream
-        .write_all(&hello)
-        .await
-        .map_err(|e| Failure::Io(format!("{address}: {e}")))?;
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
-    let limits = Limits::DEFAULT;
-    let first = tokio::time::timeout(config.connect_timeout, read_frame(&mut stream, &mut rbuf, &limits))
+    let handshake = async {
+        let mut stream = connect::open(address, config, tls, config.connect_timeout)
+            .await
+            .map_err(Failure::Connect)?;
+        // Offer what this build can make (WELCOME picks from it).
+        let compression = if cfg!(feature = "zstd") {
+            CompressionSet::ALL
+        } else {
+            CompressionSet::NONE.with(awp_protocol::Compression::Lz4)
+        };
+        let hello = connect::hello(config, hello_token, compression);
+        stream
+            .write_all(&hello)
+            .await
+            .map_err(|e| Failure::Io(format!("{address}: {e}")))?;
+        let first = tokio::time::timeout(
+            config.connect_timeout,
+            read_frame(&mut stream, &mut rbuf, &Limits::DEFAULT),
+        )
         .await
         .map_err(|_| Failure::Connect(format!("{address}: no WELCOME in time")))??;
+        Ok::<_, Failure>((stream, first))
+    };
+    // Closing does not wait for a connect or a WELCOME.
+    let (stream, first) = tokio::select! {
+        done = handshake => done?,
+        () = closing(shared) => return Ok(ConnectionEnd::Closed),
+    };
     let welcome = match first {
         Frame::Welcome(w) => w,
         Frame::Error(e) => {
@@ -669,7 +727,18 @@ async fn connection(
         if !wbuf.is_empty() {
             // A gateway that stops reading must not hold the engine (nor
             // `close`) forever: the ACK deadline bounds a write too.
-            match tokio::time::timeout(config.ack_timeout, writer.write_all(&wbuf)).await {
+            let write = tokio::time::timeout(config.ack_timeout, writer.write_all(&wbuf));
+            let written = if closing {
+                write.await
+            } else {
+                tokio::select! {
+                    w = write => w,
+                    // `close` does not wait out a write the gateway is not
+                    // taking (what is unanswered stays queued).
+                    () = self::closing(shared) => return Ok(ConnectionEnd::Closed),
+                }
+            };
+            match written {
                 Ok(Ok(())) => wbuf.clear(),
                 Ok(Err(e)) => return Err(Failure::Io(format!("{address}: {e}"))),
                 Err(_) => {

@@ -219,12 +219,13 @@ impl Session {
 /// ever (or overflow a clock).
 pub(crate) const MAX_GATEWAY_DELAY_MS: u64 = 3_600_000;
 
-/// A delay the gateway asked for, give or take half (agents told to come
-/// back at the same moment do not all come back in the same millisecond),
-/// at most [`MAX_GATEWAY_DELAY_MS`] and a half.
+/// A delay the gateway asked for, and up to half as long again (never
+/// sooner: AWP/1 says to send again *after* `retry_after_ms`; agents told to
+/// come back at the same moment spread over the next half), at most
+/// [`MAX_GATEWAY_DELAY_MS`] and a half.
 pub(crate) fn jittered(ms: u64, rng: &mut fastrand::Rng) -> Duration {
-    let half = ms.min(MAX_GATEWAY_DELAY_MS) / 2;
-    Duration::from_millis(half + rng.u64(0..=half.saturating_mul(2)))
+    let ms = ms.min(MAX_GATEWAY_DELAY_MS);
+    Duration::from_millis(ms + rng.u64(0..=ms / 2))
 }
 
 #[cfg(test)]

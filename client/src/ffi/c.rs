@@ -93,6 +93,8 @@ fn guard(body: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
 pub(super) fn code_of(error: &ClientError) -> i32 {
     match error {
         ClientError::Config(_) | ClientError::Record(_) => AWP_ERR_INVALID,
+        // Larger than the queue may ever hold: no retry helps.
+        ClientError::Queue(crate::queue::QueueError::TooLarge { .. }) => AWP_ERR_INVALID,
         e if e.is_disk_full() => AWP_ERR_DISK_FULL,
         ClientError::Queue(_) => AWP_ERR_QUEUE,
         ClientError::Stopped(_) => AWP_ERR_STOPPED,
@@ -358,8 +360,7 @@ pub unsafe extern "C" fn awp_client_set_token(client: *const AwpClient, token_he
     guard(|| {
         let client = handle(client)?;
         let token = token_from_hex(text(token_hex, "token")?).map_err(invalid)?;
-        client.set_token(Token { token, expiry });
-        Ok(())
+        client.set_token(Token { token, expiry }).map_err(failed)
     })
 }
 

@@ -69,7 +69,9 @@ fn throw(env: &mut JNIEnv<'_>, code: i32, message: &str) {
             let _ = env.throw(jni::objects::JThrowable::from(exception));
         }
         Err(_) => {
-            // The class is missing (a stripped app?): still say why.
+            // The class is missing (R8 removed or renamed it: keep
+            // com.awp.client.**): still say why, with nothing pending.
+            let _ = env.exception_clear();
             let _ = env.throw_new("java/lang/IllegalStateException", message);
         }
     }
@@ -91,6 +93,11 @@ fn string(env: &mut JNIEnv<'_>, value: &JString<'_>, what: &str) -> Result<Strin
 
 fn push(client: &Client, record: Result<Record, RecordError>) -> Result<(), Thrown> {
     client.push(&record.map_err(record_failed)?).map_err(failed)
+}
+
+/// A Java `long` that must not be negative (times, sizes, counts).
+fn unsigned(value: jlong, what: &str) -> Result<u64, Thrown> {
+    u64::try_from(value).map_err(|_| (AWP_ERR_INVALID, format!("{what}: {value} is negative")))
 }
 
 fn small(value: jint, what: &str) -> Result<u8, Thrown> {
@@ -140,7 +147,12 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativePushLocation<'l>(
     entry(&mut env, (), |_| {
         push(
             handle(client)?,
-            Record::location(time_ms as u64, lat_e7, lon_e7, accuracy_m as u64),
+            Record::location(
+                unsigned(time_ms, "time_ms")?,
+                lat_e7,
+                lon_e7,
+                unsigned(accuracy_m, "accuracy_m")?,
+            ),
         )
     });
 }
@@ -161,7 +173,12 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativePushAppUsage<'l>(
         let title = string(env, &title, "title")?;
         push(
             handle(client)?,
-            Record::app_usage(time_ms as u64, &app, &title, foreground_ms as u64),
+            Record::app_usage(
+                unsigned(time_ms, "time_ms")?,
+                &app,
+                &title,
+                unsigned(foreground_ms, "foreground_ms")?,
+            ),
         )
     });
 }
@@ -184,7 +201,13 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativePushNetUsage<'l>(
             .ok_or_else(|| (AWP_ERR_INVALID, format!("network: {network} is not 0-4")))?;
         push(
             handle(client)?,
-            Record::net_usage(time_ms as u64, &app, network, bytes_tx as u64, bytes_rx as u64),
+            Record::net_usage(
+                unsigned(time_ms, "time_ms")?,
+                &app,
+                network,
+                unsigned(bytes_tx, "bytes_tx")?,
+                unsigned(bytes_rx, "bytes_rx")?,
+            ),
         )
     });
 }
@@ -209,7 +232,13 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativePushMessage<'l>(
             .ok_or_else(|| (AWP_ERR_INVALID, format!("channel: {channel} is not 0-4")))?;
         push(
             handle(client)?,
-            Record::message(time_ms as u64, direction, channel, &peer, size as u64),
+            Record::message(
+                unsigned(time_ms, "time_ms")?,
+                direction,
+                channel,
+                &peer,
+                unsigned(size, "size")?,
+            ),
         )
     });
 }
@@ -233,7 +262,9 @@ fn attr_value(env: &mut JNIEnv<'_>, value: &JObject<'_>, key: &str) -> Result<Ow
     let err = |e| jni_failed(key, e);
     if is(env, "java/lang/String") {
         let text = JString::from(env.new_local_ref(value).map_err(err)?);
-        return Ok(OwnedValue::String(string(env, &text, key)?));
+        let owned = string(env, &text, key);
+        let _ = env.delete_local_ref(text);
+        return Ok(OwnedValue::String(owned?));
     }
     if is(env, "java/lang/Boolean") {
         let b = unbox(
@@ -263,7 +294,9 @@ fn attr_value(env: &mut JNIEnv<'_>, value: &JObject<'_>, key: &str) -> Result<Ow
     }
     if is(env, "[B") {
         let bytes = JByteArray::from(env.new_local_ref(value).map_err(err)?);
-        return Ok(OwnedValue::Bytes(env.convert_byte_array(&bytes).map_err(err)?));
+        let owned = env.convert_byte_array(&bytes);
+        let _ = env.delete_local_ref(bytes);
+        return Ok(OwnedValue::Bytes(owned.map_err(err)?));
     }
     Err((
         AWP_ERR_INVALID,
@@ -315,21 +348,32 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativePushEvent<'l>(
                 format!("keys and values: {count} keys, {value_count} values"),
             ));
         }
+        // Checked before any element is touched: each one costs local
+        // references, and a JVM's table of them is small.
+        if count as usize > awp_protocol::MAX_EVENT_ATTRS {
+            return Err((
+                AWP_ERR_INVALID,
+                format!("attrs: {count}, more than {}", awp_protocol::MAX_EVENT_ATTRS),
+            ));
+        }
         let mut attrs = Vec::with_capacity(count as usize);
         for i in 0..count {
             let key = JString::from(
                 env.get_object_array_element(&keys, i)
                     .map_err(|e| jni_failed("keys", e))?,
             );
-            let key = string(env, &key, &format!("keys[{i}]"))?;
+            let key_text = string(env, &key, &format!("keys[{i}]"));
+            let _ = env.delete_local_ref(key);
+            let key = key_text?;
             let value = env
                 .get_object_array_element(&values, i)
                 .map_err(|e| jni_failed("values", e))?;
-            let value = attr_value(env, &value, &key)?;
-            attrs.push((key, value));
+            let owned = attr_value(env, &value, &key);
+            let _ = env.delete_local_ref(value);
+            attrs.push((key, owned?));
         }
         let record = Record::event(
-            time_ms as u64,
+            unsigned(time_ms, "time_ms")?,
             &name,
             attrs.iter().map(|(key, value)| {
                 let value = match value {
@@ -362,7 +406,10 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativePushUnknown<'l>(
             return Err((AWP_ERR_INVALID, "body: null".into()));
         }
         let body = env.convert_byte_array(&body).map_err(|e| jni_failed("body", e))?;
-        push(handle(client)?, Record::unknown(time_ms as u64, kind as u64, &body))
+        push(
+            handle(client)?,
+            Record::unknown(unsigned(time_ms, "time_ms")?, unsigned(kind, "kind")?, &body),
+        )
     });
 }
 
@@ -396,11 +443,8 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativeSetToken<'l>(
     entry(&mut env, (), |env| {
         let hex = string(env, &token, "token")?;
         let token = token_from_hex(&hex).map_err(|e| (AWP_ERR_INVALID, e))?;
-        handle(client)?.set_token(Token {
-            token,
-            expiry: expiry.max(0) as u64,
-        });
-        Ok(())
+        let expiry = unsigned(expiry, "expiry")?;
+        handle(client)?.set_token(Token { token, expiry }).map_err(failed)
     });
 }
 
@@ -417,6 +461,20 @@ pub extern "system" fn Java_com_awp_client_AwpClient_nativeStatsJson<'l>(
         env.new_string(text).map(Some).map_err(|e| jni_failed("stats", e))
     });
     made.unwrap_or_else(|| JString::from(JObject::null()))
+}
+
+/// `void nativeBeginClose(long handle)`: closing starts (a flush under way
+/// returns) before `close` takes the handle's write lock.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_com_awp_client_AwpClient_nativeBeginClose<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    client: jlong,
+) {
+    entry(&mut env, (), |_| {
+        handle(client)?.begin_close();
+        Ok(())
+    });
 }
 
 /// `void nativeClose(long handle)`: the Java class calls it once, with its

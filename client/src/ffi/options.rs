@@ -89,11 +89,17 @@ pub(crate) fn config_from_json(text: &str) -> Result<ClientConfig, String> {
     let tenant = keys.string("tenant")?.ok_or("tenant: missing")?;
     let device = keys.string("device")?.ok_or("device: missing")?;
     let auth = match (keys.string("token")?, keys.string("client_cert")?) {
+        (Some(_), None) if map.contains_key("client_key") => {
+            return Err("client_key: given without a client_cert (this client uses a token)".into());
+        }
         (Some(hex), None) => Auth::Token(Token {
             token: token_from_hex(&hex)?,
             expiry: keys.u64("token_expiry")?.unwrap_or(0),
         }),
         (None, Some(cert)) => {
+            if map.contains_key("token_expiry") {
+                return Err("token_expiry: given without a token (this client uses client_cert)".into());
+            }
             let key = keys
                 .string("client_key")?
                 .ok_or("client_key: missing (client_cert needs it)")?;
@@ -121,6 +127,8 @@ pub(crate) fn config_from_json(text: &str) -> Result<ClientConfig, String> {
         });
     } else if ca.is_some() {
         return Err("tls: false, yet tls_ca is given".into());
+    } else if map.contains_key("tls_server_name") {
+        return Err("tls_server_name: given without TLS (set tls: true or tls_ca)".into());
     }
     if let Some(v) = keys.u64("queue_max_bytes")? {
         config.queue_options.max_bytes = v;

@@ -111,6 +111,8 @@ fn each_bad_value_is_named() {
         (serde_json::json!({"agent_version": "v".repeat(65)}), "agent_version"),
         (serde_json::json!({"tls": false, "tls_ca": "PEM"}), "tls"),
         (serde_json::json!({"backoff_min_ms": 0}), "backoff_min_ms"),
+        (serde_json::json!({"client_key": "PEM"}), "client_key"),
+        (serde_json::json!({"tls_server_name": "gw"}), "tls_server_name"),
         (
             serde_json::json!({"backoff_min_ms": 10, "backoff_max_ms": 5}),
             "backoff_min_ms",

@@ -114,3 +114,9 @@ pub fn assert_every_kind_once(data_dir: &std::path::Path, device: &str) -> Vec<s
     assert_eq!(numbers, (1000..2000).collect::<Vec<u64>>());
     items
 }
+
+/// A loopback address nothing listens on (a port just freed).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}

@@ -401,33 +401,42 @@ fn a_kill_between_counting_a_drop_and_removing_its_segment_is_finished_at_open()
     assert_eq!(segments(dir.path()), names[1..].to_vec());
 }
 
+/// As a write the disk refused leaves the queue: the reserve given up.
+fn give_up_reserve(q: &mut DiskQueue, at: Instant) {
+    std::fs::remove_file(q.dir.join("reserve")).unwrap();
+    q.reserve_held = false;
+    q.reserve_failed = Some((at, std::io::ErrorKind::StorageFull));
+}
+
 #[test]
-fn a_reserve_given_up_to_a_full_disk_is_taken_again_only_once_room_is_freed() {
+fn a_reserve_given_up_to_a_full_disk_is_taken_again_when_room_may_be_back() {
     let dir = tempfile::tempdir().unwrap();
     let reserve = dir.path().join("reserve");
-    {
-        let q = DiskQueue::open(dir.path(), small()).unwrap();
-        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES as u64);
-        drop(q);
-    }
-    // As a push refused by a full disk leaves it: given up.
-    std::fs::remove_file(&reserve).unwrap();
     let mut q = DiskQueue::open(dir.path(), small()).unwrap();
-    assert!(!reserve.exists(), "the room stays delivery's");
-    let refused = q.push(&location(1)).unwrap_err();
-    assert!(refused.is_disk_full(), "{refused}");
-    // Fill past a segment on the room a test has (not a full disk), send
-    // and answer it: its removal lets the reserve and the pushes back.
-    q.reserve_held = true;
+    assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES as u64);
     for i in 0..200 {
         q.push(&location(i)).unwrap();
     }
-    q.reserve_held = false;
-    q.reserve_retry = false;
+    give_up_reserve(&mut q, Instant::now());
+    // Refused at once, without a write, until room may be back.
+    let refused = q.push(&location(1)).unwrap_err();
+    assert!(refused.is_disk_full(), "{refused}");
+    assert!(!reserve.exists());
+    // Delivered segments removed: room was freed, pushes go on.
     while q.seal(SealLimits::default()).unwrap().is_some() {}
     for b in drain(&mut q) {
         q.done(b.seq).unwrap();
     }
-    q.push(&location(500)).expect("room was freed: pushes go on");
+    q.push(&location(500)).expect("room was freed");
     assert!(reserve.exists());
+    // Room from elsewhere: tried again once RESERVE_RETRY passed.
+    give_up_reserve(&mut q, Instant::now() - RESERVE_RETRY);
+    q.push(&location(501)).expect("tried again after RESERVE_RETRY");
+    assert!(reserve.exists());
+    // And at open.
+    give_up_reserve(&mut q, Instant::now());
+    drop(q);
+    let mut q = DiskQueue::open(dir.path(), small()).unwrap();
+    assert!(reserve.exists());
+    q.push(&location(502)).unwrap();
 }

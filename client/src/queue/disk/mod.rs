@@ -64,10 +64,13 @@
 //!
 //! A full disk must not stop delivery either, and delivery writes too (a
 //! SEAL, an ack, a FLOOR). So the queue holds `reserve`, a file of
-//! [`RESERVE_BYTES`] written in full: the first push the disk refuses
-//! removes it, and the room it leaves is for those writes alone. Pushes are
-//! refused (disk full) until a segment is removed and the reserve can be
-//! written again.
+//! [`RESERVE_BYTES`] written in full: the first write the disk refuses
+//! removes it, and the room it leaves is for those writes. Pushes are then
+//! refused (disk full) until the reserve can be written again, which is
+//! tried when a segment is removed, at open, and at a push every
+//! [`RESERVE_RETRY`] (the room may come from elsewhere). An ack the disk
+//! cannot take still frees its segment (unrecorded, the batch is sent again
+//! after a restart and stored once).
 
 mod segment;
 
@@ -75,7 +78,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -140,10 +143,15 @@ pub struct DiskQueue {
     reserve_held: bool,
     /// Whether room was freed since the reserve could not be written.
     reserve_retry: bool,
+    /// The last failed try to write it: when, and why.
+    reserve_failed: Option<(Instant, std::io::ErrorKind)>,
 }
 
 /// Bytes held in `reserve` for the writes delivery needs on a full disk.
 pub(crate) const RESERVE_BYTES: usize = 64 << 10;
+
+/// How often a push tries again to write a reserve it could not.
+pub(crate) const RESERVE_RETRY: Duration = Duration::from_secs(5);
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> QueueError {
     let path = path.to_owned();
@@ -287,8 +295,6 @@ impl DiskQueue {
             .map_err(io("opening acks", &acks_path))?;
         acks.seek(SeekFrom::End(0)).map_err(io("opening acks", &acks_path))?;
 
-        // A queue made now takes its reserve; one reopened keeps its state.
-        let fresh = segments.is_empty();
         let mut queue = DiskQueue {
             dir: dir.clone(),
             options,
@@ -315,9 +321,8 @@ impl DiskQueue {
             _lock: lock,
             buf: Vec::new(),
             reserve_held: false,
-            // A reserve the last process gave up stays given up (its room is
-            // delivery's) until a segment is removed.
-            reserve_retry: fresh || dir.join("reserve").exists(),
+            reserve_retry: true,
+            reserve_failed: None,
         };
         // A full disk at open: pushes wait, delivery goes on (it frees room).
         let _ = queue.hold_reserve();
@@ -506,7 +511,9 @@ impl DiskQueue {
             // Whatever part of it reached the file goes: the log stays whole.
             let _ = self.tail.set_len(before);
             let _ = self.tail.seek(SeekFrom::Start(before));
-            return Err(io("writing to the tail segment", &path)(e));
+            let error = io("writing to the tail segment", &path)(e);
+            self.release_reserve(&error);
+            return Err(error);
         }
         let seg = &mut self.segments[p];
         seg.len += entries.len() as u64;
@@ -600,32 +607,44 @@ impl DiskQueue {
         Ok(lost)
     }
 
-    /// Writes the reserve in full (once room was freed since the last try).
+    /// Writes the reserve in full, unless it is, or the last try failed
+    /// and neither room was freed nor [`RESERVE_RETRY`] passed since.
     fn hold_reserve(&mut self) -> Result<(), QueueError> {
         if self.reserve_held {
             return Ok(());
         }
         let path = self.dir.join("reserve");
-        if !self.reserve_retry {
-            return Err(io("holding room for delivery", &path)(
-                std::io::ErrorKind::StorageFull.into(),
+        if let Some((at, kind)) = self.reserve_failed
+            && !self.reserve_retry
+            && at.elapsed() < RESERVE_RETRY
+        {
+            return Err(io("holding room for delivery (tried again shortly)", &path)(
+                kind.into(),
             ));
         }
         self.reserve_retry = false;
-        let written = File::create(&path).and_then(|mut f| f.write_all(&[0u8; RESERVE_BYTES]));
+        let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES as u64);
+        let written = if whole {
+            Ok(())
+        } else {
+            File::create(&path).and_then(|mut f| f.write_all(&[0u8; RESERVE_BYTES]))
+        };
         if let Err(e) = written {
             let _ = std::fs::remove_file(&path);
+            self.reserve_failed = Some((Instant::now(), e.kind()));
             return Err(io("holding room for delivery", &path)(e));
         }
         self.reserve_held = true;
+        self.reserve_failed = None;
         Ok(())
     }
 
-    /// The disk refused a push: the reserve's room goes to delivery.
+    /// The disk refused a write: the reserve's room goes to delivery.
     fn release_reserve(&mut self, error: &QueueError) {
         if error.is_disk_full() && self.reserve_held {
             let _ = std::fs::remove_file(self.dir.join("reserve"));
             self.reserve_held = false;
+            self.reserve_failed = Some((Instant::now(), std::io::ErrorKind::StorageFull));
         }
     }
 
@@ -736,7 +755,9 @@ impl DiskQueue {
             let whole = self.acks_entries * 12;
             let _ = self.acks.set_len(whole);
             let _ = self.acks.seek(SeekFrom::Start(whole));
-            return Err(io("writing acks", &self.dir.join("acks"))(e));
+            let error = io("writing acks", &self.dir.join("acks"))(e);
+            self.release_reserve(&error);
+            return Err(error);
         }
         self.acks_entries += 1;
         Ok(())
@@ -782,10 +803,7 @@ impl Queue for DiskQueue {
     fn push(&mut self, record: &Record) -> Result<(), QueueError> {
         self.hold_reserve()?;
         self.make_room(record.body().len() as u64 + 64)?;
-        if let Err(e) = self.append_record(record) {
-            self.release_reserve(&e);
-            return Err(e);
-        }
+        self.append_record(record)?;
         // The record is queued: a roll that fails (a full disk) is tried
         // again at the next push, and must not make the caller push again.
         let _ = self.roll_if_full();
@@ -806,10 +824,7 @@ impl Queue for DiskQueue {
             &mut buf,
         );
         let start = self.segments.back().map_or(HEADER_LEN, |s| s.len);
-        if let Err(e) = self.append(&buf) {
-            self.release_reserve(&e);
-            return Err(e);
-        }
+        self.append(&buf)?;
         self.last_seq = seq;
         let id = self.tail_id();
         let i = self

@@ -162,9 +162,22 @@ public final class AwpClient implements AutoCloseable {
         }
     }
 
-    /** Says BYE, syncs the queue and stops the engine; unacked records stay queued. */
+    /**
+     * Says BYE, syncs the queue and stops the engine; unacked records stay
+     * queued. A flush under way on another thread returns at once (STOPPED).
+     */
     @Override
     public void close() {
+        // First tell the engine, under the read side: a flush under way on
+        // another thread returns (STOPPED) and lets the write side come.
+        lock.readLock().lock();
+        try {
+            if (handle != 0) {
+                nativeBeginClose(handle);
+            }
+        } finally {
+            lock.readLock().unlock();
+        }
         lock.writeLock().lock();
         try {
             long h = handle;
@@ -217,6 +230,8 @@ public final class AwpClient implements AutoCloseable {
     private static native void nativeSetToken(long handle, String tokenHex, long expiry) throws AwpException;
 
     private static native String nativeStatsJson(long handle) throws AwpException;
+
+    private static native void nativeBeginClose(long handle);
 
     private static native void nativeClose(long handle);
 }
