@@ -29,6 +29,9 @@ fi
 
 step "tests"
 test_log=$(mktemp)
+# The C and Java tests load libawp_client.so, which a workspace test build
+# does not make (there the crate is built as a dependency, rlib only).
+cargo build -p awp-client --lib --locked --quiet
 cargo test --workspace --locked 2>&1 | tee "$test_log"
 
 step "agent library: LTO build, at most 2 MiB (docs/client.md#size)"

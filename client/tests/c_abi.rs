@@ -17,12 +17,7 @@ async fn a_c_agent_stores_every_kind_once() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let gateway = gateway(&data).await;
-    let lib_dir = build_dir();
-    assert!(
-        lib_dir.join("libawp_client.so").exists(),
-        "no libawp_client.so in {}",
-        lib_dir.display()
-    );
+    let lib_dir = cdylib_dir();
     let agent = work.path().join("agent");
     let cc = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Werror", "-pthread", "-o"])

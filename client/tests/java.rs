@@ -71,7 +71,7 @@ async fn a_java_agent_stores_every_kind_once() {
     nowhere["gateways"] = serde_json::json!([free_addr()]);
     nowhere["device"] = serde_json::json!("java-nowhere");
     nowhere["queue_dir"] = serde_json::json!(work.path().join("queue-nowhere"));
-    let lib_dir = build_dir();
+    let lib_dir = cdylib_dir();
     let run = tokio::task::spawn_blocking(move || {
         Command::new("java")
             .arg("-Xcheck:jni")

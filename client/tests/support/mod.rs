@@ -120,3 +120,15 @@ pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
+
+/// Where `libawp_client.so` is, for the C and Java tests (asserting it is).
+pub fn cdylib_dir() -> std::path::PathBuf {
+    let dir = build_dir();
+    assert!(
+        dir.join("libawp_client.so").exists(),
+        "no libawp_client.so in {}: build it first with cargo build -p awp-client \
+         (scripts/test.sh does; cargo test -p awp-client makes it too)",
+        dir.display()
+    );
+    dir
+}
