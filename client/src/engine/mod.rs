@@ -727,7 +727,9 @@ async fn connection(
         if !wbuf.is_empty() {
             // A gateway that stops reading must not hold the engine (nor
             // `close`) forever: the ACK deadline bounds a write too.
-            let write = tokio::time::timeout(config.ack_timeout, writer.write_all(&wbuf));
+            // Closing, a BYE the gateway does not take waits CLOSE_WAIT at most.
+            let deadline = if closing { CLOSE_WAIT } else { config.ack_timeout };
+            let write = tokio::time::timeout(deadline, writer.write_all(&wbuf));
             let written = if closing {
                 write.await
             } else {
@@ -744,7 +746,7 @@ async fn connection(
                 Err(_) => {
                     return Err(Failure::Io(format!(
                         "{address}: the gateway took nothing for {} s",
-                        config.ack_timeout.as_secs()
+                        deadline.as_secs()
                     )));
                 }
             }
