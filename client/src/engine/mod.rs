@@ -118,6 +118,9 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     last_rejection: Mutex<Option<String>>,
     stopped: Mutex<Option<String>>,
+    /// Whether `stopped` is set: what `push` reads, per record, instead of
+    /// taking a lock.
+    has_stopped: AtomicBool,
     /// A token the app handed over ([`Client::set_token`]), taken before
     /// the next HELLO.
     next_token: Mutex<Option<Token>>,
@@ -137,6 +140,9 @@ impl Shared {
     }
 
     fn stopped(&self) -> Option<String> {
+        if !self.has_stopped.load(Ordering::Acquire) {
+            return None;
+        }
         self.stopped.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -177,6 +183,7 @@ impl Client {
             last_error: Mutex::new(None),
             last_rejection: Mutex::new(None),
             stopped: Mutex::new(None),
+            has_stopped: AtomicBool::new(false),
             next_token: Mutex::new(None),
             seal_records: AtomicU32::new(config.seal.max_records),
             seal_bytes: config.seal.max_bytes,
@@ -520,6 +527,7 @@ async fn connect_and_send(shared: Arc<Shared>, config: &ClientConfig, tls: Optio
                 shared.note_error(end.describe());
                 if end.is_final() {
                     *shared.stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(end.describe());
+                    shared.has_stopped.store(true, Ordering::Release);
                     shared.answered.notify_all();
                     return;
                 }
